@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// apiClient talks to a running latchkey for the management commands.
+type apiClient struct {
+	endpoint string
+	bearer   string
+	http     *http.Client
+}
+
+// clientFlags registers --endpoint on fs and returns a function that builds
+// the client after parsing.
+func clientFlags(fs *flag.FlagSet, getenv func(string) string) func() *apiClient {
+	def := getenv("LATCHKEY_ENDPOINT")
+	if def == "" {
+		def = "http://localhost:8080"
+	}
+	endpoint := fs.String("endpoint", def, "base URL of the latchkey server (env LATCHKEY_ENDPOINT)")
+	return func() *apiClient {
+		return &apiClient{endpoint: strings.TrimRight(*endpoint, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	}
+}
+
+// parse parses flags that may come before or after positional arguments,
+// as in `latchkey integration create billing --scope read`.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// apiError is an error answer from the server, shown as its message.
+type apiError struct {
+	Status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *apiError) Error() string {
+	if e.Description != "" {
+		return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Description)
+	}
+	return fmt.Sprintf("%s (%d)", e.Code, e.Status)
+}
+
+// do sends a request and returns the body of a 2xx answer.
+func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader, contentType string, auth func(*http.Request)) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if auth != nil {
+		auth(req)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Code == "" {
+			e.Code = http.StatusText(resp.StatusCode)
+		}
+		return nil, e
+	}
+	return b, nil
+}
+
+func (c *apiClient) admin(ctx context.Context, method, path string, in any) ([]byte, error) {
+	var body io.Reader
+	ct := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body, ct = bytes.NewReader(b), "application/json"
+	}
+	return c.do(ctx, method, path, body, ct, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+c.bearer) })
+}
+
+// printJSON re-indents a JSON answer for people; it stays valid JSON for jq.
+func printJSON(w io.Writer, b []byte) error {
+	var out bytes.Buffer
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		_, err = w.Write(b)
+		return err
+	}
+	out.WriteByte('\n')
+	_, err := w.Write(out.Bytes())
+	return err
+}
+
+// listFlag collects a repeatable flag; each value may also be a
+// space-separated list, as OAuth scope parameters are.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
+	return nil
+}
+
+func runIntegration(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	const use = "usage: latchkey integration create|list|get|regenerate|delete [NAME] [flags]"
+	if len(args) == 0 {
+		return usageError{use}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("integration "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := clientFlags(fs, getenv)
+	var (
+		description   = fs.String("description", "", "what the integration is for (create)")
+		canIntrospect = fs.Bool("can-introspect", false, "allow it to call /oauth2/introspect: a resource server (create)")
+		lifetime      = fs.Duration("token-lifetime", 0, "token lifetime, e.g. 1h; default: the server's (create)")
+		grace         = fs.Duration("grace", 0, "keep the old key pair working this long, e.g. 1h (regenerate)")
+		limit         = fs.Int("limit", 0, "page size, 1-1000 (list)")
+		scopes        listFlag
+		audience      listFlag
+	)
+	fs.Var(&scopes, "scope", "allowed scope; repeat or space-separate (create)")
+	fs.Var(&audience, "audience", "allowed audience; repeat or space-separate (create)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	c := client()
+	if c.bearer = getenv("LATCHKEY_ADMIN_TOKEN"); c.bearer == "" {
+		return usageError{"LATCHKEY_ADMIN_TOKEN is not set: integration commands need an admin token"}
+	}
+	name := ""
+	switch {
+	case sub == "list" && len(pos) == 0:
+	case sub != "list" && len(pos) == 1:
+		name = url.PathEscape(pos[0])
+	default:
+		return usageError{use}
+	}
+	var b []byte
+	switch sub {
+	case "create":
+		in := map[string]any{"name": pos[0], "description": *description, "scopes": []string(scopes),
+			"audience": []string(audience), "can_introspect": *canIntrospect}
+		if *lifetime != 0 {
+			in["token_lifetime_seconds"] = int64(lifetime.Seconds())
+		}
+		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations", in)
+	case "list":
+		path := "/admin/integrations"
+		if *limit > 0 {
+			path += fmt.Sprintf("?limit=%d", *limit)
+		}
+		b, err = c.admin(ctx, http.MethodGet, path, nil)
+	case "get":
+		b, err = c.admin(ctx, http.MethodGet, "/admin/integrations/"+name, nil)
+	case "regenerate":
+		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations/"+name+"/key-pair",
+			map[string]any{"grace_seconds": int64(grace.Seconds())})
+	case "delete":
+		if _, err = c.admin(ctx, http.MethodDelete, "/admin/integrations/"+name, nil); err == nil {
+			fmt.Fprintf(stdout, "deleted integration %s\n", pos[0])
+		}
+	default:
+		return usageError{use}
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, b)
+}
+
+func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	const use = "usage: latchkey token issue [--scope S] [--audience A] | latchkey token introspect TOKEN"
+	if len(args) == 0 {
+		return usageError{use}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := clientFlags(fs, getenv)
+	var scopes, audience listFlag
+	fs.Var(&scopes, "scope", "scope to ask for; repeat or space-separate (issue)")
+	fs.Var(&audience, "audience", "audience to ask for (issue)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	c := client()
+	id, secret := getenv("LATCHKEY_CLIENT_ID"), getenv("LATCHKEY_CLIENT_SECRET")
+	if id == "" || secret == "" {
+		return usageError{"LATCHKEY_CLIENT_ID and LATCHKEY_CLIENT_SECRET must be set to the key pair to use"}
+	}
+	form := url.Values{}
+	var path string
+	switch {
+	case sub == "issue" && len(pos) == 0:
+		path = "/oauth2/token"
+		form.Set("grant_type", "client_credentials")
+		if len(scopes) > 0 {
+			form.Set("scope", scopes.String())
+		}
+		if len(audience) > 0 {
+			form.Set("audience", audience.String())
+		}
+	case sub == "introspect" && len(pos) == 1:
+		path = "/oauth2/introspect"
+		form.Set("token", pos[0])
+	default:
+		return usageError{use}
+	}
+	b, err := c.do(ctx, http.MethodPost, path, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded",
+		func(r *http.Request) { r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret)) })
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, b)
+}

@@ -1,0 +1,107 @@
+// Command latchkey is the latchkey OAuth 2.0 client-credentials server and
+// its command-line client.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; without
+// it the module version from the build info is used.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "latchkey:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError marks a mistake in the command line, which exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `latchkey: OAuth 2.0 client-credentials authorization server
+
+Usage:
+  latchkey serve [flags]                    run the server (migrates the database first)
+  latchkey migrate [flags]                  apply database migrations and exit
+  latchkey admin create NAME [flags]        create an admin and print its first admin token
+  latchkey integration create NAME [flags]  create an integration and print its key pair
+  latchkey integration list|get NAME|regenerate NAME|delete NAME
+  latchkey token issue [flags]              get an access token with a key pair
+  latchkey token introspect TOKEN           introspect a token as a resource server
+  latchkey version
+
+serve, migrate and admin create open the database directly and take the
+configuration flags (see 'latchkey serve -h'). The other commands talk to a
+running server: --endpoint or LATCHKEY_ENDPOINT (default http://localhost:8080),
+LATCHKEY_ADMIN_TOKEN for integration commands, LATCHKEY_CLIENT_ID and
+LATCHKEY_CLIENT_SECRET for token commands.
+`
+
+// run is the whole program; main only supplies the process's environment.
+// Tests call it directly, in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "admin":
+		if len(rest) == 0 || rest[0] != "create" {
+			return usageError{"usage: latchkey admin create NAME [flags]"}
+		}
+		return runAdminCreate(ctx, rest[1:], getenv, stdout, stderr)
+	case "integration":
+		return runIntegration(ctx, rest, getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, getenv, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "latchkey %s (%s)\n", buildVersion(), runtime.Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
+)
+
+// shutdownTimeout bounds how long in-flight requests may run after a stop
+// signal; token requests take milliseconds, so this is generous.
+const shutdownTimeout = 20 * time.Second
+
+// secretFile holds the generated system secret when none is configured.
+const secretFile = "latchkey.secret"
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// opened is what serve, migrate and admin create share: the configuration,
+// the logger, the system secrets and the open database.
+type opened struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	secrets [][]byte
+	store   *storage.Store
+	rest    []string // positional arguments left after the flags
+}
+
+// open loads the configuration, resolves the system secret and opens the
+// database.
+func open(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer) (*opened, error) {
+	cfg, rest, err := config.Load(name, args, getenv, stderr)
+	if err != nil {
+		return nil, err
+	}
+	o := &opened{cfg: cfg, log: newLogger(cfg, stderr), rest: rest}
+	if o.secrets, err = systemSecrets(cfg, o.log); err != nil {
+		return nil, err
+	}
+	o.store, err = storage.Open(ctx, storage.Options{
+		Driver: cfg.DatabaseDriver(), DSN: cfg.DatabaseDSN(), Secrets: o.secrets, Logger: o.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// systemSecrets returns the configured secrets or, for SQLite with none
+// configured, a secret generated once into the data directory with mode
+// 0600, so `latchkey serve` runs with nothing set up. Replicas on
+// PostgreSQL must share one configured secret, so there it is required.
+func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
+	if len(cfg.Secrets) > 0 {
+		out := make([][]byte, len(cfg.Secrets))
+		for i, s := range cfg.Secrets {
+			out[i] = []byte(s)
+		}
+		return out, nil
+	}
+	if cfg.DatabaseDriver() != "sqlite" {
+		return nil, errors.New("secret: required with a postgres database (set LATCHKEY_SECRET to the same value of at least 32 bytes on every replica)")
+	}
+	path := filepath.Join(cfg.DataDir(), secretFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, fmt.Errorf("secret: %s holds fewer than 32 bytes", path)
+		}
+		log.Warn("using the system secret generated in the data directory; set LATCHKEY_SECRET in production", "file", path)
+		return [][]byte{[]byte(s)}, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	s := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(cfg.DataDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	log.Warn("no secret configured: generated a system secret into the data directory; keep it with the database and set LATCHKEY_SECRET in production", "file", path)
+	return [][]byte{[]byte(s)}, nil
+}
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := open(ctx, "migrate", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer o.store.Close()
+	if len(o.rest) > 0 {
+		return usageError{"usage: latchkey migrate [flags]"}
+	}
+	applied, err := o.store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "database is up to date")
+		return nil
+	}
+	fmt.Fprintf(stdout, "applied migrations %v\n", applied)
+	return nil
+}
+
+func runAdminCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// The name may come before or after the flags.
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	o, err := open(ctx, "admin create", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	st, rest := o.store, o.rest
+	defer st.Close()
+	if name == "" && len(rest) == 1 {
+		name, rest = rest[0], nil
+	}
+	if name == "" || len(rest) > 0 {
+		return usageError{"usage: latchkey admin create NAME [flags]"}
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	by := storage.Actor{Type: "system", Name: "cli", RemoteAddr: "local"}
+	a, t, token, err := st.CreateAdmin(ctx, name, storage.DefaultAdminTokenDays, by)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "created admin %q; its admin token (shown once, expires %s):\n", a.Name, t.ExpiresAt.Format(time.DateOnly))
+	fmt.Fprintln(stdout, token)
+	return nil
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := open(ctx, "serve", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, log, st := o.cfg, o.log, o.store
+	defer st.Close()
+	if len(o.rest) > 0 {
+		return usageError{"usage: latchkey serve [flags]"}
+	}
+	if cfg.TokenFormat != "opaque" {
+		return fmt.Errorf("token_format: %q is not supported by this build yet; accepted values: opaque", cfg.TokenFormat)
+	}
+	if applied, err := st.Migrate(ctx); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		log.Info("applied migrations", "versions", applied)
+	}
+	srv, err := server.New(ctx, st, server.Options{
+		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
+		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	type listener struct {
+		name string
+		ln   net.Listener
+		srv  *http.Server
+	}
+	var lns []listener
+	defer func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
+	}()
+	listen := func(name, addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", name, err)
+		}
+		lns = append(lns, listener{name, ln, &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}})
+		return nil
+	}
+	if err := listen("public", cfg.Listen, srv.Handler()); err != nil {
+		return err
+	}
+	if cfg.AdminListen != "" {
+		if err := listen("admin", cfg.AdminListen, srv.AdminHandler()); err != nil {
+			return err
+		}
+	}
+
+	errc := make(chan error, len(lns))
+	for _, l := range lns {
+		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "issuer", cfg.Issuer)
+		fmt.Fprintf(stdout, "latchkey listening on %s (%s)\n", l.ln.Addr(), l.name)
+		go func() {
+			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.name, err)
+			}
+		}()
+	}
+
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { runJanitor(janitorCtx, st, cfg.JanitorInterval, log) })
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+		log.Error("server failed", "err", serveErr)
+	}
+	srv.SetReady(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, l := range lns {
+		if err := l.srv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("shutdown did not finish in time", "listener", l.name, "err", err)
+		}
+	}
+	lns = nil
+	stopJanitor()
+	wg.Wait()
+	log.Info("stopped")
+	return serveErr
+}
+
+// runJanitor purges dead tokens and key pairs every interval until ctx ends.
+func runJanitor(ctx context.Context, st *storage.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := st.Purge(ctx, 1000)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("janitor: purge failed", "err", err)
+		case n > 0:
+			log.Info("janitor: purged expired rows", "rows", n)
+		}
+	}
+}

@@ -1,0 +1,711 @@
+// Package config loads latchkey's settings from defaults, a YAML file, the
+// environment and command-line flags, so that every subcommand agrees on one
+// precedence order and one set of validation rules.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Limits are constants rather than settings because they protect the server
+// from configurations that are certainly mistakes (tokens living for a year,
+// a janitor spinning every millisecond).
+const (
+	minTokenLifetime   = time.Minute
+	maxTokenLifetime   = 720 * time.Hour
+	minJanitorInterval = time.Second
+	maxJanitorInterval = 24 * time.Hour
+
+	// minSecretBytes matches the key size of the HMAC and AEAD primitives the
+	// secret feeds, so a shorter secret would silently weaken them.
+	minSecretBytes = 32
+	// minBootstrapChars keeps the bootstrap token out of brute-force range,
+	// since it grants full admin access.
+	minBootstrapChars = 32
+
+	sqlitePrefix     = "sqlite://"
+	postgresPrefix   = "postgres://"
+	postgresqlPrefix = "postgresql://"
+
+	configEnv  = "LATCHKEY_CONFIG"
+	configFlag = "config"
+)
+
+// Config holds the resolved settings. It is a plain value so that callers and
+// tests can build one directly and still run the same Validate as Load does.
+type Config struct {
+	Listen      string
+	AdminListen string
+	Issuer      string
+	Database    string
+	// Secrets lists the system secrets, current first; the others stay
+	// accepted so that rotating the secret does not invalidate live tokens.
+	Secrets          []string
+	TokenLifetime    time.Duration
+	TokenFormat      string
+	SigningAlgorithm string
+	BootstrapToken   string
+	LogLevel         string
+	LogFormat        string
+	Dev              bool
+	JanitorInterval  time.Duration
+	// ConfigFile records which file was read, so that startup logs can say
+	// where the settings came from.
+	ConfigFile string
+}
+
+// Default returns the settings used when nothing else is configured, chosen
+// so that `latchkey serve` works out of the box on a developer machine.
+func Default() Config {
+	return Config{
+		Listen:           ":8080",
+		AdminListen:      "",
+		Issuer:           "http://localhost:8080",
+		Database:         "sqlite://latchkey.db",
+		TokenLifetime:    10 * time.Hour,
+		TokenFormat:      "opaque",
+		SigningAlgorithm: "ES256",
+		LogLevel:         "info",
+		LogFormat:        "text",
+		Dev:              false,
+		JanitorInterval:  time.Minute,
+	}
+}
+
+// Accepted values are listed once so that validation and error messages
+// cannot drift apart.
+var (
+	tokenFormats      = []string{"opaque", "jwt"}
+	signingAlgorithms = []string{"ES256", "EdDSA", "RS256"}
+	logLevels         = []string{"debug", "info", "warn", "error"}
+	logFormats        = []string{"text", "json"}
+)
+
+const (
+	acceptedAddress     = `host:port or :port, e.g. ":8080"`
+	acceptedAdminListen = `empty (admin API on listen) or a host:port different from listen`
+	acceptedIssuer      = `an absolute https URL without query or fragment; http only for localhost, 127.0.0.0/8, ::1, or when dev is true`
+	acceptedDatabase    = `sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db), postgres://... or postgresql://...`
+	acceptedSecret      = `empty, or one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
+	acceptedBootstrap   = `empty, or a token of at least 32 characters`
+	acceptedLifetime    = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
+	acceptedJanitor     = `a Go duration between 1s and 24h, e.g. "1m"`
+	acceptedBool        = `true, false, 1, 0`
+)
+
+// value is one raw setting as a source supplied it. Keeping sources as raw
+// strings until the final merge lets a malformed flag, env var or file entry
+// become an ordinary validation line instead of an early, differently
+// worded failure.
+type value struct {
+	scalar string
+	// list is set only when the YAML file gave a sequence (secret), because
+	// then entries must not be re-split on commas.
+	list   []string
+	isList bool
+}
+
+// layer maps a setting's key to the value one source supplied for it; a
+// missing key means the source did not set it.
+type layer map[string]value
+
+// setting describes one key in all its spellings, so adding a setting is a
+// single table entry and flag, env and file handling cannot disagree.
+type setting struct {
+	key    string // YAML key; also the name used in error messages
+	env    string
+	flag   string
+	usage  string
+	isBool bool
+	// show formats the default for --help.
+	show func(c *Config) string
+	// set converts a raw value into c, reporting a message without the key
+	// prefix when the value cannot be converted at all.
+	set func(c *Config, v value) error
+}
+
+func settings() []setting {
+	str := func(field func(c *Config) *string) func(*Config, value) error {
+		return func(c *Config, v value) error {
+			*field(c) = v.scalar
+			return nil
+		}
+	}
+	// dur checks the range here too, so the message quotes what the user
+	// wrote ("90.5s") rather than the normalised form ("1m30.5s").
+	dur := func(field func(c *Config) *time.Duration, ok func(time.Duration) bool, accepted string) func(*Config, value) error {
+		return func(c *Config, v value) error {
+			d, err := time.ParseDuration(v.scalar)
+			if err != nil {
+				return fmt.Errorf("%q is not a valid duration; accepted values: %s", v.scalar, accepted)
+			}
+			if !ok(d) {
+				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
+			}
+			*field(c) = d
+			return nil
+		}
+	}
+	return []setting{
+		{
+			key: "listen", env: "LATCHKEY_LISTEN", flag: "listen",
+			usage: "`address` of the OAuth listener",
+			show:  func(c *Config) string { return c.Listen },
+			set:   str(func(c *Config) *string { return &c.Listen }),
+		},
+		{
+			key: "admin_listen", env: "LATCHKEY_ADMIN_LISTEN", flag: "admin-listen",
+			usage: "`address` of a separate admin API listener (empty: admin API on --listen)",
+			show:  func(c *Config) string { return c.AdminListen },
+			set:   str(func(c *Config) *string { return &c.AdminListen }),
+		},
+		{
+			key: "issuer", env: "LATCHKEY_ISSUER", flag: "issuer",
+			usage: "public base `URL` of the server, used as the token issuer",
+			show:  func(c *Config) string { return c.Issuer },
+			set:   str(func(c *Config) *string { return &c.Issuer }),
+		},
+		{
+			key: "database", env: "LATCHKEY_DATABASE", flag: "database",
+			usage: "database `DSN`: sqlite://PATH or postgres://...",
+			show:  func(c *Config) string { return c.Database },
+			set:   str(func(c *Config) *string { return &c.Database }),
+		},
+		{
+			key: "secret", env: "LATCHKEY_SECRET", flag: "secret",
+			usage: "comma-separated system `secrets`, current first, each at least 32 bytes",
+			show:  func(*Config) string { return "" },
+			set: func(c *Config, v value) error {
+				if v.isList {
+					c.Secrets = append([]string(nil), v.list...)
+					return nil
+				}
+				c.Secrets = splitList(v.scalar)
+				return nil
+			},
+		},
+		{
+			key: "token_lifetime", env: "LATCHKEY_TOKEN_LIFETIME", flag: "token-lifetime",
+			usage: "access token lifetime as a Go `duration`",
+			show:  func(c *Config) string { return c.TokenLifetime.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.TokenLifetime }, tokenLifetimeOK, acceptedLifetime),
+		},
+		{
+			key: "token_format", env: "LATCHKEY_TOKEN_FORMAT", flag: "token-format",
+			usage: "access token `format`: " + strings.Join(tokenFormats, " | "),
+			show:  func(c *Config) string { return c.TokenFormat },
+			set:   str(func(c *Config) *string { return &c.TokenFormat }),
+		},
+		{
+			key: "signing_algorithm", env: "LATCHKEY_SIGNING_ALGORITHM", flag: "signing-algorithm",
+			usage: "JWT signing `algorithm`: " + strings.Join(signingAlgorithms, " | "),
+			show:  func(c *Config) string { return c.SigningAlgorithm },
+			set:   str(func(c *Config) *string { return &c.SigningAlgorithm }),
+		},
+		{
+			key: "bootstrap_token", env: "LATCHKEY_BOOTSTRAP_TOKEN", flag: "bootstrap-token",
+			usage: "admin bootstrap `token`, at least 32 characters",
+			show:  func(*Config) string { return "" },
+			set:   str(func(c *Config) *string { return &c.BootstrapToken }),
+		},
+		{
+			key: "log_level", env: "LATCHKEY_LOG_LEVEL", flag: "log-level",
+			usage: "log `level`: " + strings.Join(logLevels, " | "),
+			show:  func(c *Config) string { return c.LogLevel },
+			set:   str(func(c *Config) *string { return &c.LogLevel }),
+		},
+		{
+			key: "log_format", env: "LATCHKEY_LOG_FORMAT", flag: "log-format",
+			usage: "log `format`: " + strings.Join(logFormats, " | "),
+			show:  func(c *Config) string { return c.LogFormat },
+			set:   str(func(c *Config) *string { return &c.LogFormat }),
+		},
+		{
+			key: "dev", env: "LATCHKEY_DEV", flag: "dev", isBool: true,
+			usage: "development mode: allow a plain-http issuer on any host",
+			show:  func(c *Config) string { return strconv.FormatBool(c.Dev) },
+			set: func(c *Config, v value) error {
+				b, err := strconv.ParseBool(v.scalar)
+				if err != nil {
+					return fmt.Errorf("%q is not a valid boolean; accepted values: %s", v.scalar, acceptedBool)
+				}
+				c.Dev = b
+				return nil
+			},
+		},
+		{
+			key: "janitor_interval", env: "LATCHKEY_JANITOR_INTERVAL", flag: "janitor-interval",
+			usage: "how often expired tokens are purged, as a Go `duration`",
+			show:  func(c *Config) string { return c.JanitorInterval.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.JanitorInterval }, janitorIntervalOK, acceptedJanitor),
+		},
+	}
+}
+
+// splitList turns a comma-separated env or flag value into entries. A blank
+// value means "no secrets" so that `--secret=` can clear a file's secret;
+// blank entries inside a list are kept so validation can flag them.
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = strings.TrimSpace(p)
+	}
+	return parts
+}
+
+// rawFlag holds a flag's text untouched so conversion happens later with the
+// other sources. It reports itself as a boolean flag when asked so that a
+// bare `--dev` works while `--dev=maybe` still reaches validation.
+type rawFlag struct {
+	s      string
+	isBool bool
+}
+
+func (f *rawFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.s
+}
+
+func (f *rawFlag) Set(s string) error {
+	f.s = s
+	return nil
+}
+
+func (f *rawFlag) IsBoolFlag() bool { return f.isBool }
+
+// Load resolves the configuration for one subcommand. It exists so that
+// serve, migrate and admin share one precedence order (flags > environment >
+// config file > defaults) and report every invalid key in a single error.
+// getenv may be nil, meaning an empty environment.
+func Load(name string, args []string, getenv func(string) string, output io.Writer) (*Config, []string, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	table := settings()
+	defaults := Default()
+
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	configPath := fs.String(configFlag, "", "YAML configuration `file` (env "+configEnv+")")
+	for _, s := range table {
+		fs.Var(&rawFlag{s: s.show(&defaults), isBool: s.isBool}, s.flag, s.usage+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, flag.ErrHelp
+		}
+		return nil, nil, fmt.Errorf("parsing %s flags: %w", name, err)
+	}
+
+	flags := layer{}
+	configSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == configFlag {
+			configSet = true
+			return
+		}
+		for _, s := range table {
+			if s.flag == f.Name {
+				flags[s.key] = value{scalar: f.Value.String()}
+			}
+		}
+	})
+
+	env := layer{}
+	for _, s := range table {
+		if v := getenv(s.env); v != "" {
+			env[s.key] = value{scalar: v}
+		}
+	}
+
+	path := getenv(configEnv)
+	if configSet {
+		path = *configPath
+	}
+	file := layer{}
+	if path != "" {
+		var err error
+		if file, err = readFile(path, table); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	cfg, problems := resolve(table, defaults, file, env, flags)
+	cfg.ConfigFile = path
+	if err := joinProblems(table, problems, cfg.problems()); err != nil {
+		return nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return &cfg, fs.Args(), nil
+}
+
+// resolve is the single place where precedence is decided: layers are given
+// lowest first, and the last layer that sets a key wins. It returns the
+// conversion problems keyed by setting.
+func resolve(table []setting, base Config, layers ...layer) (Config, map[string][]string) {
+	cfg := base
+	problems := map[string][]string{}
+	for _, s := range table {
+		var (
+			v     value
+			found bool
+		)
+		for _, l := range layers {
+			if lv, ok := l[s.key]; ok {
+				v, found = lv, true
+			}
+		}
+		if !found {
+			continue
+		}
+		if err := s.set(&cfg, v); err != nil {
+			problems[s.key] = append(problems[s.key], err.Error())
+		}
+	}
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	return cfg, problems
+}
+
+// fileConfig mirrors the YAML keys so that the decoder's KnownFields check
+// rejects typos. Fields are nodes rather than typed values so that a wrongly
+// typed entry becomes a validation line naming its key.
+type fileConfig struct {
+	Listen           yaml.Node `yaml:"listen"`
+	AdminListen      yaml.Node `yaml:"admin_listen"`
+	Issuer           yaml.Node `yaml:"issuer"`
+	Database         yaml.Node `yaml:"database"`
+	Secret           yaml.Node `yaml:"secret"`
+	TokenLifetime    yaml.Node `yaml:"token_lifetime"`
+	TokenFormat      yaml.Node `yaml:"token_format"`
+	SigningAlgorithm yaml.Node `yaml:"signing_algorithm"`
+	BootstrapToken   yaml.Node `yaml:"bootstrap_token"`
+	LogLevel         yaml.Node `yaml:"log_level"`
+	LogFormat        yaml.Node `yaml:"log_format"`
+	Dev              yaml.Node `yaml:"dev"`
+	JanitorInterval  yaml.Node `yaml:"janitor_interval"`
+}
+
+func (f *fileConfig) nodes() map[string]*yaml.Node {
+	return map[string]*yaml.Node{
+		"listen":            &f.Listen,
+		"admin_listen":      &f.AdminListen,
+		"issuer":            &f.Issuer,
+		"database":          &f.Database,
+		"secret":            &f.Secret,
+		"token_lifetime":    &f.TokenLifetime,
+		"token_format":      &f.TokenFormat,
+		"signing_algorithm": &f.SigningAlgorithm,
+		"bootstrap_token":   &f.BootstrapToken,
+		"log_level":         &f.LogLevel,
+		"log_format":        &f.LogFormat,
+		"dev":               &f.Dev,
+		"janitor_interval":  &f.JanitorInterval,
+	}
+}
+
+var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// readFile reads the YAML file into a layer. Structural problems (missing
+// file, bad YAML, unknown or wrongly shaped keys) stop loading, because
+// nothing after them could be trusted.
+func readFile(path string, table []setting) (layer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	defer f.Close()
+
+	var fc fileConfig
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			keys := make([]string, len(table))
+			for i, s := range table {
+				keys[i] = s.key
+			}
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = unknownFieldRE.ReplaceAllString(m,
+					`unknown key "$1"; accepted keys: `+strings.Join(keys, ", "))
+			}
+			return nil, fmt.Errorf("parsing config file %s:\n%s", path, strings.Join(msgs, "\n"))
+		}
+		return nil, fmt.Errorf("parsing config file %s: %w", path, err)
+	}
+
+	l := layer{}
+	var errs []error
+	nodes := fc.nodes()
+	for _, s := range table {
+		n := nodes[s.key]
+		if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") {
+			continue
+		}
+		v, err := nodeValue(n, s.key == "secret")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %s: %w", n.Line, s.key, err))
+			continue
+		}
+		l[s.key] = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("parsing config file %s:\n%w", path, err)
+	}
+	return l, nil
+}
+
+// nodeValue extracts a scalar, or for list-capable keys a sequence of
+// scalars. Error messages never quote node contents because the key may be
+// a secret.
+func nodeValue(n *yaml.Node, allowList bool) (value, error) {
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		return value{scalar: n.Value}, nil
+	case n.Kind == yaml.SequenceNode && allowList:
+		list := make([]string, 0, len(n.Content))
+		for i, item := range n.Content {
+			if item.Kind != yaml.ScalarNode || item.ShortTag() == "!!null" {
+				return value{}, fmt.Errorf("entry %d must be a string", i+1)
+			}
+			list = append(list, item.Value)
+		}
+		return value{list: list, isList: true}, nil
+	case allowList:
+		return value{}, errors.New("must be a string or a list of strings")
+	default:
+		return value{}, errors.New("must be a single value, not a list or mapping")
+	}
+}
+
+// joinProblems merges conversion and validation problems into one error
+// with a line per problem, in table order so output is stable. A key that
+// failed conversion is not also reported by validation, whose complaint
+// would be about a value the user never wrote.
+func joinProblems(table []setting, conversion, validation map[string][]string) error {
+	var errs []error
+	for _, s := range table {
+		msgs := conversion[s.key]
+		if len(msgs) == 0 {
+			msgs = validation[s.key]
+		}
+		for _, m := range msgs {
+			errs = append(errs, fmt.Errorf("%s: %s", s.key, m))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every invalid setting at once, one line per problem, so
+// that an operator can fix a configuration in one pass. Values of secret and
+// bootstrap_token are never included.
+func (c *Config) Validate() error {
+	return joinProblems(settings(), nil, c.problems())
+}
+
+func (c *Config) problems() map[string][]string {
+	p := map[string][]string{}
+	add := func(key, format string, args ...any) {
+		p[key] = append(p[key], fmt.Sprintf(format, args...))
+	}
+
+	if msg := checkAddress(c.Listen); msg != "" {
+		add("listen", "%q %s; accepted values: %s", c.Listen, msg, acceptedAddress)
+	}
+	if c.AdminListen != "" {
+		if msg := checkAddress(c.AdminListen); msg != "" {
+			add("admin_listen", "%q %s; accepted values: %s", c.AdminListen, msg, acceptedAdminListen)
+		} else if c.AdminListen == c.Listen {
+			add("admin_listen", "%q is the same as listen; accepted values: %s", c.AdminListen, acceptedAdminListen)
+		}
+	}
+	if msg := c.checkIssuer(); msg != "" {
+		add("issuer", "%q %s; accepted values: %s", c.Issuer, msg, acceptedIssuer)
+	}
+	if msg := checkDatabase(c.Database); msg != "" {
+		add("database", "%q %s; accepted values: %s", displayDSN(c.Database), msg, acceptedDatabase)
+	}
+	for i, s := range c.Secrets {
+		if len(s) < minSecretBytes {
+			add("secret", "entry %d (hidden) is %d bytes, too short; accepted values: %s", i+1, len(s), acceptedSecret)
+		}
+	}
+	if !tokenLifetimeOK(c.TokenLifetime) {
+		add("token_lifetime", "%q is not valid; accepted values: %s", c.TokenLifetime.String(), acceptedLifetime)
+	}
+	checkEnum(add, "token_format", c.TokenFormat, tokenFormats)
+	checkEnum(add, "signing_algorithm", c.SigningAlgorithm, signingAlgorithms)
+	if n := utf8.RuneCountInString(c.BootstrapToken); c.BootstrapToken != "" && n < minBootstrapChars {
+		add("bootstrap_token", "(hidden) is %d characters, too short; accepted values: %s", n, acceptedBootstrap)
+	}
+	checkEnum(add, "log_level", c.LogLevel, logLevels)
+	checkEnum(add, "log_format", c.LogFormat, logFormats)
+	if !janitorIntervalOK(c.JanitorInterval) {
+		add("janitor_interval", "%q is not valid; accepted values: %s", c.JanitorInterval.String(), acceptedJanitor)
+	}
+	return p
+}
+
+// tokenLifetimeOK requires whole seconds because token expiry is stored and
+// advertised (expires_in, exp) in seconds.
+func tokenLifetimeOK(d time.Duration) bool {
+	return d%time.Second == 0 && d >= minTokenLifetime && d <= maxTokenLifetime
+}
+
+func janitorIntervalOK(d time.Duration) bool {
+	return d >= minJanitorInterval && d <= maxJanitorInterval
+}
+
+func checkEnum(add func(key, format string, args ...any), key, v string, accepted []string) {
+	for _, a := range accepted {
+		if v == a {
+			return
+		}
+	}
+	add(key, "%q is not valid; accepted values: %s", v, strings.Join(accepted, ", "))
+}
+
+// checkAddress returns why addr cannot be listened on, or "".
+func checkAddress(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return "is not valid (" + ae.Err + ")"
+		}
+		return "is not valid"
+	}
+	return ""
+}
+
+// checkIssuer enforces https because the issuer is what clients and token
+// verifiers trust; plain http is only tolerable where no network sits
+// between them.
+func (c *Config) checkIssuer() string {
+	u, err := url.Parse(c.Issuer)
+	if err != nil || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "" {
+		return "is not an absolute URL"
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(c.Issuer, "#") {
+		return "must not have a query or fragment"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if c.Dev || isLoopback(u.Hostname()) {
+			return ""
+		}
+		return "must use https unless its host is loopback or dev is on"
+	default:
+		return "must use https"
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkDatabase(dsn string) string {
+	switch {
+	case strings.HasPrefix(dsn, sqlitePrefix):
+		if dsn == sqlitePrefix {
+			return "has an empty path"
+		}
+		return ""
+	case strings.HasPrefix(dsn, postgresPrefix), strings.HasPrefix(dsn, postgresqlPrefix):
+		if _, err := url.Parse(dsn); err != nil {
+			return "is not a valid URL"
+		}
+		return ""
+	default:
+		return "has an unsupported scheme"
+	}
+}
+
+// displayDSN hides credentials, because a mistyped postgres DSN usually
+// still carries its password.
+func displayDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if err != nil || strings.Contains(strings.ToLower(dsn), "password") {
+		return "(hidden)"
+	}
+	return dsn
+}
+
+// DatabaseDriver names the storage backend so callers need not parse the DSN
+// themselves; it returns "" for an unsupported DSN.
+func (c *Config) DatabaseDriver() string {
+	switch {
+	case strings.HasPrefix(c.Database, sqlitePrefix):
+		return "sqlite"
+	case strings.HasPrefix(c.Database, postgresPrefix), strings.HasPrefix(c.Database, postgresqlPrefix):
+		return "postgres"
+	default:
+		return ""
+	}
+}
+
+// DatabaseDSN returns what the driver expects: the file path for SQLite
+// (whose driver does not understand the sqlite:// scheme) or the full URL
+// for Postgres. It returns "" for an unsupported DSN.
+func (c *Config) DatabaseDSN() string {
+	switch c.DatabaseDriver() {
+	case "sqlite":
+		return strings.TrimPrefix(c.Database, sqlitePrefix)
+	case "postgres":
+		return c.Database
+	default:
+		return ""
+	}
+}
+
+// DataDir tells callers where to create the SQLite file and keep the
+// generated secret beside it; it is "" for Postgres, which has no local data.
+func (c *Config) DataDir() string {
+	if c.DatabaseDriver() != "sqlite" {
+		return ""
+	}
+	return filepath.Dir(c.DatabaseDSN())
+}
+
+// SlogLevel converts LogLevel for log/slog; an unvalidated, unknown level
+// falls back to info rather than silencing or flooding the logs.
+func (c *Config) SlogLevel() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}

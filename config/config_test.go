@@ -1,0 +1,664 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	secretA   = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" // 40 bytes
+	secretB   = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	secretC   = "cccccccccccccccccccccccccccccccccccccccc"
+	bootstrap = "bootstrap-token-0123456789abcdefghijkl"
+)
+
+// writeConfig writes content to a real YAML file in a fresh temp directory.
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "latchkey.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("writing config file: %v", err)
+	}
+	return path
+}
+
+// envFrom turns a map into a getenv function so tests never touch the real
+// process environment.
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// mustLoad runs Load and fails the test on error.
+func mustLoad(t *testing.T, args []string, env map[string]string) *Config {
+	t.Helper()
+	cfg, _, err := Load("serve", args, envFrom(env), io.Discard)
+	if err != nil {
+		t.Fatalf("Load(%q) error: %v", args, err)
+	}
+	return cfg
+}
+
+// loadErr runs Load and fails the test unless it returns an error.
+func loadErr(t *testing.T, args []string, env map[string]string) error {
+	t.Helper()
+	cfg, _, err := Load("serve", args, envFrom(env), io.Discard)
+	if err == nil {
+		t.Fatalf("Load(%q) = %+v, want error", args, cfg)
+	}
+	return err
+}
+
+func TestDefault(t *testing.T) {
+	got := Default()
+	want := Config{
+		Listen:           ":8080",
+		Issuer:           "http://localhost:8080",
+		Database:         "sqlite://latchkey.db",
+		TokenLifetime:    10 * time.Hour,
+		TokenFormat:      "opaque",
+		SigningAlgorithm: "ES256",
+		LogLevel:         "info",
+		LogFormat:        "text",
+		JanitorInterval:  time.Minute,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() = %+v, want %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v, want nil", err)
+	}
+
+	loaded := mustLoad(t, nil, nil)
+	if !reflect.DeepEqual(*loaded, want) {
+		t.Errorf("Load with nothing set = %+v, want %+v", *loaded, want)
+	}
+}
+
+func TestLoadEverySourceSetsEveryKey(t *testing.T) {
+	want := Config{
+		Listen:           "127.0.0.1:9000",
+		AdminListen:      "127.0.0.1:9001",
+		Issuer:           "https://auth.example.com",
+		Database:         "postgres://db.example.com/latchkey",
+		Secrets:          []string{secretA, secretB},
+		TokenLifetime:    2 * time.Hour,
+		TokenFormat:      "jwt",
+		SigningAlgorithm: "EdDSA",
+		BootstrapToken:   bootstrap,
+		LogLevel:         "debug",
+		LogFormat:        "json",
+		Dev:              true,
+		JanitorInterval:  30 * time.Second,
+	}
+	file := writeConfig(t, `
+listen: "127.0.0.1:9000"
+admin_listen: "127.0.0.1:9001"
+issuer: https://auth.example.com/
+database: postgres://db.example.com/latchkey
+secret: [`+secretA+`, `+secretB+`]
+token_lifetime: 2h
+token_format: jwt
+signing_algorithm: EdDSA
+bootstrap_token: `+bootstrap+`
+log_level: debug
+log_format: json
+dev: true
+janitor_interval: 30s
+`)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{name: "file via flag", args: []string{"--config", file}},
+		{name: "file via env", env: map[string]string{"LATCHKEY_CONFIG": file}},
+		{
+			name: "env",
+			env: map[string]string{
+				"LATCHKEY_LISTEN":            "127.0.0.1:9000",
+				"LATCHKEY_ADMIN_LISTEN":      "127.0.0.1:9001",
+				"LATCHKEY_ISSUER":            "https://auth.example.com/",
+				"LATCHKEY_DATABASE":          "postgres://db.example.com/latchkey",
+				"LATCHKEY_SECRET":            secretA + "," + secretB,
+				"LATCHKEY_TOKEN_LIFETIME":    "7200s",
+				"LATCHKEY_TOKEN_FORMAT":      "jwt",
+				"LATCHKEY_SIGNING_ALGORITHM": "EdDSA",
+				"LATCHKEY_BOOTSTRAP_TOKEN":   bootstrap,
+				"LATCHKEY_LOG_LEVEL":         "debug",
+				"LATCHKEY_LOG_FORMAT":        "json",
+				"LATCHKEY_DEV":               "1",
+				"LATCHKEY_JANITOR_INTERVAL":  "30s",
+			},
+		},
+		{
+			name: "flags",
+			args: []string{
+				"--listen", "127.0.0.1:9000",
+				"--admin-listen=127.0.0.1:9001",
+				"--issuer", "https://auth.example.com/",
+				"--database", "postgres://db.example.com/latchkey",
+				"--secret", secretA + ", " + secretB,
+				"--token-lifetime", "2h",
+				"--token-format", "jwt",
+				"--signing-algorithm", "EdDSA",
+				"--bootstrap-token", bootstrap,
+				"--log-level", "debug",
+				"--log-format", "json",
+				"--dev",
+				"--janitor-interval", "30s",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mustLoad(t, tt.args, tt.env)
+			want := want
+			if strings.HasPrefix(tt.name, "file") {
+				want.ConfigFile = file
+			}
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("got  %+v\nwant %+v", *got, want)
+			}
+		})
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	file := writeConfig(t, "token_format: jwt\nlog_level: warn\ndev: false\ntoken_lifetime: 1h\n")
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(c *Config) any
+		val  any
+	}{
+		{
+			name: "default when nothing set",
+			want: func(c *Config) any { return c.LogLevel }, val: "info",
+		},
+		{
+			name: "file beats default",
+			args: []string{"--config", file},
+			want: func(c *Config) any { return c.LogLevel }, val: "warn",
+		},
+		{
+			name: "env beats file",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_LOG_LEVEL": "error"},
+			want: func(c *Config) any { return c.LogLevel }, val: "error",
+		},
+		{
+			name: "empty env does not override file",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_LOG_LEVEL": ""},
+			want: func(c *Config) any { return c.LogLevel }, val: "warn",
+		},
+		{
+			name: "flag beats env and file",
+			args: []string{"--config", file, "--log-level", "debug"},
+			env:  map[string]string{"LATCHKEY_LOG_LEVEL": "error"},
+			want: func(c *Config) any { return c.LogLevel }, val: "debug",
+		},
+		{
+			name: "flag set to the default value still beats env",
+			args: []string{"--log-level=info"},
+			env:  map[string]string{"LATCHKEY_LOG_LEVEL": "error"},
+			want: func(c *Config) any { return c.LogLevel }, val: "info",
+		},
+		{
+			name: "unset flag does not override env",
+			env:  map[string]string{"LATCHKEY_TOKEN_FORMAT": "jwt"},
+			want: func(c *Config) any { return c.TokenFormat }, val: "jwt",
+		},
+		{
+			name: "env bool beats file bool",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_DEV": "true"},
+			want: func(c *Config) any { return c.Dev }, val: true,
+		},
+		{
+			name: "flag bool false beats env true",
+			args: []string{"--dev=false"},
+			env:  map[string]string{"LATCHKEY_DEV": "true"},
+			want: func(c *Config) any { return c.Dev }, val: false,
+		},
+		{
+			name: "env duration beats file duration",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_TOKEN_LIFETIME": "90m"},
+			want: func(c *Config) any { return c.TokenLifetime }, val: 90 * time.Minute,
+		},
+		{
+			name: "flag config path beats env config path",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_CONFIG": filepath.Join(t.TempDir(), "missing.yaml")},
+			want: func(c *Config) any { return c.TokenFormat }, val: "jwt",
+		},
+		{
+			name: "empty flag secret clears file secret",
+			args: []string{"--config", writeConfig(t, "secret: "+secretA+"\n"), "--secret="},
+			want: func(c *Config) any { return len(c.Secrets) }, val: 0,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.want(mustLoad(t, tt.args, tt.env))
+			if got != tt.val {
+				t.Errorf("got %v, want %v", got, tt.val)
+			}
+		})
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{name: "yaml single string", file: "secret: " + secretA + "\n", want: []string{secretA}},
+		{
+			name: "yaml list",
+			file: "secret:\n  - " + secretA + "\n  - " + secretB + "\n  - " + secretC + "\n",
+			want: []string{secretA, secretB, secretC},
+		},
+		{
+			name: "yaml list entries are not split on commas",
+			file: "secret:\n  - \"" + secretA + "," + secretB + "\"\n",
+			want: []string{secretA + "," + secretB},
+		},
+		{name: "yaml absent", file: "log_level: info\n", want: nil},
+		{
+			name: "env comma-separated",
+			env:  map[string]string{"LATCHKEY_SECRET": secretA + "," + secretB},
+			want: []string{secretA, secretB},
+		},
+		{
+			name: "env single",
+			env:  map[string]string{"LATCHKEY_SECRET": secretC},
+			want: []string{secretC},
+		},
+		{
+			name: "flag comma-separated beats env",
+			args: []string{"--secret", secretB + "," + secretA},
+			env:  map[string]string{"LATCHKEY_SECRET": secretC},
+			want: []string{secretB, secretA},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeConfig(t, tt.file)}, args...)
+			}
+			got := mustLoad(t, args, tt.env).Secrets
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Secrets = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     func(t *testing.T) []string
+		wantSubs []string
+	}{
+		{
+			name: "unknown key is named",
+			args: func(t *testing.T) []string {
+				return []string{"--config", writeConfig(t, "listen: \":9000\"\ntoken_lifetyme: 1h\n")}
+			},
+			wantSubs: []string{`"token_lifetyme"`, "line 2", "accepted keys"},
+		},
+		{
+			name: "missing explicit file",
+			args: func(t *testing.T) []string {
+				return []string{"--config", filepath.Join(t.TempDir(), "nope.yaml")}
+			},
+			wantSubs: []string{"nope.yaml"},
+		},
+		{
+			name: "malformed yaml",
+			args: func(t *testing.T) []string {
+				return []string{"--config", writeConfig(t, "listen: [\n")}
+			},
+			wantSubs: []string{"parsing config file"},
+		},
+		{
+			name: "list for a scalar key",
+			args: func(t *testing.T) []string {
+				return []string{"--config", writeConfig(t, "log_level: [debug]\n")}
+			},
+			wantSubs: []string{"log_level", "line 1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := loadErr(t, tt.args(t), nil)
+			for _, sub := range tt.wantSubs {
+				if !strings.Contains(err.Error(), sub) {
+					t.Errorf("error %q does not contain %q", err, sub)
+				}
+			}
+		})
+	}
+}
+
+func TestEmptyConfigFile(t *testing.T) {
+	path := writeConfig(t, "")
+	got := mustLoad(t, []string{"--config", path}, nil)
+	want := Default()
+	want.ConfigFile = path
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("got %+v, want %+v", *got, want)
+	}
+}
+
+// problemLine returns the single error line for key, failing unless exactly
+// one line names it.
+func problemLine(t *testing.T, err error, key string) string {
+	t.Helper()
+	var found []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(line, key+": ") {
+			found = append(found, line)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want exactly one line for %q, got %q in:\n%v", key, found, err)
+	}
+	return found[0]
+}
+
+// bad returns the quoted value the test case supplied, which the error line
+// must echo back; hidden keys are exempt.
+func (tt invalidCase) bad() string {
+	if tt.key == "secret" || tt.key == "bootstrap_token" {
+		return "(hidden)"
+	}
+	for _, v := range tt.env {
+		return strconv.Quote(v)
+	}
+	last := tt.args[len(tt.args)-1]
+	if i := strings.Index(last, "="); i >= 0 {
+		last = last[i+1:]
+	}
+	return strconv.Quote(last)
+}
+
+type invalidCase struct {
+	name     string
+	env      map[string]string
+	args     []string
+	key      string
+	accepted string
+}
+
+func TestInvalidValues(t *testing.T) {
+	tests := []invalidCase{
+		{name: "listen", env: map[string]string{"LATCHKEY_LISTEN": "8080"}, key: "listen", accepted: "host:port"},
+		{name: "admin_listen bad", args: []string{"--admin-listen", "nope"}, key: "admin_listen", accepted: "host:port"},
+		{name: "admin_listen same as listen", args: []string{"--admin-listen", ":8080"}, key: "admin_listen", accepted: "different from listen"},
+		{name: "issuer", env: map[string]string{"LATCHKEY_ISSUER": "not a url"}, key: "issuer", accepted: "https URL"},
+		{name: "database", env: map[string]string{"LATCHKEY_DATABASE": "mysql://x"}, key: "database", accepted: "sqlite://PATH"},
+		{name: "secret short", env: map[string]string{"LATCHKEY_SECRET": "short"}, key: "secret", accepted: "at least 32 bytes"},
+		{name: "token_lifetime unparsable", env: map[string]string{"LATCHKEY_TOKEN_LIFETIME": "ten hours"}, key: "token_lifetime", accepted: "between 1m and 720h"},
+		{name: "token_lifetime flag unparsable", args: []string{"--token-lifetime", "abc"}, key: "token_lifetime", accepted: "between 1m and 720h"},
+		{name: "token_lifetime too short", args: []string{"--token-lifetime", "30s"}, key: "token_lifetime", accepted: "between 1m and 720h"},
+		{name: "token_lifetime too long", args: []string{"--token-lifetime", "721h"}, key: "token_lifetime", accepted: "between 1m and 720h"},
+		{name: "token_lifetime fractional", args: []string{"--token-lifetime", "90.5s"}, key: "token_lifetime", accepted: "whole seconds"},
+		{name: "token_format", args: []string{"--token-format", "foo"}, key: "token_format", accepted: "opaque, jwt"},
+		{name: "signing_algorithm", args: []string{"--signing-algorithm", "HS256"}, key: "signing_algorithm", accepted: "ES256, EdDSA, RS256"},
+		{name: "bootstrap_token", args: []string{"--bootstrap-token", "tooshort"}, key: "bootstrap_token", accepted: "at least 32 characters"},
+		{name: "log_level", env: map[string]string{"LATCHKEY_LOG_LEVEL": "trace"}, key: "log_level", accepted: "debug, info, warn, error"},
+		{name: "log_format", env: map[string]string{"LATCHKEY_LOG_FORMAT": "xml"}, key: "log_format", accepted: "text, json"},
+		{name: "dev env", env: map[string]string{"LATCHKEY_DEV": "yes"}, key: "dev", accepted: "true, false, 1, 0"},
+		{name: "dev flag", args: []string{"--dev=maybe"}, key: "dev", accepted: "true, false, 1, 0"},
+		{name: "janitor_interval unparsable", env: map[string]string{"LATCHKEY_JANITOR_INTERVAL": "often"}, key: "janitor_interval", accepted: "between 1s and 24h"},
+		{name: "janitor_interval too long", env: map[string]string{"LATCHKEY_JANITOR_INTERVAL": "25h"}, key: "janitor_interval", accepted: "between 1s and 24h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := loadErr(t, tt.args, tt.env)
+			line := problemLine(t, err, tt.key)
+			if bad := tt.bad(); !strings.Contains(line, bad) {
+				t.Errorf("line %q does not quote the bad value %s", line, bad)
+			}
+			if !strings.Contains(line, "accepted values: ") || !strings.Contains(line, tt.accepted) {
+				t.Errorf("line %q does not list accepted values %q", line, tt.accepted)
+			}
+		})
+	}
+}
+
+func TestBadValuesInFile(t *testing.T) {
+	path := writeConfig(t, "token_lifetime: 36000\ndev: maybe\njanitor_interval: soon\n")
+	err := loadErr(t, []string{"--config", path}, nil)
+	for _, key := range []string{"token_lifetime", "dev", "janitor_interval"} {
+		problemLine(t, err, key)
+	}
+}
+
+func TestAllProblemsReportedAtOnce(t *testing.T) {
+	err := loadErr(t, []string{
+		"--listen", "bad",
+		"--issuer", "http://example.com",
+		"--database", "mysql://x",
+		"--token-lifetime", "1s",
+		"--token-format", "foo",
+		"--signing-algorithm", "none",
+		"--log-level", "loud",
+		"--log-format", "xml",
+		"--dev=perhaps",
+		"--janitor-interval", "0s",
+	}, nil)
+	keys := []string{"listen", "issuer", "database", "token_lifetime", "token_format",
+		"signing_algorithm", "log_level", "log_format", "dev", "janitor_interval"}
+	for _, key := range keys {
+		problemLine(t, err, key)
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != len(keys) {
+		t.Errorf("want %d joined errors, got %v", len(keys), err)
+	}
+
+	// Validate on a hand-built Config reports the same way.
+	c := Default()
+	c.TokenFormat, c.LogFormat = "foo", "xml"
+	verr := c.Validate()
+	if verr == nil {
+		t.Fatal("Validate() = nil, want error")
+	}
+	if got, want := strings.Count(verr.Error(), "\n")+1, 2; got != want {
+		t.Errorf("Validate() lines = %d, want %d:\n%v", got, want, verr)
+	}
+}
+
+func TestSecretValuesNeverInErrors(t *testing.T) {
+	const shortSecret = "s3cr3t-value-xyz"
+	const shortBootstrap = "b00tstrap-value-xyz"
+	const dbPassword = "hunter2-password"
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		key  string
+	}{
+		{name: "short secret env", env: map[string]string{"LATCHKEY_SECRET": secretA + "," + shortSecret}, key: "secret"},
+		{name: "short secret file", file: "secret: [" + shortSecret + "]\n", key: "secret"},
+		{name: "short bootstrap flag", args: []string{"--bootstrap-token", shortBootstrap}, key: "bootstrap_token"},
+		{name: "database password", args: []string{"--database", "postgress://u:" + dbPassword + "@h/db"}, key: "database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeConfig(t, tt.file)}, args...)
+			}
+			err := loadErr(t, args, tt.env)
+			problemLine(t, err, tt.key)
+			for _, v := range []string{shortSecret, shortBootstrap, dbPassword} {
+				if strings.Contains(err.Error(), v) {
+					t.Errorf("error leaks %q:\n%v", v, err)
+				}
+			}
+		})
+	}
+}
+
+func TestIssuer(t *testing.T) {
+	tests := []struct {
+		name   string
+		issuer string
+		dev    bool
+		ok     bool
+	}{
+		{name: "https", issuer: "https://auth.example.com", ok: true},
+		{name: "https with path", issuer: "https://example.com/auth", ok: true},
+		{name: "http loopback ipv4 with port", issuer: "http://127.0.0.1:9000", ok: true},
+		{name: "http loopback 127/8", issuer: "http://127.1.2.3", ok: true},
+		{name: "http localhost", issuer: "http://localhost", ok: true},
+		{name: "http ipv6 loopback", issuer: "http://[::1]:8080", ok: true},
+		{name: "http non-loopback", issuer: "http://example.com", ok: false},
+		{name: "http non-loopback with dev", issuer: "http://example.com", dev: true, ok: true},
+		{name: "http lookalike host", issuer: "http://localhost.example.com", ok: false},
+		{name: "relative", issuer: "/auth", ok: false},
+		{name: "no host", issuer: "https://", ok: false},
+		{name: "other scheme", issuer: "ftp://example.com", dev: true, ok: false},
+		{name: "query", issuer: "https://example.com?a=b", ok: false},
+		{name: "empty query", issuer: "https://example.com?", ok: false},
+		{name: "fragment", issuer: "https://example.com#x", ok: false},
+		{name: "empty", issuer: "", ok: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Issuer, c.Dev = tt.issuer, tt.dev
+			err := c.Validate()
+			if got := err == nil; got != tt.ok {
+				t.Errorf("Validate(issuer=%q, dev=%v) = %v, want ok=%v", tt.issuer, tt.dev, err, tt.ok)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "issuer: ") {
+				t.Errorf("error %q does not name issuer", err)
+			}
+		})
+	}
+}
+
+func TestIssuerTrailingSlashTrimmed(t *testing.T) {
+	got := mustLoad(t, []string{"--issuer", "https://example.com/auth/"}, nil).Issuer
+	if want := "https://example.com/auth"; got != want {
+		t.Errorf("Issuer = %q, want %q", got, want)
+	}
+}
+
+func TestDatabase(t *testing.T) {
+	tests := []struct {
+		name       string
+		database   string
+		wantOK     bool
+		wantDriver string
+		wantDSN    string
+		wantDir    string
+	}{
+		{name: "sqlite bare file", database: "sqlite://latchkey.db", wantOK: true, wantDriver: "sqlite", wantDSN: "latchkey.db", wantDir: "."},
+		{name: "sqlite relative dir", database: "sqlite://data/latchkey.db", wantOK: true, wantDriver: "sqlite", wantDSN: "data/latchkey.db", wantDir: "data"},
+		{name: "sqlite absolute", database: "sqlite:///var/lib/latchkey/latchkey.db", wantOK: true, wantDriver: "sqlite", wantDSN: "/var/lib/latchkey/latchkey.db", wantDir: "/var/lib/latchkey"},
+		{name: "sqlite empty path", database: "sqlite://", wantOK: false, wantDriver: "sqlite", wantDSN: "", wantDir: "."},
+		{name: "postgres", database: "postgres://u:p@db:5432/latchkey?sslmode=disable", wantOK: true, wantDriver: "postgres", wantDSN: "postgres://u:p@db:5432/latchkey?sslmode=disable"},
+		{name: "postgresql", database: "postgresql://db/latchkey", wantOK: true, wantDriver: "postgres", wantDSN: "postgresql://db/latchkey"},
+		{name: "unsupported scheme", database: "mysql://db/latchkey", wantOK: false},
+		{name: "no scheme", database: "latchkey.db", wantOK: false},
+		{name: "empty", database: "", wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Database = tt.database
+			if err := c.Validate(); (err == nil) != tt.wantOK {
+				t.Errorf("Validate() = %v, want ok=%v", err, tt.wantOK)
+			}
+			if got := c.DatabaseDriver(); got != tt.wantDriver {
+				t.Errorf("DatabaseDriver() = %q, want %q", got, tt.wantDriver)
+			}
+			if got := c.DatabaseDSN(); got != tt.wantDSN {
+				t.Errorf("DatabaseDSN() = %q, want %q", got, tt.wantDSN)
+			}
+			if got := c.DataDir(); got != tt.wantDir {
+				t.Errorf("DataDir() = %q, want %q", got, tt.wantDir)
+			}
+		})
+	}
+}
+
+func TestFlagParsing(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantArgs []string
+		wantErr  error
+	}{
+		{name: "positional args returned", args: []string{"--listen", ":9000", "alice", "bob"}, wantArgs: []string{"alice", "bob"}},
+		{name: "no args", args: nil, wantArgs: nil},
+		{name: "short help", args: []string{"-h"}, wantErr: flag.ErrHelp},
+		{name: "long help", args: []string{"--help"}, wantErr: flag.ErrHelp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			_, gotArgs, err := Load("serve", tt.args, nil, &out)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				if !strings.Contains(out.String(), "-token-lifetime") {
+					t.Errorf("usage output lacks -token-lifetime:\n%s", out.String())
+				}
+				return
+			}
+			if !slices.Equal(gotArgs, tt.wantArgs) {
+				t.Errorf("args = %q, want %q", gotArgs, tt.wantArgs)
+			}
+		})
+	}
+
+	if _, _, err := Load("serve", []string{"--no-such-flag"}, nil, io.Discard); err == nil || errors.Is(err, flag.ErrHelp) {
+		t.Errorf("unknown flag: err = %v, want a parse error", err)
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	tests := []struct {
+		level string
+		want  slog.Level
+	}{
+		{"debug", slog.LevelDebug},
+		{"info", slog.LevelInfo},
+		{"warn", slog.LevelWarn},
+		{"error", slog.LevelError},
+		{"bogus", slog.LevelInfo},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level, func(t *testing.T) {
+			c := Config{LogLevel: tt.level}
+			if got := c.SlogLevel(); got != tt.want {
+				t.Errorf("SlogLevel() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,444 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/storage"
+)
+
+type ctxKey int
+
+const adminKey ctxKey = iota
+
+// requireAdmin authenticates the admin token (or the bootstrap token) and
+// puts the admin in the request context; anything else is 401.
+func (s *Server) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			s.unauthorized(w, "missing admin token: send Authorization: Bearer <admin token>")
+			return
+		}
+		var admin *storage.Admin
+		if s.isBootstrap(token) {
+			admin = s.bootstrap.admin
+		} else {
+			a, err := s.store.AuthenticateAdmin(r.Context(), token)
+			if errors.Is(err, storage.ErrNotFound) {
+				s.unauthorized(w, "invalid, expired or revoked admin token")
+				return
+			}
+			if err != nil {
+				s.adminError(w, r, err)
+				return
+			}
+			admin = a
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey, admin)))
+	})
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey-admin"`)
+	writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+}
+
+func adminFrom(r *http.Request) *storage.Admin { return r.Context().Value(adminKey).(*storage.Admin) }
+
+func actor(r *http.Request) storage.Actor {
+	return storage.Actor{Type: "admin", Name: adminFrom(r).Name, RemoteAddr: remoteHost(r)}
+}
+
+// adminError maps storage sentinels to the admin API's status codes and
+// logs only what is unexpected.
+func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, storage.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(msg, storage.ErrInvalid.Error()+": "))
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", msg)
+	case errors.Is(err, storage.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", msg)
+	default:
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "server_error", "internal error; see the server log")
+	}
+}
+
+// decode reads the JSON body into dst or writes the error and returns false.
+func decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
+	if status, err := decodeJSON(r, dst, optional); err != nil {
+		writeError(w, status, "invalid_request", err.Error())
+		return false
+	}
+	return true
+}
+
+// page reads ?limit= and ?page_token=.
+func page(w http.ResponseWriter, r *http.Request) (storage.Page, bool) {
+	p := storage.Page{Token: r.URL.Query().Get("page_token")}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > storage.MaxPageLimit {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be an integer between 1 and 1000")
+			return p, false
+		}
+		p.Limit = n
+	}
+	return p, true
+}
+
+type list[T any] struct {
+	Items         []T    `json:"items"`
+	NextPageToken string `json:"next_page_token"`
+}
+
+type keyPairJSON struct {
+	ClientID     string     `json:"client_id"`
+	ClientSecret string     `json:"client_secret,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+}
+
+type integrationJSON struct {
+	Name                 string       `json:"name"`
+	Description          string       `json:"description"`
+	Scopes               []string     `json:"scopes"`
+	Audience             []string     `json:"audience"`
+	CanIntrospect        bool         `json:"can_introspect"`
+	TokenLifetimeSeconds int64        `json:"token_lifetime_seconds"`
+	CreatedBy            string       `json:"created_by"`
+	CreatedAt            time.Time    `json:"created_at"`
+	UpdatedAt            time.Time    `json:"updated_at"`
+	KeyPair              *keyPairJSON `json:"key_pair"`
+	PreviousKeyPair      *keyPairJSON `json:"previous_key_pair,omitempty"`
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func keyPairOut(kp *storage.KeyPair) *keyPairJSON {
+	if kp == nil {
+		return nil
+	}
+	return &keyPairJSON{ClientID: kp.ClientID, CreatedAt: kp.CreatedAt.UTC(), LastUsedAt: utc(kp.LastUsedAt), ExpiresAt: utc(kp.ExpiresAt)}
+}
+
+func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
+	return integrationJSON{
+		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
+		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.lifetime(ig) / time.Second),
+		CreatedBy: ig.CreatedBy, CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
+		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
+	}
+}
+
+// newKeyPairJSON is the one response that carries a client secret.
+type newKeyPairJSON struct {
+	ClientID          string     `json:"client_id"`
+	ClientSecret      string     `json:"client_secret"`
+	CreatedAt         time.Time  `json:"created_at"`
+	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+}
+
+func (s *Server) handleIntegrationCreate() http.Handler {
+	type request struct {
+		Name                 string   `json:"name"`
+		Description          string   `json:"description"`
+		Scopes               []string `json:"scopes"`
+		Audience             []string `json:"audience"`
+		CanIntrospect        bool     `json:"can_introspect"`
+		TokenLifetimeSeconds *int64   `json:"token_lifetime_seconds"`
+	}
+	type response struct {
+		integrationJSON
+		KeyPair newKeyPairJSON `json:"key_pair"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if !decode(w, r, &req, false) {
+			return
+		}
+		ig, nk, err := s.store.CreateIntegration(r.Context(), storage.IntegrationInput{
+			Name: req.Name, Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
+			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds,
+		}, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := response{integrationJSON: s.integrationOut(ig)}
+		out.integrationJSON.KeyPair = nil
+		out.KeyPair = newKeyPairJSON{ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC()}
+		w.Header().Set("Location", "/admin/integrations/"+ig.Name)
+		writeJSON(w, http.StatusCreated, out)
+	})
+}
+
+func (s *Server) handleIntegrationList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := page(w, r)
+		if !ok {
+			return
+		}
+		igs, next, err := s.store.ListIntegrations(r.Context(), p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := list[integrationJSON]{Items: make([]integrationJSON, len(igs)), NextPageToken: next}
+		for i, ig := range igs {
+			out.Items[i] = s.integrationOut(ig)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) handleIntegrationGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ig, err := s.store.GetIntegration(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.integrationOut(ig))
+	})
+}
+
+func (s *Server) handleIntegrationUpdate() http.Handler {
+	type request struct {
+		Name                 *string   `json:"name"`
+		Description          *string   `json:"description"`
+		Scopes               *[]string `json:"scopes"`
+		Audience             *[]string `json:"audience"`
+		CanIntrospect        *bool     `json:"can_introspect"`
+		TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if !decode(w, r, &req, false) {
+			return
+		}
+		name := r.PathValue("name")
+		if req.Name != nil && *req.Name != name {
+			writeError(w, http.StatusBadRequest, "invalid_request", "name cannot be changed; create a new integration instead")
+			return
+		}
+		ig, err := s.store.UpdateIntegration(r.Context(), name, storage.IntegrationPatch{
+			Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
+			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds,
+		}, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.integrationOut(ig))
+	})
+}
+
+func (s *Server) handleIntegrationDelete() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.DeleteIntegration(r.Context(), r.PathValue("name"), actor(r)); err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func (s *Server) handleKeyPairRegenerate() http.Handler {
+	type request struct {
+		GraceSeconds int64 `json:"grace_seconds"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if !decode(w, r, &req, true) {
+			return
+		}
+		if req.GraceSeconds < 0 || req.GraceSeconds > int64(storage.MaxGrace/time.Second) {
+			writeError(w, http.StatusBadRequest, "invalid_request",
+				"grace_seconds must be between 0 and "+strconv.FormatInt(int64(storage.MaxGrace/time.Second), 10))
+			return
+		}
+		nk, err := s.store.RegenerateKeyPair(r.Context(), r.PathValue("name"), time.Duration(req.GraceSeconds)*time.Second, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, newKeyPairJSON{
+			ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC(),
+			PreviousExpiresAt: utc(nk.PreviousExpiresAt),
+		})
+	})
+}
+
+type adminTokenJSON struct {
+	ID          string     `json:"id"`
+	Token       string     `json:"token,omitempty"`
+	Description string     `json:"description"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+}
+
+func adminTokenOut(t *storage.AdminToken) adminTokenJSON {
+	return adminTokenJSON{ID: t.ID, Description: t.Description, CreatedAt: t.CreatedAt.UTC(),
+		ExpiresAt: utc(t.ExpiresAt), LastUsedAt: utc(t.LastUsedAt)}
+}
+
+func (s *Server) handleAdminTokenCreate() http.Handler {
+	type request struct {
+		Description   string `json:"description"`
+		ExpiresInDays *int   `json:"expires_in_days"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if !decode(w, r, &req, true) {
+			return
+		}
+		days := storage.DefaultAdminTokenDays
+		if req.ExpiresInDays != nil {
+			days = *req.ExpiresInDays
+		}
+		t, secret, err := s.store.CreateAdminToken(r.Context(), adminFrom(r), req.Description, days, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := adminTokenOut(t)
+		out.Token = secret
+		writeJSON(w, http.StatusCreated, out)
+	})
+}
+
+func (s *Server) handleAdminTokenList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := page(w, r)
+		if !ok {
+			return
+		}
+		ts, next, err := s.store.ListAdminTokens(r.Context(), adminFrom(r).ID, p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := list[adminTokenJSON]{Items: make([]adminTokenJSON, len(ts)), NextPageToken: next}
+		for i, t := range ts {
+			out.Items[i] = adminTokenOut(t)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) handleAdminTokenRevoke() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.RevokeAdminToken(r.Context(), adminFrom(r).ID, r.PathValue("id"), actor(r)); err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+type adminJSON struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Token     string    `json:"token,omitempty"`
+}
+
+func (s *Server) handleAdminList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := page(w, r)
+		if !ok {
+			return
+		}
+		as, next, err := s.store.ListAdmins(r.Context(), p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := list[adminJSON]{Items: make([]adminJSON, len(as)), NextPageToken: next}
+		for i, a := range as {
+			out.Items[i] = adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC()}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) handleAdminCreate() http.Handler {
+	type request struct {
+		Name string `json:"name"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if !decode(w, r, &req, false) {
+			return
+		}
+		a, _, token, err := s.store.CreateAdmin(r.Context(), req.Name, storage.DefaultAdminTokenDays, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC(), Token: token})
+	})
+}
+
+func (s *Server) handleAdminDelete() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if s.bootstrap != nil && name == storage.BootstrapAdmin {
+			writeError(w, http.StatusConflict, "conflict",
+				"the bootstrap admin exists while bootstrap_token is configured; unset it to retire this admin")
+			return
+		}
+		if err := s.store.DeleteAdmin(r.Context(), name, actor(r)); err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+type auditJSON struct {
+	ID         int64          `json:"id"`
+	Time       time.Time      `json:"time"`
+	ActorType  string         `json:"actor_type"`
+	Actor      string         `json:"actor"`
+	Action     string         `json:"action"`
+	ObjectType string         `json:"object_type"`
+	Object     string         `json:"object"`
+	RemoteAddr string         `json:"remote_addr"`
+	Details    map[string]any `json:"details"`
+}
+
+func (s *Server) handleAuditList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := page(w, r)
+		if !ok {
+			return
+		}
+		evs, next, err := s.store.ListAuditEvents(r.Context(), p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := list[auditJSON]{Items: make([]auditJSON, len(evs)), NextPageToken: next}
+		for i, e := range evs {
+			out.Items[i] = auditJSON{ID: e.ID, Time: e.Time.UTC(), ActorType: e.ActorType, Actor: e.Actor,
+				Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}

@@ -1,0 +1,248 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
+)
+
+const testBootstrap = "bootstrap-token-for-tests-0123456789abcdef"
+
+// clock is an injectable clock: tests move it past deadlines instead of
+// sleeping.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now().UTC()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one latchkey server over real HTTP on a real SQLite file.
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	admin  *httptest.Server // set when the admin API has its own listener
+	store  *storage.Store
+	clock  *clock
+	logs   *syncBuffer
+	dbPath string
+}
+
+// newEnv starts a server; opts may adjust the options before New.
+func newEnv(t *testing.T, opts ...func(*server.Options)) *env {
+	t.Helper()
+	e := &env{t: t, clock: newClock(), logs: &syncBuffer{}, dbPath: filepath.Join(t.TempDir(), "latchkey.db")}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	secrets := [][]byte{[]byte("test-system-secret-0123456789abcdef")}
+	st, err := storage.Open(context.Background(), storage.Options{
+		Driver: "sqlite", DSN: e.dbPath, Secrets: secrets, Now: e.clock.Now, Logger: log,
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	e.store = st
+	o := server.Options{
+		Issuer: "http://127.0.0.1", TokenLifetime: 10 * time.Hour, Secrets: secrets,
+		BootstrapToken: testBootstrap, Logger: log, Now: e.clock.Now,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := server.New(context.Background(), st, o)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	e.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(e.srv.Close)
+	if o.SeparateAdmin {
+		e.admin = httptest.NewServer(s.AdminHandler())
+		t.Cleanup(e.admin.Close)
+	}
+	return e
+}
+
+// adminURL is where the admin API answers.
+func (e *env) adminURL() string {
+	if e.admin != nil {
+		return e.admin.URL
+	}
+	return e.srv.URL
+}
+
+// do sends a request and returns the status, headers and body.
+func (e *env) do(req *http.Request) (int, http.Header, []byte) {
+	e.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: read body: %v", req.Method, req.URL.Path, err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// adminCall calls the admin API with token; body is marshalled unless it
+// is a string, which is sent as is.
+func (e *env) adminCall(method, path, token string, body any) (int, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, e.adminURL()+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	status, _, b := e.do(req)
+	return status, b
+}
+
+// mustAdmin calls the admin API as the bootstrap admin and requires want.
+func (e *env) mustAdmin(method, path string, body any, want int) map[string]any {
+	e.t.Helper()
+	status, b := e.adminCall(method, path, testBootstrap, body)
+	if status != want {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, status, want, b)
+	}
+	out := map[string]any{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			e.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, b)
+		}
+	}
+	return out
+}
+
+// keyPair is an integration's credentials as the create call returned them.
+type keyPair struct{ ID, Secret string }
+
+// createIntegration creates an integration from body and returns its pair.
+func (e *env) createIntegration(body map[string]any) keyPair {
+	e.t.Helper()
+	out := e.mustAdmin("POST", "/admin/integrations", body, http.StatusCreated)
+	kp := out["key_pair"].(map[string]any)
+	return keyPair{ID: kp["client_id"].(string), Secret: kp["client_secret"].(string)}
+}
+
+// regenerate regenerates name's key pair with grace seconds.
+func (e *env) regenerate(name string, grace int) keyPair {
+	e.t.Helper()
+	out := e.mustAdmin("POST", "/admin/integrations/"+name+"/key-pair", map[string]any{"grace_seconds": grace}, http.StatusCreated)
+	return keyPair{ID: out["client_id"].(string), Secret: out["client_secret"].(string)}
+}
+
+// form posts an OAuth form to path with Basic credentials (when kp is
+// non-zero) and returns status, headers and the decoded JSON body.
+func (e *env) form(path string, kp keyPair, form url.Values) (int, http.Header, map[string]any) {
+	e.t.Helper()
+	req, err := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if kp.ID != "" {
+		req.SetBasicAuth(url.QueryEscape(kp.ID), url.QueryEscape(kp.Secret))
+	}
+	status, h, b := e.do(req)
+	out := map[string]any{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			e.t.Fatalf("POST %s: body is not a JSON object: %q", path, b)
+		}
+	}
+	return status, h, out
+}
+
+// token gets an access token for kp or fails the test.
+func (e *env) token(kp keyPair, extra url.Values) string {
+	e.t.Helper()
+	f := url.Values{"grant_type": {"client_credentials"}}
+	for k, v := range extra {
+		f[k] = v
+	}
+	status, _, out := e.form("/oauth2/token", kp, f)
+	if status != http.StatusOK {
+		e.t.Fatalf("token: status %d: %v", status, out)
+	}
+	return out["access_token"].(string)
+}
+
+// introspect asks, as the resource server rs, about token.
+func (e *env) introspect(rs keyPair, token string) map[string]any {
+	e.t.Helper()
+	status, _, out := e.form("/oauth2/introspect", rs, url.Values{"token": {token}})
+	if status != http.StatusOK {
+		e.t.Fatalf("introspect: status %d: %v", status, out)
+	}
+	return out
+}
+
+// resourceServer creates an integration allowed to introspect.
+func (e *env) resourceServer() keyPair {
+	e.t.Helper()
+	return e.createIntegration(map[string]any{"name": "resource-server", "can_introspect": true})
+}

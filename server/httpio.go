@@ -1,0 +1,211 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxBodyBytes caps every request body, on the OAuth and admin APIs alike.
+const MaxBodyBytes = 1 << 20
+
+// errorBody is the error object of the admin API, and also the shape of
+// RFC 6749 §5.2 errors that the OAuth endpoints write themselves.
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// writeJSON writes v with status. API responses carry credentials or
+// per-caller data, so nothing is cacheable unless a handler says otherwise.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+		h.Set("Pragma", "no-cache")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, errorBody{Error: code, Description: description})
+}
+
+// errTooLarge reports whether err came from a body over MaxBodyBytes.
+func errTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// decodeJSON reads exactly one JSON object into dst, rejecting unknown
+// fields, trailing data and bodies over MaxBodyBytes. When optional is true
+// an empty body leaves dst untouched. The error it returns is ready to show
+// to the client.
+func decodeJSON(r *http.Request, dst any, optional bool) (status int, err error) {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			if optional {
+				return 0, nil
+			}
+			return http.StatusBadRequest, errors.New("request body must be a JSON object")
+		case errTooLarge(err):
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+		case errors.As(err, &syn):
+			return http.StatusBadRequest, fmt.Errorf("request body is not valid JSON (at byte %d)", syn.Offset)
+		case errors.As(err, &typ):
+			if typ.Field == "" {
+				return http.StatusBadRequest, errors.New("request body must be a JSON object")
+			}
+			return http.StatusBadRequest, fmt.Errorf("field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return http.StatusBadRequest, fmt.Errorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return http.StatusBadRequest, errors.New("request body is truncated JSON")
+		}
+		return http.StatusBadRequest, errors.New("request body is not valid JSON")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errTooLarge(err) {
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+		}
+		return http.StatusBadRequest, errors.New("request body must hold a single JSON object")
+	}
+	return 0, nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "int", "int64", "int32":
+		return "an integer"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return "of another type"
+}
+
+// remoteHost is the client's address without the port, for the audit log.
+// latchkey does not trust X-Forwarded-For: a proxy in front is the
+// operator's to log.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// limitBody rejects a declared oversize body at once and caps the rest, so
+// a handler reading past MaxBodyBytes gets an *http.MaxBytesError.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
+				fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// logRequests logs one line per request: method, path (never the query,
+// which a careless client may fill with credentials), status, duration.
+// A panic in a handler becomes a logged 500 instead of a dropped connection.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+				if rec.status == 0 {
+					writeError(rec, http.StatusInternalServerError, "server_error", "internal error")
+				}
+			}
+			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", remoteHost(r))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// jsonMuxErrors makes the mux's own 404 and 405 answers JSON error objects
+// like every other error, keeping its Allow header.
+func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(&muxErrorWriter{ResponseWriter: w}, r)
+	})
+}
+
+type muxErrorWriter struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (m *muxErrorWriter) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		m.replaced = true
+		writeError(m.ResponseWriter, code, "not_found", "no such endpoint")
+	case http.StatusMethodNotAllowed:
+		m.replaced = true
+		writeError(m.ResponseWriter, code, "method_not_allowed", "method not allowed; see the Allow header")
+	default:
+		m.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (m *muxErrorWriter) Write(b []byte) (int, error) {
+	if m.replaced {
+		return len(b), nil
+	}
+	return m.ResponseWriter.Write(b)
+}

@@ -1,0 +1,340 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/token/hmac"
+	"github.com/ory/x/errorsx"
+
+	"github.com/latchkey/latchkey/storage"
+)
+
+// composeOAuth builds the fosite provider with only what latchkey serves:
+// the client-credentials grant, introspection and revocation.
+func (s *Server) composeOAuth() *fosite.Fosite {
+	var rotated [][]byte
+	for _, sec := range s.opts.Secrets[1:] {
+		rotated = append(rotated, storage.DeriveKey(sec, "access-token-hmac"))
+	}
+	cfg := &fosite.Config{
+		AccessTokenLifespan:      s.opts.TokenLifetime,
+		AccessTokenIssuer:        s.opts.Issuer,
+		TokenURL:                 s.opts.Issuer + "/oauth2/token",
+		GlobalSecret:             storage.DeriveKey(s.opts.Secrets[0], "access-token-hmac"),
+		RotatedGlobalSecrets:     rotated,
+		TokenEntropy:             32,
+		ClientSecretsHasher:      s.store.ClientSecretHasher(),
+		ScopeStrategy:            fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
+		// Only access tokens exist; never look a token up as a refresh token.
+		DisableRefreshTokenValidation: true,
+	}
+	strategy := &prefixedHMACStrategy{
+		HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg),
+	}
+	// Compose always builds a *fosite.Fosite; the concrete type exposes
+	// AuthenticateClient, which introspection needs for client_secret_post.
+	return compose.Compose(cfg, s.store, strategy,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+	).(*fosite.Fosite)
+}
+
+// prefixedHMACStrategy is fosite's HMAC token strategy with latchkey's
+// "lk_at_" prefix on access tokens, so scanners recognise a leaked token.
+// A token without the prefix is not one of ours and never validates.
+type prefixedHMACStrategy struct {
+	*oauth2.HMACSHAStrategyUnPrefixed
+}
+
+func (h *prefixedHMACStrategy) AccessTokenSignature(ctx context.Context, token string) string {
+	body, ok := strings.CutPrefix(token, storage.AccessTokenPrefix)
+	if !ok {
+		return ""
+	}
+	return h.HMACSHAStrategyUnPrefixed.AccessTokenSignature(ctx, body)
+}
+
+func (h *prefixedHMACStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	token, sig, err := h.HMACSHAStrategyUnPrefixed.GenerateAccessToken(ctx, r)
+	if err != nil {
+		return "", "", err
+	}
+	return storage.AccessTokenPrefix + token, sig, nil
+}
+
+func (h *prefixedHMACStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
+	body, ok := strings.CutPrefix(token, storage.AccessTokenPrefix)
+	if !ok {
+		return errorsx.WithStack(fosite.ErrInvalidTokenFormat)
+	}
+	return h.HMACSHAStrategyUnPrefixed.ValidateAccessToken(ctx, r, body)
+}
+
+// oauthForm checks what fosite leaves to its caller before an OAuth
+// endpoint runs: the body is a form (RFC 6749 §4.4.2, RFC 7662 §2.1,
+// RFC 7009 §2.1), within the size limit, with no parameter repeated
+// (§3.2) and at most one client authentication method (§2.3).
+func (s *Server) oauthForm(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/x-www-form-urlencoded" {
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The request body must be application/x-www-form-urlencoded."))
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			if errTooLarge(err) {
+				writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
+					fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+				return
+			}
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The request body is not valid form encoding."))
+			return
+		}
+		for k, v := range r.PostForm {
+			if len(v) > 1 {
+				s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHintf("The parameter %q is repeated.", k))
+				return
+			}
+		}
+		if _, _, basic := r.BasicAuth(); basic && (r.PostForm.Has("client_secret") || r.PostForm.Has("client_id")) {
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("Use one client authentication method: HTTP Basic or client_id/client_secret in the body, not both."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeOAuthError writes an RFC 6749 §5.2 error. A 401 carries a Basic
+// challenge when the client tried Basic (§5.2). Database failures become
+// 503 temporarily_unavailable and are logged; nothing else is.
+func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, storage.ErrUnavailable) {
+		s.log.Error("oauth request failed", "path", r.URL.Path, "err", err)
+		err = fosite.ErrTemporarilyUnavailable
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		s.log.Error("oauth request failed", "path", r.URL.Path, "err", rfc.WithExposeDebug(true).GetDescription())
+	}
+	if rfc.CodeField == http.StatusUnauthorized {
+		if _, _, basic := r.BasicAuth(); basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="latchkey", charset="UTF-8"`)
+		}
+	}
+	writeError(w, rfc.CodeField, rfc.ErrorField, rfc.GetDescription())
+}
+
+// handleToken is the client-credentials grant (RFC 6749 §4.4). Asking for
+// no scope grants every scope the integration has; asking for no audience
+// grants its whole audience. The token lives the integration's lifetime,
+// cut short by its key pair's grace deadline, and expires_in says exactly
+// that.
+func (s *Server) handleToken() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		switch gt := r.PostForm.Get("grant_type"); gt {
+		case "client_credentials":
+		case "":
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The 'grant_type' parameter is required."))
+			return
+		default:
+			s.writeOAuthError(w, r, fosite.ErrUnsupportedGrantType.WithHintf("Only grant_type 'client_credentials' is supported, not %q.", gt))
+			return
+		}
+		session := new(fosite.DefaultSession)
+		req, err := s.oauth.NewAccessRequest(ctx, r, session)
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		client := req.GetClient().(*storage.Client)
+		scopes := req.GetRequestedScopes()
+		if len(scopes) == 0 {
+			scopes = client.Integration.Scopes
+		}
+		for _, sc := range scopes {
+			req.GrantScope(sc)
+		}
+		aud := req.GetRequestedAudience()
+		if len(aud) == 0 {
+			aud = client.Integration.Audience
+		}
+		for _, a := range aud {
+			req.GrantAudience(a)
+		}
+		now := s.now().UTC().Truncate(time.Second)
+		exp := now.Add(s.lifetime(&client.Integration))
+		if client.ExpiresAt != nil && client.ExpiresAt.Before(exp) {
+			exp = *client.ExpiresAt
+		}
+		if ar, ok := req.(*fosite.AccessRequest); ok {
+			ar.RequestedAt = now
+		}
+		session.Subject = client.Integration.Name
+		session.SetExpiresAt(fosite.AccessToken, exp)
+
+		resp, err := s.oauth.NewAccessResponse(ctx, req)
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		resp.SetExpiresIn(exp.Sub(now))
+		resp.SetScopes(req.GetGrantedScopes())
+		s.oauth.WriteAccessResponse(ctx, w, req, resp)
+	})
+}
+
+// lifetime is the integration's own token lifetime or the server default.
+func (s *Server) lifetime(ig *storage.Integration) time.Duration {
+	if ig.TokenLifetimeSeconds != nil {
+		return time.Duration(*ig.TokenLifetimeSeconds) * time.Second
+	}
+	return s.opts.TokenLifetime
+}
+
+// introspection is the RFC 7662 §2.2 response for an active token.
+type introspection struct {
+	Active    bool   `json:"active"`
+	ClientID  string `json:"client_id"`
+	Sub       string `json:"sub"`
+	Scope     string `json:"scope"`
+	Aud       any    `json:"aud"`
+	Iss       string `json:"iss"`
+	Exp       int64  `json:"exp"`
+	Iat       int64  `json:"iat"`
+	Jti       string `json:"jti"`
+	TokenType string `json:"token_type"`
+	TokenUse  string `json:"token_use"`
+}
+
+// handleIntrospect is RFC 7662. Only an integration with can_introspect
+// may call it (401 invalid_client for bad credentials, 403 when not
+// allowed). Any token that is not active, for whatever reason, is
+// {"active": false} with 200, so a caller learns nothing more.
+func (s *Server) handleIntrospect() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		caller, err := s.oauth.AuthenticateClient(ctx, r, r.PostForm)
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		if !caller.(*storage.Client).Integration.CanIntrospect {
+			writeError(w, http.StatusForbidden, "unauthorized_client",
+				"This integration may not introspect tokens: its can_introspect is false.")
+			return
+		}
+		token := r.PostForm.Get("token")
+		if token == "" {
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is required."))
+			return
+		}
+		_, ar, err := s.oauth.IntrospectToken(ctx, token, fosite.AccessToken, new(fosite.DefaultSession))
+		if err != nil {
+			if errors.Is(err, storage.ErrUnavailable) {
+				s.writeOAuthError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.describeToken(ar))
+	})
+}
+
+func (s *Server) describeToken(ar fosite.AccessRequester) introspection {
+	client := ar.GetClient().(*storage.Client)
+	var aud any = s.opts.Issuer
+	switch g := ar.GetGrantedAudience(); len(g) {
+	case 0:
+	case 1:
+		aud = g[0]
+	default:
+		aud = []string(g)
+	}
+	return introspection{
+		Active:    true,
+		ClientID:  client.ClientID,
+		Sub:       client.Integration.Name,
+		Scope:     strings.Join(ar.GetGrantedScopes(), " "),
+		Aud:       aud,
+		Iss:       s.opts.Issuer,
+		Exp:       ar.GetSession().GetExpiresAt(fosite.AccessToken).Unix(),
+		Iat:       ar.GetRequestedAt().Unix(),
+		Jti:       ar.GetID(),
+		TokenType: "Bearer",
+		TokenUse:  "access_token",
+	}
+}
+
+// handleRevoke is RFC 7009. Unknown, expired and already revoked tokens
+// answer 200 (§2.2); another integration's token is refused with
+// unauthorized_client and stays active.
+func (s *Server) handleRevoke() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.PostForm.Get("token") == "" {
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is required."))
+			return
+		}
+		if err := s.oauth.NewRevocationRequest(r.Context(), r); err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// metadata is the RFC 8414 authorization server metadata.
+type metadata struct {
+	Issuer                          string   `json:"issuer"`
+	TokenEndpoint                   string   `json:"token_endpoint"`
+	TokenEndpointAuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint           string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpoint              string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethods   []string `json:"revocation_endpoint_auth_methods_supported"`
+	GrantTypesSupported             []string `json:"grant_types_supported"`
+	// ResponseTypesSupported is REQUIRED by RFC 8414 §2; latchkey has no
+	// authorization endpoint, so it supports none.
+	ResponseTypesSupported []string `json:"response_types_supported"`
+	ScopesSupported        []string `json:"scopes_supported"`
+}
+
+func (s *Server) handleMetadata() http.Handler {
+	methods := []string{"client_secret_basic", "client_secret_post"}
+	base := metadata{
+		Issuer:                          s.opts.Issuer,
+		TokenEndpoint:                   s.opts.Issuer + "/oauth2/token",
+		TokenEndpointAuthMethods:        methods,
+		IntrospectionEndpoint:           s.opts.Issuer + "/oauth2/introspect",
+		IntrospectionEndpointAuthMethod: methods,
+		RevocationEndpoint:              s.opts.Issuer + "/oauth2/revoke",
+		RevocationEndpointAuthMethods:   methods,
+		GrantTypesSupported:             []string{"client_credentials"},
+		ResponseTypesSupported:          []string{},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scopes, err := s.store.Scopes(r.Context())
+		if err != nil {
+			s.log.Error("metadata: list scopes", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable")
+			return
+		}
+		md := base
+		md.ScopesSupported = scopes
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		writeJSON(w, http.StatusOK, md)
+	})
+}

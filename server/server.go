@@ -1,0 +1,130 @@
+// Package server holds latchkey's HTTP surface: the OAuth 2.0 endpoints
+// (a fosite provider composed for client credentials, introspection and
+// revocation), the admin API, and health checks.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/latchkey/latchkey/storage"
+)
+
+// Options configures a Server. Zero values are not defaults: cmd/latchkey
+// fills every field from the validated configuration.
+type Options struct {
+	// Issuer is the public base URL, without a trailing slash.
+	Issuer string
+	// TokenLifetime applies to integrations that set no lifetime of their own.
+	TokenLifetime time.Duration
+	// Secrets are the system secrets, current first; access-token HMAC keys
+	// are derived from them.
+	Secrets [][]byte
+	// BootstrapToken, when set, authenticates as the built-in admin
+	// "bootstrap".
+	BootstrapToken string
+	// SeparateAdmin serves /admin/* only from AdminHandler.
+	SeparateAdmin bool
+	Logger        *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server answers latchkey's HTTP API. Build it with New.
+type Server struct {
+	store     *storage.Store
+	oauth     *fosite.Fosite
+	opts      Options
+	log       *slog.Logger
+	now       func() time.Time
+	bootstrap *bootstrapAdmin
+	ready     atomic.Bool
+
+	public, admin http.Handler
+}
+
+type bootstrapAdmin struct {
+	hash  [32]byte
+	admin *storage.Admin
+}
+
+// New wires the server. Everything that can fail fails here, at start-up,
+// not on the first request.
+func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) {
+	if o.Issuer == "" || o.TokenLifetime <= 0 || len(o.Secrets) == 0 {
+		return nil, errors.New("server: issuer, token lifetime and secrets are required")
+	}
+	o.Issuer = strings.TrimRight(o.Issuer, "/")
+	s := &Server{store: store, opts: o, log: o.Logger, now: o.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if o.BootstrapToken != "" {
+		a, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin)
+		if err != nil {
+			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
+		}
+		s.bootstrap = &bootstrapAdmin{hash: sha256.Sum256([]byte(o.BootstrapToken)), admin: a}
+	}
+	s.oauth = s.composeOAuth()
+	s.routes()
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Handler serves the OAuth endpoints, discovery and health checks, and the
+// admin API unless it was moved to its own listener.
+func (s *Server) Handler() http.Handler { return s.public }
+
+// AdminHandler serves the admin API; it is nil unless SeparateAdmin is set.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// SetReady flips /readyz. serve marks itself not ready when shutdown
+// begins, so load balancers stop sending new requests before the listener
+// closes.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// isBootstrap reports, in constant time, whether token is the bootstrap token.
+func (s *Server) isBootstrap(token string) bool {
+	if s.bootstrap == nil {
+		return false
+	}
+	h := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(h[:], s.bootstrap.hash[:]) == 1
+}
+
+func (s *Server) handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func (s *Server) handleReadyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.store.Ping(ctx); err != nil {
+			s.log.Warn("readiness check failed", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}

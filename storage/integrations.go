@@ -1,0 +1,334 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+type integrationRow struct {
+	ID                   int64 `gorm:"primaryKey"`
+	Name                 string
+	Description          string
+	Scopes               string
+	Audience             string
+	CanIntrospect        bool
+	TokenLifetimeSeconds *int64
+	CreatedBy            string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+}
+
+func (integrationRow) TableName() string { return "integrations" }
+
+func (r *integrationRow) integration() *Integration {
+	return &Integration{
+		ID: r.ID, Name: r.Name, Description: r.Description,
+		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
+		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+func (KeyPair) TableName() string { return "key_pairs" }
+
+// CreateIntegration stores a new integration with its first key pair and
+// audits it, in one transaction. It returns ErrInvalid for a bad field and
+// ErrConflict when the name is taken. The returned NewKeyPair holds the
+// only copy of the secret.
+func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by Actor) (*Integration, *NewKeyPair, error) {
+	if err := checkName(in.Name); err != nil {
+		return nil, nil, err
+	}
+	if err := checkDescription(in.Description); err != nil {
+		return nil, nil, err
+	}
+	scopes, err := normalizeScopes(in.Scopes)
+	if err != nil {
+		return nil, nil, err
+	}
+	aud, err := normalizeAudience(in.Audience)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkLifetime(in.TokenLifetimeSeconds); err != nil {
+		return nil, nil, err
+	}
+	now := s.clock()
+	row := integrationRow{
+		Name: in.Name, Description: in.Description, Scopes: joinList(scopes), Audience: joinList(aud),
+		CanIntrospect: in.CanIntrospect, TokenLifetimeSeconds: in.TokenLifetimeSeconds,
+		CreatedBy: by.Name, CreatedAt: now, UpdatedAt: now,
+	}
+	var kp *KeyPair
+	var nk *NewKeyPair
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		kp, nk, err = s.insertKeyPair(tx, row.ID, now)
+		if err != nil {
+			return err
+		}
+		return s.audit(tx, by, "integration.create", "integration", row.Name, map[string]any{
+			"client_id": kp.ClientID, "scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect,
+		})
+	})
+	if err != nil {
+		return nil, nil, translate(fmt.Sprintf("create integration %q", in.Name), err)
+	}
+	ig := row.integration()
+	ig.KeyPair = kp
+	return ig, nk, nil
+}
+
+func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, now time.Time) (*KeyPair, *NewKeyPair, error) {
+	secret := NewClientSecret()
+	hash, _ := s.hasher.Hash(context.Background(), []byte(secret))
+	kp := &KeyPair{IntegrationID: integrationID, ClientID: NewClientID(), SecretHash: hash, CreatedAt: now}
+	if err := tx.Create(kp).Error; err != nil {
+		return nil, nil, err
+	}
+	return kp, &NewKeyPair{ClientID: kp.ClientID, ClientSecret: secret, CreatedAt: now}, nil
+}
+
+// GetIntegration returns the integration called name with its current key
+// pair and, during a grace period, its previous one; ErrNotFound if absent.
+func (s *Store) GetIntegration(ctx context.Context, name string) (*Integration, error) {
+	var row integrationRow
+	if err := s.r.WithContext(ctx).Where("name = ?", name).Take(&row).Error; err != nil {
+		return nil, translate(fmt.Sprintf("get integration %q", name), err)
+	}
+	ig := row.integration()
+	if err := s.attachKeyPairs(ctx, []*Integration{ig}); err != nil {
+		return nil, err
+	}
+	return ig, nil
+}
+
+// attachKeyPairs fills KeyPair and PreviousKeyPair of igs from the pairs
+// that still work.
+func (s *Store) attachKeyPairs(ctx context.Context, igs []*Integration) error {
+	if len(igs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*Integration, len(igs))
+	ids := make([]int64, 0, len(igs))
+	for _, ig := range igs {
+		byID[ig.ID] = ig
+		ids = append(ids, ig.ID)
+	}
+	var pairs []KeyPair
+	err := s.r.WithContext(ctx).
+		Where("integration_id IN ? AND (expires_at IS NULL OR expires_at > ?)", ids, s.clock()).
+		Order("id").Find(&pairs).Error
+	if err != nil {
+		return fmt.Errorf("load key pairs: %w", err)
+	}
+	for i := range pairs {
+		kp := &pairs[i]
+		ig := byID[kp.IntegrationID]
+		if kp.ExpiresAt == nil {
+			ig.KeyPair = kp
+		} else {
+			ig.PreviousKeyPair = kp
+		}
+	}
+	return nil
+}
+
+// ListIntegrations returns integrations ordered by name, with their key
+// pairs (never secrets), and the token of the next page ("" at the end).
+func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, string, error) {
+	after, err := p.cursor()
+	if err != nil {
+		return nil, "", err
+	}
+	var rows []integrationRow
+	q := s.r.WithContext(ctx).Order("name").Limit(p.limit() + 1)
+	if after != "" {
+		q = q.Where("name > ?", after)
+	}
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, "", fmt.Errorf("list integrations: %w", err)
+	}
+	next := ""
+	if len(rows) > p.limit() {
+		rows = rows[:p.limit()]
+		next = pageToken(rows[len(rows)-1].Name)
+	}
+	igs := make([]*Integration, len(rows))
+	for i := range rows {
+		igs[i] = rows[i].integration()
+	}
+	if err := s.attachKeyPairs(ctx, igs); err != nil {
+		return nil, "", err
+	}
+	return igs, next, nil
+}
+
+// UpdateIntegration applies patch to the integration called name and audits
+// the change, atomically. Tokens already issued keep what they were granted.
+// It returns ErrNotFound or ErrInvalid.
+func (s *Store) UpdateIntegration(ctx context.Context, name string, patch IntegrationPatch, by Actor) (*Integration, error) {
+	updates := map[string]any{}
+	changed := []string{}
+	if patch.Description != nil {
+		if err := checkDescription(*patch.Description); err != nil {
+			return nil, err
+		}
+		updates["description"] = *patch.Description
+		changed = append(changed, "description")
+	}
+	if patch.Scopes != nil {
+		v, err := normalizeScopes(*patch.Scopes)
+		if err != nil {
+			return nil, err
+		}
+		updates["scopes"] = joinList(v)
+		changed = append(changed, "scopes")
+	}
+	if patch.Audience != nil {
+		v, err := normalizeAudience(*patch.Audience)
+		if err != nil {
+			return nil, err
+		}
+		updates["audience"] = joinList(v)
+		changed = append(changed, "audience")
+	}
+	if patch.CanIntrospect != nil {
+		updates["can_introspect"] = *patch.CanIntrospect
+		changed = append(changed, "can_introspect")
+	}
+	if patch.TokenLifetimeSeconds != nil {
+		if err := checkLifetime(patch.TokenLifetimeSeconds); err != nil {
+			return nil, err
+		}
+		updates["token_lifetime_seconds"] = *patch.TokenLifetimeSeconds
+		changed = append(changed, "token_lifetime_seconds")
+	}
+	updates["updated_at"] = s.clock()
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&integrationRow{}).Where("name = ?", name).Updates(updates)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return s.audit(tx, by, "integration.update", "integration", name, map[string]any{"fields": changed})
+	})
+	if err != nil {
+		return nil, translate(fmt.Sprintf("update integration %q", name), err)
+	}
+	return s.GetIntegration(ctx, name)
+}
+
+// DeleteIntegration deletes the integration called name with its key pairs
+// and their access tokens, and audits it, in one transaction. Every token
+// it was issued stops being active when this returns. ErrNotFound if absent.
+func (s *Store) DeleteIntegration(ctx context.Context, name string, by Actor) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Where("name = ?", name).Delete(&integrationRow{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return s.audit(tx, by, "integration.delete", "integration", name, nil)
+	})
+	return translate(fmt.Sprintf("delete integration %q", name), err)
+}
+
+// RegenerateKeyPair gives the integration called name a new current key
+// pair, in one transaction with its audit event. The old current pair keeps
+// working until now+grace (grace 0: it is revoked at once, and so is every
+// token issued to it). A pair that was still in an earlier grace period is
+// revoked at once, so at most two pairs ever work. Returns ErrNotFound or
+// ErrInvalid (grace outside 0..MaxGrace).
+func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.Duration, by Actor) (*NewKeyPair, error) {
+	if grace < 0 || grace > MaxGrace {
+		return nil, invalidf("grace_seconds must be between 0 and %d", int64(MaxGrace/time.Second))
+	}
+	now := s.clock()
+	deadline := now.Add(grace)
+	var nk *NewKeyPair
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var row integrationRow
+		if err := tx.Select("id").Where("name = ?", name).Take(&row).Error; err != nil {
+			return err
+		}
+		var old KeyPair
+		oldErr := tx.Where("integration_id = ? AND expires_at IS NULL", row.ID).Take(&old).Error
+		if oldErr != nil && !errors.Is(oldErr, gorm.ErrRecordNotFound) {
+			return oldErr
+		}
+		if err := tx.Model(&KeyPair{}).
+			Where("integration_id = ? AND expires_at > ?", row.ID, now).
+			Update("expires_at", now).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&KeyPair{}).
+			Where("integration_id = ? AND expires_at IS NULL", row.ID).
+			Update("expires_at", deadline).Error; err != nil {
+			return err
+		}
+		var kp *KeyPair
+		var err error
+		kp, nk, err = s.insertKeyPair(tx, row.ID, now)
+		if err != nil {
+			return err
+		}
+		details := map[string]any{"client_id": kp.ClientID, "grace_seconds": int64(grace / time.Second)}
+		if oldErr == nil {
+			nk.PreviousExpiresAt = &deadline
+			details["previous_client_id"] = old.ClientID
+			details["previous_expires_at"] = deadline
+		}
+		return s.audit(tx, by, "key_pair.regenerate", "integration", name, details)
+	})
+	if err != nil {
+		return nil, translate(fmt.Sprintf("regenerate key pair of %q", name), err)
+	}
+	return nk, nil
+}
+
+// translate maps gorm and driver errors to this package's sentinels and
+// adds context; sentinels and nil pass through.
+func translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, gorm.ErrRecordNotFound):
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return fmt.Errorf("%s: %w", op, ErrConflict)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Scopes returns every scope some integration may be granted, sorted, for
+// the authorization server metadata.
+func (s *Store) Scopes(ctx context.Context) ([]string, error) {
+	var lists []string
+	if err := s.r.WithContext(ctx).Model(&integrationRow{}).Distinct("scopes").Pluck("scopes", &lists).Error; err != nil {
+		return nil, fmt.Errorf("list scopes: %w", err)
+	}
+	seen := map[string]bool{}
+	out := []string{}
+	for _, l := range lists {
+		for _, sc := range splitList(l) {
+			if !seen[sc] {
+				seen[sc] = true
+				out = append(out, sc)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}

@@ -1,0 +1,111 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed migrations
+var migrationFS embed.FS
+
+// migration is one embedded SQL file. Files are named NNNN_description.sql;
+// the number orders them and is what schema_migrations records. Files are
+// append-only: a released migration is never edited.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations(dialect string) ([]migration, error) {
+	dir := path.Join("migrations", dialect)
+	entries, err := fs.ReadDir(migrationFS, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_description.sql", e.Name())
+		}
+		b, err := migrationFS.ReadFile(path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
+}
+
+// Migrate applies every embedded migration the database has not recorded,
+// in order, each in its own transaction together with its record in
+// schema_migrations. Running it again is a no-op. It returns the versions
+// it applied.
+func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+	ms, err := loadMigrations("sqlite")
+	if err != nil {
+		return nil, err
+	}
+	// Plain database/sql: a migration file holds several statements, and
+	// gorm's prepared-statement cache would compile only the first.
+	db, err := s.w.DB()
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT     NOT NULL,
+		applied_at DATETIME NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var applied []int
+	for _, m := range ms {
+		done, err := s.applyMigration(ctx, db, m)
+		if err != nil {
+			return applied, fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+		if done {
+			applied = append(applied, m.version)
+		}
+	}
+	return applied, nil
+}
+
+// applyMigration runs m unless it is recorded, and reports whether it ran.
+func (s *Store) applyMigration(ctx context.Context, db *sql.DB, m migration) (bool, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
+		return false, err
+	}
+	if n > 0 {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+		m.version, m.name, s.clock()); err != nil {
+		return false, err
+	}
+	return true, tx.Commit()
+}

@@ -1,0 +1,188 @@
+// Package storage keeps latchkey's state: integrations and their key pairs,
+// access tokens, admins and their tokens, and the audit log. One Store
+// serves both the admin operations and fosite's storage interfaces, on
+// SQLite (the embedded default) or PostgreSQL.
+//
+// Every method translates database errors at this boundary: callers see the
+// sentinels below, never a gorm or driver error type.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+var (
+	// ErrNotFound means the object does not exist (or is no longer usable,
+	// for credentials).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a unique name is already taken.
+	ErrConflict = errors.New("already exists")
+	// ErrInvalid means the input breaks a rule; the wrapped message says which.
+	ErrInvalid = errors.New("invalid")
+	// ErrUnavailable wraps a database failure on the OAuth path, so the
+	// server answers 503 instead of mistaking an outage for a bad credential.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Options configures Open.
+type Options struct {
+	// Driver is "sqlite"; DSN is the database file path.
+	Driver, DSN string
+	// Secrets are the system secrets, current first. Hashes of stored
+	// credentials are keyed by keys derived from them.
+	Secrets [][]byte
+	// Now is the clock; nil means time.Now. Tests inject one to move past
+	// grace deadlines and expiries without sleeping.
+	Now func() time.Time
+	// Logger receives only unexpected conditions; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is latchkey's persistence. It is safe for concurrent use.
+//
+// On SQLite it holds one writer connection and a pool of readers: writes
+// queue in Go instead of spinning on SQLITE_BUSY, and WAL lets readers run
+// beside the writer.
+type Store struct {
+	w, r    *gorm.DB
+	now     func() time.Time
+	log     *slog.Logger
+	hasher  *Hasher // admin tokens and client secrets
+	secrets *Hasher // client secrets, as given to fosite
+}
+
+// Open connects to the database. It does not migrate; call Migrate.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if len(o.Secrets) == 0 {
+		return nil, errors.New("open storage: no system secret")
+	}
+	keys := make([][]byte, len(o.Secrets))
+	for i, s := range o.Secrets {
+		keys[i] = DeriveKey(s, "credential-hash")
+	}
+	s := &Store{now: o.Now, log: o.Logger, hasher: NewHasher(keys...)}
+	s.secrets = s.hasher.Checking(ClientSecretPrefix)
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	switch o.Driver {
+	case "sqlite":
+		if err := s.openSQLite(o.DSN); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("open storage: unsupported driver %q", o.Driver)
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) gormConfig() *gorm.Config {
+	return &gorm.Config{
+		// gorm's logger prints statements with their arguments, which
+		// include credential hashes: it stays silent.
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return s.clock() },
+		SkipDefaultTransaction: true,
+		PrepareStmt:            true,
+		TranslateError:         true,
+	}
+}
+
+func (s *Store) openSQLite(path string) error {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+	}
+	// _txlock=immediate takes the write lock at BEGIN, so two transactions
+	// never both read and then deadlock upgrading to write.
+	base := "file:" + path + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_synchronous=NORMAL"
+	w, err := gorm.Open(sqlite.Open(base+"&_txlock=immediate"), s.gormConfig())
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	wdb, err := w.DB()
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	// The writer must exist first: it switches the file to WAL before any
+	// reader opens it read-only-ish.
+	if err := wdb.Ping(); err != nil {
+		wdb.Close()
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r, err := gorm.Open(sqlite.Open(base+"&_query_only=true"), s.gormConfig())
+	if err != nil {
+		wdb.Close()
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	rdb, err := r.DB()
+	if err != nil {
+		wdb.Close()
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0)*2)
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	s.w, s.r = w, r
+	return nil
+}
+
+// Close releases the database connections.
+func (s *Store) Close() error {
+	var errs []error
+	for _, db := range []*gorm.DB{s.r, s.w} {
+		if db == nil {
+			continue
+		}
+		if sqlDB, err := db.DB(); err == nil {
+			errs = append(errs, sqlDB.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ping reports whether the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.WithContext(ctx).Raw("SELECT 1").Scan(&one).Error; err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Now returns the store's clock reading, in UTC and truncated to the
+// microsecond every backend can store.
+func (s *Store) Now() time.Time { return s.clock() }
+
+func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// ClientSecretHasher returns the fosite.Hasher that checks client secrets:
+// it rejects a malformed or mistyped secret from its checksum alone.
+func (s *Store) ClientSecretHasher() *Hasher { return s.secrets }
+
+// tx runs fn in one write transaction.
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.w.WithContext(ctx).Transaction(fn)
+}

@@ -1,0 +1,239 @@
+package storage
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Integration is an OAuth client: a backend job or service that trades its
+// key pair for access tokens. Name is unique and immutable.
+type Integration struct {
+	ID          int64
+	Name        string
+	Description string
+	// Scopes the integration may be granted; asking for none grants all.
+	Scopes []string
+	// Audience values the integration may ask for.
+	Audience []string
+	// CanIntrospect marks a resource server, allowed to call introspection.
+	CanIntrospect bool
+	// TokenLifetimeSeconds overrides the server's token lifetime; nil
+	// follows it, so changing the configured default reaches every
+	// integration that never chose its own.
+	TokenLifetimeSeconds *int64
+	CreatedBy            string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+
+	// KeyPair is the current pair. PreviousKeyPair is the pair it replaced,
+	// present only while that pair's grace deadline is in the future.
+	KeyPair         *KeyPair `gorm:"-"`
+	PreviousKeyPair *KeyPair `gorm:"-"`
+}
+
+// KeyPair is a client ID and the hash of its secret. At most one pair of an
+// integration has a nil ExpiresAt (the current one); a replaced pair works
+// until ExpiresAt and is then as good as deleted.
+type KeyPair struct {
+	ID            int64
+	IntegrationID int64
+	ClientID      string
+	SecretHash    []byte
+	CreatedAt     time.Time
+	LastUsedAt    *time.Time
+	ExpiresAt     *time.Time
+}
+
+// NewKeyPair is a freshly generated key pair. ClientSecret exists only in
+// this value: it is stored as a hash and never returned again.
+type NewKeyPair struct {
+	ClientID     string
+	ClientSecret string
+	CreatedAt    time.Time
+	// PreviousExpiresAt is when the replaced pair stops working (now, for
+	// an immediate regeneration); nil when nothing was replaced.
+	PreviousExpiresAt *time.Time
+}
+
+// Admin is a person allowed to use the admin API.
+type Admin struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// BootstrapAdmin is the built-in admin that the configured bootstrap token
+// acts as.
+const BootstrapAdmin = "bootstrap"
+
+// AdminToken describes an admin API token; the token itself is only ever
+// returned by the call that made it.
+type AdminToken struct {
+	ID          string
+	AdminID     int64
+	Description string
+	CreatedAt   time.Time
+	ExpiresAt   *time.Time // nil: never
+	LastUsedAt  *time.Time
+}
+
+// AuditEvent records who did what to which object, when and from where.
+// Details never hold a secret.
+type AuditEvent struct {
+	ID         int64
+	Time       time.Time
+	ActorType  string
+	Actor      string
+	Action     string
+	ObjectType string
+	Object     string
+	RemoteAddr string
+	Details    map[string]any
+}
+
+// Actor is who performs a change; it is written to the audit log.
+type Actor struct {
+	Type       string // "admin", "integration" or "system"
+	Name       string
+	RemoteAddr string
+}
+
+// Page asks for one page of a listing. Limit is clamped to 1..MaxPageLimit
+// (0 means DefaultPageLimit); Token is a previous listing's NextToken.
+type Page struct {
+	Limit int
+	Token string
+}
+
+const (
+	DefaultPageLimit = 100
+	MaxPageLimit     = 1000
+)
+
+func (p Page) limit() int {
+	switch {
+	case p.Limit <= 0:
+		return DefaultPageLimit
+	case p.Limit > MaxPageLimit:
+		return MaxPageLimit
+	}
+	return p.Limit
+}
+
+// cursor decodes the page token; an empty token starts at the beginning.
+func (p Page) cursor() (string, error) {
+	if p.Token == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(p.Token)
+	if err != nil || len(b) == 0 {
+		return "", fmt.Errorf("%w: page_token is not one this server issued", ErrInvalid)
+	}
+	return string(b), nil
+}
+
+func pageToken(cursor string) string { return base64.RawURLEncoding.EncodeToString([]byte(cursor)) }
+
+// IntegrationInput creates an integration.
+type IntegrationInput struct {
+	Name                 string
+	Description          string
+	Scopes               []string
+	Audience             []string
+	CanIntrospect        bool
+	TokenLifetimeSeconds *int64
+}
+
+// IntegrationPatch changes the fields that are non-nil.
+type IntegrationPatch struct {
+	Description          *string
+	Scopes               *[]string
+	Audience             *[]string
+	CanIntrospect        *bool
+	TokenLifetimeSeconds *int64
+}
+
+var (
+	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	scopeTokenRE = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 §3.3
+	audienceRE   = regexp.MustCompile(`^[\x21-\x7E]{1,256}$`)
+)
+
+// Limits on integration fields; the token lifetime bounds keep a typo from
+// issuing year-long credentials.
+const (
+	MaxDescriptionLen       = 1024
+	MaxScopes               = 100
+	MaxAudience             = 20
+	MinTokenLifetimeSeconds = 60
+	MaxTokenLifetimeSeconds = 30 * 24 * 3600
+	MaxGrace                = 30 * 24 * time.Hour
+)
+
+// ValidName reports whether name is a valid integration or admin name.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+func checkName(name string) error {
+	if !ValidName(name) {
+		return invalidf("name %q must match ^[a-z0-9][a-z0-9._-]{0,62}$", name)
+	}
+	return nil
+}
+
+func checkDescription(d string) error {
+	if len(d) > MaxDescriptionLen {
+		return invalidf("description is longer than %d bytes", MaxDescriptionLen)
+	}
+	return nil
+}
+
+// normalizeList checks every value against re and drops duplicates,
+// keeping the first occurrence's order.
+func normalizeList(field string, values []string, re *regexp.Regexp, maxN int, rule string) ([]string, error) {
+	if len(values) > maxN {
+		return nil, invalidf("%s has more than %d values", field, maxN)
+	}
+	out := make([]string, 0, len(values))
+	seen := make(map[string]bool, len(values))
+	for _, v := range values {
+		if !re.MatchString(v) {
+			return nil, invalidf("%s value %q is not %s", field, v, rule)
+		}
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func normalizeScopes(s []string) ([]string, error) {
+	return normalizeList("scopes", s, scopeTokenRE, MaxScopes, "a scope token (RFC 6749 §3.3: printable ASCII without space, \" or \\, at most 128 characters)")
+}
+
+func normalizeAudience(a []string) ([]string, error) {
+	return normalizeList("audience", a, audienceRE, MaxAudience, "printable ASCII without spaces, at most 256 characters")
+}
+
+func checkLifetime(n *int64) error {
+	if n != nil && (*n < MinTokenLifetimeSeconds || *n > MaxTokenLifetimeSeconds) {
+		return invalidf("token_lifetime_seconds must be between %d and %d", MinTokenLifetimeSeconds, MaxTokenLifetimeSeconds)
+	}
+	return nil
+}
+
+func joinList(v []string) string { return strings.Join(v, " ") }
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, " ")
+}
