@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is an io.Writer safe for the serving goroutine and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// environ builds a getenv from pairs.
+func environ(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// cli runs one command in-process and returns its stdout.
+func cli(t *testing.T, getenv func(string) string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"latchkey"}, args...), getenv, strings.NewReader(""), &out, &errOut)
+	if err != nil {
+		t.Logf("latchkey %s: %v; stderr: %s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), err
+}
+
+func mustCLI(t *testing.T, getenv func(string) string, args ...string) string {
+	t.Helper()
+	out, err := cli(t, getenv, args...)
+	if err != nil {
+		t.Fatalf("latchkey %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func decodeJSON(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not JSON: %q", s)
+	}
+	return m
+}
+
+var listening = regexp.MustCompile(`listening on (\S+) \(public\)`)
+
+// startServe runs `latchkey serve` on 127.0.0.1:0 and waits until /readyz
+// answers 200. It returns the base URL and a stop function that cancels
+// the context and returns serve's error.
+func startServe(t *testing.T, getenv func(string) string, args ...string) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"latchkey", "serve", "--listen", "127.0.0.1:0"}, args...), getenv, strings.NewReader(""), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	var base string
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited early: %v; stderr: %s", err, stderr.String())
+		default:
+		}
+		if m := listening.FindStringSubmatch(stdout.String()); m != nil && base == "" {
+			base = "http://" + m[1]
+		}
+		if base != "" {
+			if resp, err := http.Get(base + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if base == "" {
+		cancel()
+		t.Fatalf("serve never became ready; stderr: %s", stderr.String())
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop within 30s of cancellation")
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return base, stop
+}
+
+// TestEndToEnd drives the whole life of a key pair through the CLI:
+// admin create, integration create, token, introspect, regenerate, and the
+// old token going inactive.
+func TestEndToEnd(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
+	noEnv := environ()
+
+	adminToken := strings.TrimSpace(mustCLI(t, noEnv, "admin", "create", "alice", "--database", db))
+	if !strings.HasPrefix(adminToken, "lk_adm_") {
+		t.Fatalf("admin create printed %q, want an lk_adm_ token", adminToken)
+	}
+
+	base, stop := startServe(t, noEnv, "--database", db)
+	admin := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_ADMIN_TOKEN", adminToken)
+
+	billing := decodeJSON(t, mustCLI(t, admin, "integration", "create", "billing", "--scope", "invoices:read invoices:write"))
+	rs := decodeJSON(t, mustCLI(t, admin, "integration", "create", "orders-api", "--can-introspect"))
+	pair := func(m map[string]any) (string, string) {
+		kp := m["key_pair"].(map[string]any)
+		return kp["client_id"].(string), kp["client_secret"].(string)
+	}
+	billingID, billingSecret := pair(billing)
+	rsID, rsSecret := pair(rs)
+	asBilling := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", billingID, "LATCHKEY_CLIENT_SECRET", billingSecret)
+	asRS := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", rsID, "LATCHKEY_CLIENT_SECRET", rsSecret)
+
+	tok := decodeJSON(t, mustCLI(t, asBilling, "token", "issue"))
+	access, _ := tok["access_token"].(string)
+	if !strings.HasPrefix(access, "lk_at_") || tok["expires_in"] != float64(36000) || tok["scope"] != "invoices:read invoices:write" {
+		t.Fatalf("token issue = %v", tok)
+	}
+
+	got := decodeJSON(t, mustCLI(t, asRS, "token", "introspect", access))
+	if got["active"] != true || got["sub"] != "billing" || got["client_id"] != billingID {
+		t.Fatalf("introspect before regenerate = %v", got)
+	}
+
+	listed := decodeJSON(t, mustCLI(t, admin, "integration", "list"))
+	if n := len(listed["items"].([]any)); n != 2 {
+		t.Fatalf("integration list has %d items, want 2", n)
+	}
+	one := decodeJSON(t, mustCLI(t, admin, "integration", "get", "billing"))
+	if strings.Contains(mustCLI(t, admin, "integration", "get", "billing"), billingSecret) || one["name"] != "billing" {
+		t.Fatalf("integration get = %v (must not show the secret)", one)
+	}
+
+	fresh := decodeJSON(t, mustCLI(t, admin, "integration", "regenerate", "billing"))
+	if fresh["client_id"] == billingID || fresh["client_secret"] == nil {
+		t.Fatalf("regenerate = %v", fresh)
+	}
+
+	got = decodeJSON(t, mustCLI(t, asRS, "token", "introspect", access))
+	if len(got) != 1 || got["active"] != false {
+		t.Fatalf("introspect after regenerate = %v, want {active:false}", got)
+	}
+	if _, err := cli(t, asBilling, "token", "issue"); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Fatalf("token issue with the old pair: err = %v, want invalid_client", err)
+	}
+	asNew := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", fresh["client_id"].(string), "LATCHKEY_CLIENT_SECRET", fresh["client_secret"].(string))
+	mustCLI(t, asNew, "token", "issue")
+
+	mustCLI(t, admin, "integration", "delete", "orders-api")
+	if _, err := cli(t, admin, "integration", "get", "orders-api"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("get after delete: err = %v, want a 404", err)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("serve returned %v after cancellation, want nil", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("server still answers after shutdown")
+	}
+}
+
+// TestServeRestartKeepsState checks that the generated secret and the data
+// survive a restart: a key pair made before still works after.
+func TestServeRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite://" + filepath.Join(dir, "latchkey.db")
+	boot := environ("LATCHKEY_BOOTSTRAP_TOKEN", "restart-bootstrap-token-0123456789abcdef")
+	base, stop := startServe(t, boot, "--database", db)
+	admin := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_ADMIN_TOKEN", "restart-bootstrap-token-0123456789abcdef")
+	ig := decodeJSON(t, mustCLI(t, admin, "integration", "create", "svc"))
+	kp := ig["key_pair"].(map[string]any)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	base, _ = startServe(t, boot, "--database", db)
+	as := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", kp["client_id"].(string), "LATCHKEY_CLIENT_SECRET", kp["client_secret"].(string))
+	mustCLI(t, as, "token", "issue")
+}
+
+func TestCommandErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      func(string) string
+		wantCode int
+		wantText string
+	}{
+		{"no command", nil, environ(), 2, "no command"},
+		{"unknown command", []string{"frobnicate"}, environ(), 2, "unknown command"},
+		{"bad token format", []string{"serve", "--token-format", "paseto"}, environ(), 1, "token_format"},
+		{"bad log level from env", []string{"migrate"}, environ("LATCHKEY_LOG_LEVEL", "loud"), 1, "log_level"},
+		{"integration without admin token", []string{"integration", "list"}, environ(), 2, "LATCHKEY_ADMIN_TOKEN"},
+		{"token without key pair", []string{"token", "issue"}, environ(), 2, "LATCHKEY_CLIENT_ID"},
+		{"admin create without name", []string{"admin", "create", "--database", "sqlite://" + filepath.Join(t.TempDir(), "x.db")}, environ(), 2, "usage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := cli(t, tt.env, tt.args...)
+			if err == nil {
+				t.Fatal("err = nil, want an error")
+			}
+			if got := exitCode(err); got != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (err %v)", got, tt.wantCode, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("err = %q, want it to mention %q", err, tt.wantText)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out := mustCLI(t, environ(), "version")
+	if !strings.HasPrefix(out, "latchkey ") {
+		t.Fatalf("version printed %q", out)
+	}
+}
+
+func TestMigrateTwice(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
+	if out := mustCLI(t, environ(), "migrate", "--database", db); !strings.Contains(out, "applied migrations") {
+		t.Fatalf("first migrate printed %q", out)
+	}
+	if out := mustCLI(t, environ(), "migrate", "--database", db); !strings.Contains(out, "up to date") {
+		t.Fatalf("second migrate printed %q", out)
+	}
+	_, err := cli(t, environ(), "migrate", "--database", "postgres://localhost/x")
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("migrate on postgres without a secret: err = %v, want a secret error", err)
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		t.Fatalf("a configuration error is not a usage error: %v", err)
+	}
+}
