@@ -19,8 +19,9 @@ const adminKey ctxKey = iota
 // puts the admin in the request context; anything else is 401.
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
 			s.unauthorized(w, "missing admin token: send Authorization: Bearer <admin token>")
 			return
 		}
@@ -162,9 +163,14 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 		CanIntrospect        bool     `json:"can_introspect"`
 		TokenLifetimeSeconds *int64   `json:"token_lifetime_seconds"`
 	}
+	type createdKeyPair struct {
+		ClientID     string    `json:"client_id"`
+		ClientSecret string    `json:"client_secret"`
+		CreatedAt    time.Time `json:"created_at"`
+	}
 	type response struct {
 		integrationJSON
-		KeyPair newKeyPairJSON `json:"key_pair"`
+		KeyPair createdKeyPair `json:"key_pair"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -181,7 +187,7 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 		}
 		out := response{integrationJSON: s.integrationOut(ig)}
 		out.integrationJSON.KeyPair = nil
-		out.KeyPair = newKeyPairJSON{ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC()}
+		out.KeyPair = createdKeyPair{ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC()}
 		w.Header().Set("Location", "/admin/integrations/"+ig.Name)
 		writeJSON(w, http.StatusCreated, out)
 	})

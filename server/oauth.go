@@ -46,8 +46,40 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 	return compose.Compose(cfg, s.store, strategy,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
+		func(fosite.Configurator, any, any) any {
+			return &revocationHandler{store: s.store, strategy: strategy}
+		},
 	).(*fosite.Fosite)
+}
+
+// revocationHandler is RFC 7009 revocation where the integration, not the
+// key pair, owns a token: during a grace period the new pair can revoke
+// tokens the old pair was issued. fosite's own handler compares client IDs,
+// which change with every regeneration.
+type revocationHandler struct {
+	store    *storage.Store
+	strategy oauth2.AccessTokenStrategy
+}
+
+var _ fosite.RevocationHandler = (*revocationHandler)(nil)
+
+// RevokeToken revokes token if caller's integration owns it. Unknown,
+// invalid and inactive tokens succeed (§2.2): there is nothing to revoke.
+func (h *revocationHandler) RevokeToken(ctx context.Context, token string, _ fosite.TokenType, caller fosite.Client) error {
+	ar, err := h.store.GetAccessTokenSession(ctx, h.strategy.AccessTokenSignature(ctx, token), nil)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if h.strategy.ValidateAccessToken(ctx, ar, token) != nil {
+		return nil
+	}
+	if ar.GetClient().(*storage.Client).Integration.ID != caller.(*storage.Client).Integration.ID {
+		return errorsx.WithStack(fosite.ErrUnauthorizedClient.WithHint("The token was issued to another integration."))
+	}
+	return h.store.RevokeAccessToken(ctx, ar.GetID())
 }
 
 // prefixedHMACStrategy is fosite's HMAC token strategy with latchkey's
@@ -107,8 +139,15 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if _, _, basic := r.BasicAuth(); basic && (r.PostForm.Has("client_secret") || r.PostForm.Has("client_id")) {
+		_, _, basic := r.BasicAuth()
+		switch {
+		case basic && (r.PostForm.Has("client_secret") || r.PostForm.Has("client_id")):
 			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("Use one client authentication method: HTTP Basic or client_id/client_secret in the body, not both."))
+			return
+		case !basic && r.PostForm.Get("client_id") == "":
+			// Every endpoint here needs an authenticated client; a request
+			// without credentials is an authentication failure (§5.2).
+			s.writeOAuthError(w, r, fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body."))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -128,7 +167,7 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		s.log.Error("oauth request failed", "path", r.URL.Path, "err", rfc.WithExposeDebug(true).GetDescription())
 	}
 	if rfc.CodeField == http.StatusUnauthorized {
-		if _, _, basic := r.BasicAuth(); basic {
+		if _, _, basic := r.BasicAuth(); basic || !r.PostForm.Has("client_id") {
 			w.Header().Set("WWW-Authenticate", `Basic realm="latchkey", charset="UTF-8"`)
 		}
 	}
@@ -173,7 +212,9 @@ func (s *Server) handleToken() http.Handler {
 		for _, a := range aud {
 			req.GrantAudience(a)
 		}
-		now := s.now().UTC().Truncate(time.Second)
+		// Full precision, not whole seconds: expires_in is floored, and
+		// must never promise more than the grace deadline leaves.
+		now := s.now().UTC().Truncate(time.Microsecond)
 		exp := now.Add(s.lifetime(&client.Integration))
 		if client.ExpiresAt != nil && client.ExpiresAt.Before(exp) {
 			exp = *client.ExpiresAt
