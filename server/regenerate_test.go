@@ -307,7 +307,6 @@ func TestRegenerateGraceMidSecond(t *testing.T) {
 	}
 }
 
-
 // TestRegenerateRace requests tokens with a pair from several goroutines
 // while the pair is regenerated without grace. Once the regenerate call has
 // returned, no token request that starts may succeed, and no token the old
