@@ -57,7 +57,7 @@ func (e *env) adminAs(token, method, path string, body any, want int) map[string
 }
 
 // mustObject decodes a JSON object; an empty body is an empty map.
-func mustObject(t *testing.T, b []byte) map[string]any {
+func mustObject(t testing.TB, b []byte) map[string]any {
 	t.Helper()
 	out := map[string]any{}
 	if len(b) == 0 {
@@ -72,7 +72,7 @@ func mustObject(t *testing.T, b []byte) map[string]any {
 
 // checkTimes requires every field called "time" or ending in "_at" to be
 // JSON null or an RFC 3339 time in UTC (ending in Z), at any depth.
-func checkTimes(t *testing.T, where string, v any) {
+func checkTimes(t testing.TB, where string, v any) {
 	t.Helper()
 	switch v := v.(type) {
 	case map[string]any:
@@ -126,7 +126,7 @@ func keysOf(m map[string]any) []string {
 }
 
 // requireKeys fails unless m has every key in want.
-func requireKeys(t *testing.T, what string, m map[string]any, want ...string) {
+func requireKeys(t testing.TB, what string, m map[string]any, want ...string) {
 	t.Helper()
 	for _, k := range want {
 		if _, ok := m[k]; !ok {

@@ -62,7 +62,7 @@ func (b *syncBuffer) String() string {
 
 // env is one latchkey server over real HTTP on a real SQLite file.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	admin  *httptest.Server // set when the admin API has its own listener
 	store  *storage.Store
@@ -72,7 +72,7 @@ type env struct {
 }
 
 // newEnv starts a server; opts may adjust the options before New.
-func newEnv(t *testing.T, opts ...func(*server.Options)) *env {
+func newEnv(t testing.TB, opts ...func(*server.Options)) *env {
 	t.Helper()
 	e := &env{t: t, clock: newClock(), logs: &syncBuffer{}, dbPath: filepath.Join(t.TempDir(), "latchkey.db")}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

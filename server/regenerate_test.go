@@ -56,7 +56,7 @@ func (e *env) regenerateRaw(name string, body any) (keyPair, time.Time) {
 }
 
 // parseUTC parses an RFC 3339 time that must be in UTC.
-func parseRFC3339UTC(t *testing.T, field string, v any) time.Time {
+func parseRFC3339UTC(t testing.TB, field string, v any) time.Time {
 	t.Helper()
 	s, _ := v.(string)
 	tm, err := time.Parse(time.RFC3339Nano, s)
