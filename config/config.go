@@ -30,6 +30,10 @@ const (
 	maxTokenLifetime   = 720 * time.Hour
 	minJanitorInterval = time.Second
 	maxJanitorInterval = 24 * time.Hour
+	// Rotating signing keys more often than hourly only grows the JWKS;
+	// a year is the longest any key should sign.
+	minKeyRotation = time.Hour
+	maxKeyRotation = 8760 * time.Hour
 
 	// minSecretBytes matches the key size of the HMAC and AEAD primitives the
 	// secret feeds, so a shorter secret would silently weaken them.
@@ -64,6 +68,9 @@ type Config struct {
 	LogFormat        string
 	Dev              bool
 	JanitorInterval  time.Duration
+	// SigningKeyRotation is how old the active signing key may get before
+	// it is rotated automatically; 0 turns automatic rotation off.
+	SigningKeyRotation time.Duration
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -105,6 +112,7 @@ const (
 	acceptedBootstrap   = `empty, or a token of at least 32 characters`
 	acceptedLifetime    = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
 	acceptedJanitor     = `a Go duration between 1s and 24h, e.g. "1m"`
+	acceptedRotation    = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
 	acceptedBool        = `true, false, 1, 0`
 )
 
@@ -254,6 +262,12 @@ func settings() []setting {
 			show:  func(c *Config) string { return c.JanitorInterval.String() },
 			set:   dur(func(c *Config) *time.Duration { return &c.JanitorInterval }, janitorIntervalOK, acceptedJanitor),
 		},
+		{
+			key: "signing_key_rotation", env: "LATCHKEY_SIGNING_KEY_ROTATION", flag: "signing-key-rotation",
+			usage: "rotate the JWT signing key when it is this old, as a Go `duration`; 0 is off",
+			show:  func(c *Config) string { return c.SigningKeyRotation.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.SigningKeyRotation }, keyRotationOK, acceptedRotation),
+		},
 	}
 }
 
@@ -402,23 +416,25 @@ type fileConfig struct {
 	LogFormat        yaml.Node `yaml:"log_format"`
 	Dev              yaml.Node `yaml:"dev"`
 	JanitorInterval  yaml.Node `yaml:"janitor_interval"`
+	KeyRotation      yaml.Node `yaml:"signing_key_rotation"`
 }
 
 func (f *fileConfig) nodes() map[string]*yaml.Node {
 	return map[string]*yaml.Node{
-		"listen":            &f.Listen,
-		"admin_listen":      &f.AdminListen,
-		"issuer":            &f.Issuer,
-		"database":          &f.Database,
-		"secret":            &f.Secret,
-		"token_lifetime":    &f.TokenLifetime,
-		"token_format":      &f.TokenFormat,
-		"signing_algorithm": &f.SigningAlgorithm,
-		"bootstrap_token":   &f.BootstrapToken,
-		"log_level":         &f.LogLevel,
-		"log_format":        &f.LogFormat,
-		"dev":               &f.Dev,
-		"janitor_interval":  &f.JanitorInterval,
+		"listen":               &f.Listen,
+		"admin_listen":         &f.AdminListen,
+		"issuer":               &f.Issuer,
+		"database":             &f.Database,
+		"secret":               &f.Secret,
+		"token_lifetime":       &f.TokenLifetime,
+		"token_format":         &f.TokenFormat,
+		"signing_algorithm":    &f.SigningAlgorithm,
+		"bootstrap_token":      &f.BootstrapToken,
+		"log_level":            &f.LogLevel,
+		"log_format":           &f.LogFormat,
+		"dev":                  &f.Dev,
+		"janitor_interval":     &f.JanitorInterval,
+		"signing_key_rotation": &f.KeyRotation,
 	}
 }
 
@@ -563,7 +579,14 @@ func (c *Config) problems() map[string][]string {
 	if !janitorIntervalOK(c.JanitorInterval) {
 		add("janitor_interval", "%q is not valid; accepted values: %s", c.JanitorInterval.String(), acceptedJanitor)
 	}
+	if !keyRotationOK(c.SigningKeyRotation) {
+		add("signing_key_rotation", "%q is not valid; accepted values: %s", c.SigningKeyRotation.String(), acceptedRotation)
+	}
 	return p
+}
+
+func keyRotationOK(d time.Duration) bool {
+	return d == 0 || d >= minKeyRotation && d <= maxKeyRotation
 }
 
 // tokenLifetimeOK requires whole seconds because token expiry is stored and

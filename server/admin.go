@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -446,5 +448,61 @@ func (s *Server) handleAuditList() http.Handler {
 				Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+type signingKeyJSON struct {
+	Kid       string     `json:"kid"`
+	Algorithm string     `json:"algorithm"`
+	Status    string     `json:"status"` // "active" or "retired"
+	CreatedAt time.Time  `json:"created_at"`
+	RetiredAt *time.Time `json:"retired_at"`
+	// PublishedUntil is when a retired key leaves the JWKS: the expiry of
+	// the last live token it signed; null for the active key and for a
+	// retired key about to be dropped.
+	PublishedUntil *time.Time      `json:"published_until"`
+	PublicKey      jose.JSONWebKey `json:"public_key"`
+}
+
+func signingKeyOut(k *storage.SigningKey) signingKeyJSON {
+	status := "retired"
+	if k.Active {
+		status = "active"
+	}
+	return signingKeyJSON{Kid: k.ID, Algorithm: k.Algorithm, Status: status, CreatedAt: k.CreatedAt.UTC(),
+		RetiredAt: utc(k.RetiredAt), PublishedUntil: utc(k.PublishedUntil), PublicKey: k.Public}
+}
+
+// handleSigningKeyList lists every signing key, public parts only: a
+// private key never leaves the process that decrypts it.
+func (s *Server) handleSigningKeyList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys, err := s.store.SigningKeys(r.Context())
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		out := list[signingKeyJSON]{Items: make([]signingKeyJSON, len(keys))}
+		for i, k := range keys {
+			out.Items[i] = signingKeyOut(k)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// handleSigningKeyRotate makes a new active key with the configured
+// algorithm; this replica signs with it at once, others within keyringTTL.
+func (s *Server) handleSigningKeyRotate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.store.RotateSigningKey(r.Context(), s.opts.SigningAlgorithm, actor(r))
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		if err := s.keys.refresh(r.Context(), true); err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, signingKeyOut(k))
 	})
 }

@@ -38,8 +38,11 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 		// Only access tokens exist; never look a token up as a refresh token.
 		DisableRefreshTokenValidation: true,
 	}
-	strategy := &prefixedHMACStrategy{
-		HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg),
+	strategy := &tokenStrategy{
+		prefixedHMACStrategy: &prefixedHMACStrategy{
+			HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg),
+		},
+		keys: s.keys, issuer: s.opts.Issuer, issueJWTs: s.opts.TokenFormat == "jwt", now: s.now,
 	}
 	// Compose always builds a *fosite.Fosite; the concrete type exposes
 	// AuthenticateClient, which introspection needs for client_secret_post.
@@ -351,6 +354,7 @@ type metadata struct {
 	// authorization endpoint, so it supports none.
 	ResponseTypesSupported []string `json:"response_types_supported"`
 	ScopesSupported        []string `json:"scopes_supported"`
+	JWKSURI                string   `json:"jwks_uri"`
 }
 
 func (s *Server) handleMetadata() http.Handler {
@@ -365,6 +369,7 @@ func (s *Server) handleMetadata() http.Handler {
 		RevocationEndpointAuthMethods:   methods,
 		GrantTypesSupported:             []string{"client_credentials"},
 		ResponseTypesSupported:          []string{},
+		JWKSURI:                         s.opts.Issuer + "/.well-known/jwks.json",
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scopes, err := s.store.Scopes(r.Context())
@@ -377,5 +382,26 @@ func (s *Server) handleMetadata() http.Handler {
 		md.ScopesSupported = scopes
 		w.Header().Set("Cache-Control", "public, max-age=60")
 		writeJSON(w, http.StatusOK, md)
+	})
+}
+
+// jwksMaxAge lets verifiers cache the key set for five minutes. A token
+// signed by a key they have not seen yet carries an unknown kid, which JWKS
+// libraries answer by fetching the set again.
+const jwksMaxAge = 5 * time.Minute
+
+// handleJWKS publishes the public signing keys (RFC 7517): the active key
+// and every retired key that signed a token still live.
+func (s *Server) handleJWKS() http.Handler {
+	cacheControl := fmt.Sprintf("public, max-age=%d", int(jwksMaxAge/time.Second))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		set, err := s.keys.set(r.Context())
+		if err != nil {
+			s.log.Error("jwks: load signing keys", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the signing keys are unavailable")
+			return
+		}
+		w.Header().Set("Cache-Control", cacheControl)
+		writeJSON(w, http.StatusOK, set)
 	})
 }

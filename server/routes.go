@@ -9,6 +9,7 @@ func (s *Server) routes() {
 	public.Handle("POST /oauth2/introspect", s.oauthForm(s.handleIntrospect()))
 	public.Handle("POST /oauth2/revoke", s.oauthForm(s.handleRevoke()))
 	public.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
+	public.Handle("GET /.well-known/jwks.json", s.handleJWKS())
 	public.Handle("GET /healthz", s.handleHealthz())
 	public.Handle("GET /readyz", s.handleReadyz())
 
@@ -30,6 +31,8 @@ func (s *Server) routes() {
 	admin.Handle("POST /admin/admins", a(s.handleAdminCreate()))
 	admin.Handle("DELETE /admin/admins/{name}", a(s.handleAdminDelete()))
 	admin.Handle("GET /admin/audit", a(s.handleAuditList()))
+	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
+	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
 
 	s.public = s.wrap(public)
 	if s.opts.SeparateAdmin {

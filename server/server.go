@@ -33,6 +33,11 @@ type Options struct {
 	// BootstrapToken, when set, authenticates as the built-in admin
 	// "bootstrap".
 	BootstrapToken string
+	// TokenFormat is "opaque" (lk_at_ tokens) or "jwt" (RFC 9068).
+	TokenFormat string
+	// SigningAlgorithm is the algorithm of new signing keys: ES256,
+	// EdDSA or RS256.
+	SigningAlgorithm string
 	// SeparateAdmin serves /admin/* only from AdminHandler.
 	SeparateAdmin bool
 	Logger        *slog.Logger
@@ -48,6 +53,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	bootstrap *bootstrapAdmin
+	keys      *keyring
 	ready     atomic.Bool
 
 	public, admin http.Handler
@@ -64,6 +70,15 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	if o.Issuer == "" || o.TokenLifetime <= 0 || len(o.Secrets) == 0 {
 		return nil, errors.New("server: issuer, token lifetime and secrets are required")
 	}
+	if o.TokenFormat == "" {
+		o.TokenFormat = "opaque"
+	}
+	if o.SigningAlgorithm == "" {
+		o.SigningAlgorithm = storage.ES256
+	}
+	if o.TokenFormat != "opaque" && o.TokenFormat != "jwt" {
+		return nil, fmt.Errorf("server: token format %q is not opaque or jwt", o.TokenFormat)
+	}
 	o.Issuer = strings.TrimRight(o.Issuer, "/")
 	s := &Server{store: store, opts: o, log: o.Logger, now: o.Now}
 	if s.log == nil {
@@ -78,6 +93,15 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
 		}
 		s.bootstrap = &bootstrapAdmin{hash: sha256.Sum256([]byte(o.BootstrapToken)), admin: a}
+	}
+	// A signing key exists whatever the token format, so the JWKS is always
+	// valid and switching to JWTs needs no key ceremony.
+	if _, err := store.EnsureSigningKey(ctx, o.SigningAlgorithm); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.keys = newKeyring(store, s.now)
+	if err := s.keys.refresh(ctx, true); err != nil {
+		return nil, fmt.Errorf("server: load signing keys: %w", err)
 	}
 	s.oauth = s.composeOAuth()
 	s.routes()

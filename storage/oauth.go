@@ -101,6 +101,7 @@ type accessTokenRow struct {
 	Signature string `gorm:"primaryKey"`
 	RequestID string
 	KeyPairID int64
+	Kid       *string // the signing key of a JWT; nil for opaque tokens
 	Scopes    string
 	Audience  string
 	IssuedAt  time.Time
@@ -108,6 +109,11 @@ type accessTokenRow struct {
 }
 
 func (accessTokenRow) TableName() string { return "access_tokens" }
+
+// SessionKeyID is the fosite.DefaultSession Extra entry in which the JWT
+// strategy names the key that signed the token, so the store can keep that
+// key published while the token lives.
+const SessionKeyID = "kid"
 
 // CreateAccessTokenSession stores an issued token under its signature. The
 // request's client must be a *Client; RequestedAt is the issue time and the
@@ -127,6 +133,11 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 		Scopes: joinList(req.GetGrantedScopes()), Audience: joinList(req.GetGrantedAudience()),
 		IssuedAt:  req.GetRequestedAt().UTC().Truncate(time.Microsecond),
 		ExpiresAt: req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond),
+	}
+	if ds, ok := req.GetSession().(*fosite.DefaultSession); ok {
+		if kid, ok := ds.Extra[SessionKeyID].(string); ok {
+			row.Kid = &kid
+		}
 	}
 	now := s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {

@@ -60,6 +60,9 @@ type Store struct {
 	log     *slog.Logger
 	hasher  *Hasher // admin tokens and client secrets
 	secrets *Hasher // client secrets, as given to fosite
+	// keyEncryption seals signing keys; one AES-256 key per system
+	// secret, current first.
+	keyEncryption [][]byte
 }
 
 // Open connects to the database. It does not migrate; call Migrate.
@@ -72,6 +75,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		keys[i] = DeriveKey(s, "credential-hash")
 	}
 	s := &Store{now: o.Now, log: o.Logger, hasher: NewHasher(keys...)}
+	for _, sec := range o.Secrets {
+		s.keyEncryption = append(s.keyEncryption, DeriveKey(sec, "signing-key-encryption"))
+	}
 	s.secrets = s.hasher.Checking(ClientSecretPrefix)
 	if s.now == nil {
 		s.now = time.Now

@@ -248,3 +248,38 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	return printJSON(stdout, b)
 }
+
+func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	const use = "usage: latchkey keys list|rotate"
+	if len(args) == 0 {
+		return usageError{use}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := clientFlags(fs, getenv)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{use}
+	}
+	c := client()
+	if c.bearer = getenv("LATCHKEY_ADMIN_TOKEN"); c.bearer == "" {
+		return usageError{"LATCHKEY_ADMIN_TOKEN is not set: keys commands need an admin token"}
+	}
+	var b []byte
+	switch sub {
+	case "list":
+		b, err = c.admin(ctx, http.MethodGet, "/admin/signing-keys", nil)
+	case "rotate":
+		b, err = c.admin(ctx, http.MethodPost, "/admin/signing-keys/rotate", nil)
+	default:
+		return usageError{use}
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, b)
+}

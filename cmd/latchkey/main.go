@@ -58,12 +58,13 @@ Usage:
   latchkey integration list|get NAME|regenerate NAME|delete NAME
   latchkey token issue [flags]              get an access token with a key pair
   latchkey token introspect TOKEN           introspect a token as a resource server
+  latchkey keys list|rotate                 list signing keys; make a new active signing key
   latchkey version
 
 serve, migrate and admin create open the database directly and take the
 configuration flags (see 'latchkey serve -h'). The other commands talk to a
 running server: --endpoint or LATCHKEY_ENDPOINT (default http://localhost:8080),
-LATCHKEY_ADMIN_TOKEN for integration commands, LATCHKEY_CLIENT_ID and
+LATCHKEY_ADMIN_TOKEN for integration and keys commands, LATCHKEY_CLIENT_ID and
 LATCHKEY_CLIENT_SECRET for token commands.
 `
 
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runIntegration(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "latchkey %s (%s)\n", buildVersion(), runtime.Version())
 		return nil

@@ -177,9 +177,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if len(o.rest) > 0 {
 		return usageError{"usage: latchkey serve [flags]"}
 	}
-	if cfg.TokenFormat != "opaque" {
-		return fmt.Errorf("token_format: %q is not supported by this build yet; accepted values: opaque", cfg.TokenFormat)
-	}
 	if applied, err := st.Migrate(ctx); err != nil {
 		return err
 	} else if len(applied) > 0 {
@@ -188,6 +185,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv, err := server.New(ctx, st, server.Options{
 		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
 		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: log,
+		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm,
 	})
 	if err != nil {
 		return err
@@ -242,7 +240,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { runJanitor(janitorCtx, st, cfg.JanitorInterval, log) })
+	wg.Go(func() { runJanitor(janitorCtx, st, cfg, log) })
 
 	var serveErr error
 	select {
@@ -266,9 +264,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return serveErr
 }
 
-// runJanitor purges dead tokens and key pairs every interval until ctx ends.
-func runJanitor(ctx context.Context, st *storage.Store, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
+// runJanitor purges dead tokens and key pairs every janitor_interval until
+// ctx ends, and rotates the signing key once it is signing_key_rotation old.
+func runJanitor(ctx context.Context, st *storage.Store, cfg *config.Config, log *slog.Logger) {
+	t := time.NewTicker(cfg.JanitorInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -282,6 +281,15 @@ func runJanitor(ctx context.Context, st *storage.Store, every time.Duration, log
 			log.Error("janitor: purge failed", "err", err)
 		case n > 0:
 			log.Info("janitor: purged expired rows", "rows", n)
+		}
+		if cfg.SigningKeyRotation > 0 {
+			rotated, err := st.RotateSigningKeyIfOlder(ctx, cfg.SigningAlgorithm, cfg.SigningKeyRotation)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Error("janitor: signing key rotation failed", "err", err)
+			case rotated:
+				log.Info("janitor: rotated the signing key", "max_age", cfg.SigningKeyRotation)
+			}
 		}
 	}
 }

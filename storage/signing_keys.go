@@ -1,0 +1,359 @@
+package storage
+
+import (
+	"context"
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"gorm.io/gorm"
+)
+
+// Signing algorithms latchkey generates keys for.
+const (
+	ES256 = "ES256"
+	EdDSA = "EdDSA"
+	RS256 = "RS256"
+)
+
+// SigningKey is a key pair that signs JWT access tokens. Exactly one key is
+// active; retired keys stay published in the JWKS while a token they signed
+// is still live, then the janitor deletes them.
+type SigningKey struct {
+	ID        string // the kid: the RFC 7638 thumbprint of the public key
+	Algorithm string
+	Public    jose.JSONWebKey
+	// Private is set only by ActiveSigningKey; listings never decrypt.
+	Private   crypto.Signer
+	Active    bool
+	CreatedAt time.Time
+	RetiredAt *time.Time
+	// PublishedUntil is, for a retired key, when its last live token
+	// expires; nil for the active key and for a key with no live token.
+	PublishedUntil *time.Time
+}
+
+type signingKeyRow struct {
+	Kid        string `gorm:"primaryKey"`
+	Algorithm  string
+	PublicJWK  string `gorm:"column:public_jwk"`
+	PrivateKey []byte
+	Active     bool
+	CreatedAt  time.Time
+	RetiredAt  *time.Time
+}
+
+func (signingKeyRow) TableName() string { return "signing_keys" }
+
+// newSigningKey generates a key for alg and seals its private part.
+func (s *Store) newSigningKey(alg string, now time.Time) (*signingKeyRow, error) {
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case EdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case RS256:
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		return nil, invalidf("signing algorithm %q is not one of ES256, EdDSA, RS256", alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate %s key: %w", alg, err)
+	}
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: alg, Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("thumbprint %s key: %w", alg, err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	pubJSON, err := pub.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encode %s public key: %w", alg, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s private key: %w", alg, err)
+	}
+	sealed, err := seal(s.keyEncryption[0], der, []byte(pub.KeyID))
+	if err != nil {
+		return nil, err
+	}
+	return &signingKeyRow{Kid: pub.KeyID, Algorithm: alg, PublicJWK: string(pubJSON), PrivateKey: sealed,
+		Active: true, CreatedAt: now}, nil
+}
+
+func seal(key, plaintext, aad []byte) ([]byte, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	mustRead(nonce)
+	return gcm.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+var errUnseal = errors.New("cannot decrypt the signing key with any configured secret")
+
+// unseal decrypts with each configured secret's key in turn, so keys
+// sealed under a previous secret still open during a secret rotation. It
+// reports which key opened it (0 is the current secret).
+func (s *Store) unseal(sealed, aad []byte) ([]byte, int, error) {
+	for i, key := range s.keyEncryption {
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, 0, err
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(sealed) < gcm.NonceSize() {
+			return nil, 0, errUnseal
+		}
+		if pt, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], aad); err == nil {
+			return pt, i, nil
+		}
+	}
+	return nil, 0, errUnseal
+}
+
+func (r *signingKeyRow) key() (*SigningKey, error) {
+	k := &SigningKey{ID: r.Kid, Algorithm: r.Algorithm, Active: r.Active, CreatedAt: r.CreatedAt, RetiredAt: r.RetiredAt}
+	if err := json.Unmarshal([]byte(r.PublicJWK), &k.Public); err != nil {
+		return nil, fmt.Errorf("signing key %s: public key: %w", r.Kid, err)
+	}
+	return k, nil
+}
+
+// EnsureSigningKey makes sure an active key for alg exists, and returns it
+// with its private part. With no key it creates one; when the active key
+// uses another algorithm (the operator changed signing_algorithm) it
+// rotates to a new key for alg. Keys sealed under a previous system secret
+// are re-sealed under the current one, so the old secret can be retired.
+// Replicas starting together agree: the check and the change are one
+// transaction.
+func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
+	now := s.clock()
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var rows []signingKeyRow
+		if err := tx.Find(&rows).Error; err != nil {
+			return err
+		}
+		for _, r := range rows {
+			der, which, err := s.unseal(r.PrivateKey, []byte(r.Kid))
+			if err != nil {
+				return fmt.Errorf("signing key %s: %w", r.Kid, err)
+			}
+			if which != 0 {
+				sealed, err := seal(s.keyEncryption[0], der, []byte(r.Kid))
+				if err != nil {
+					return err
+				}
+				if err := tx.Model(&signingKeyRow{}).Where("kid = ?", r.Kid).Update("private_key", sealed).Error; err != nil {
+					return err
+				}
+			}
+		}
+		for _, r := range rows {
+			if r.Active && r.Algorithm == alg {
+				return nil
+			}
+		}
+		_, err := s.rotate(tx, alg, now, Actor{Type: "system", Name: "latchkey"}, "signing_algorithm is "+alg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure signing key: %w", err)
+	}
+	return s.ActiveSigningKey(ctx)
+}
+
+// rotate retires the active key, if any, and inserts a new active key for
+// alg, auditing it; it runs inside tx.
+func (s *Store) rotate(tx *gorm.DB, alg string, now time.Time, by Actor, reason string) (*signingKeyRow, error) {
+	row, err := s.newSigningKey(alg, now)
+	if err != nil {
+		return nil, err
+	}
+	var old signingKeyRow
+	oldErr := tx.Where("active").Take(&old).Error
+	if oldErr != nil && !errors.Is(oldErr, gorm.ErrRecordNotFound) {
+		return nil, oldErr
+	}
+	if err := tx.Model(&signingKeyRow{}).Where("active").
+		Updates(map[string]any{"active": false, "retired_at": now}).Error; err != nil {
+		return nil, err
+	}
+	if err := tx.Create(row).Error; err != nil {
+		return nil, err
+	}
+	details := map[string]any{"algorithm": alg, "reason": reason}
+	if oldErr == nil {
+		details["retired_kid"] = old.Kid
+	}
+	return row, s.audit(tx, by, "signing_key.rotate", "signing_key", row.Kid, details)
+}
+
+// RotateSigningKey makes a new active key for alg and retires the current
+// one, which stays published while tokens it signed live. It returns the
+// new key (without its private part).
+func (s *Store) RotateSigningKey(ctx context.Context, alg string, by Actor) (*SigningKey, error) {
+	var row *signingKeyRow
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		row, err = s.rotate(tx, alg, s.clock(), by, "requested")
+		return err
+	})
+	if err != nil {
+		return nil, translate("rotate signing key", err)
+	}
+	return row.key()
+}
+
+// RotateSigningKeyIfOlder rotates when the active key is older than maxAge,
+// and reports whether it did. The check runs in the rotating transaction,
+// so replicas racing on the same schedule rotate once.
+func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge time.Duration) (bool, error) {
+	now := s.clock()
+	rotated := false
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var active signingKeyRow
+		err := tx.Where("active").Take(&active).Error
+		if err == nil && now.Sub(active.CreatedAt) < maxAge {
+			return nil
+		}
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return err
+		}
+		rotated = true
+		_, err = s.rotate(tx, alg, now, Actor{Type: "system", Name: "latchkey"}, "signing_key_rotation")
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("scheduled signing key rotation: %w", err)
+	}
+	return rotated, nil
+}
+
+// ActiveSigningKey returns the active key with its decrypted private part,
+// or ErrNotFound before EnsureSigningKey ran.
+func (s *Store) ActiveSigningKey(ctx context.Context) (*SigningKey, error) {
+	var row signingKeyRow
+	if err := s.r.WithContext(ctx).Where("active").Take(&row).Error; err != nil {
+		return nil, translate("active signing key", err)
+	}
+	k, err := row.key()
+	if err != nil {
+		return nil, err
+	}
+	der, _, err := s.unseal(row.PrivateKey, []byte(row.Kid))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", row.Kid, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: private key: %w", row.Kid, err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("signing key %s: %T is not a signer", row.Kid, priv)
+	}
+	k.Private = signer
+	return k, nil
+}
+
+// SigningKeys returns every key, active first, then retired newest first,
+// with PublishedUntil set for retired keys that still have live tokens.
+// Private parts are not decrypted.
+func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
+	var rows []signingKeyRow
+	if err := s.r.WithContext(ctx).Order("active DESC, created_at DESC").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	var live []struct {
+		Kid     string
+		LastExp dbTime
+	}
+	err := s.r.WithContext(ctx).Raw(`SELECT kid, MAX(expires_at) AS last_exp FROM access_tokens
+		WHERE kid IS NOT NULL AND expires_at > ? GROUP BY kid`, s.clock()).Scan(&live).Error
+	if err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	until := make(map[string]time.Time, len(live))
+	for _, l := range live {
+		until[l.Kid] = time.Time(l.LastExp)
+	}
+	out := make([]*SigningKey, 0, len(rows))
+	for _, r := range rows {
+		k, err := r.key()
+		if err != nil {
+			return nil, err
+		}
+		if t, ok := until[r.Kid]; ok && !r.Active {
+			k.PublishedUntil = &t
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PublishedSigningKeys returns the keys a verifier may need: the active key
+// and every retired key that signed a token still live.
+func (s *Store) PublishedSigningKeys(ctx context.Context) ([]*SigningKey, error) {
+	all, err := s.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, k := range all {
+		if k.Active || k.PublishedUntil != nil {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// dbTime scans a timestamp that may arrive as time.Time or, from an
+// aggregate over SQLite, as the text the driver stored.
+type dbTime time.Time
+
+func (t *dbTime) Scan(v any) error {
+	switch v := v.(type) {
+	case time.Time:
+		*t = dbTime(v.UTC())
+		return nil
+	case string:
+		return t.parse(v)
+	case []byte:
+		return t.parse(string(v))
+	}
+	return fmt.Errorf("scan %T as a time", v)
+}
+
+func (t *dbTime) parse(s string) error {
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano, "2006-01-02 15:04:05.999999999"} {
+		if v, err := time.Parse(layout, s); err == nil {
+			*t = dbTime(v.UTC())
+			return nil
+		}
+	}
+	return fmt.Errorf("scan %q as a time", s)
+}
