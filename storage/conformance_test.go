@@ -1,0 +1,2093 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// This file is the storage contract as executable tests. Every backend runs
+// runConformance against a fresh, migrated Store per subtest; nothing here
+// may assume a particular database. Raw SQL is limited to portable
+// statements with ? placeholders, which gorm rewrites per dialect.
+
+// fakeClock is the store's clock in tests: it moves only when told to, so
+// expiry and grace deadlines are crossed without sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	// Nanoseconds on purpose: the store keeps microseconds, which every
+	// backend can store, and must truncate consistently.
+	return &fakeClock{t: time.Date(2031, time.March, 14, 15, 9, 26, 535897932, time.UTC)}
+}
+
+// Now returns the current fake time.
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type conformanceTest struct {
+	name string
+	run  func(t *testing.T, s *Store, clk *fakeClock)
+}
+
+// runConformance runs every Store behaviour against stores made by
+// newStore, which must return a migrated, empty store on a fresh database
+// that reads its time from now, and close it when the test ends. A subtest
+// may close the store itself first, so closing twice must be harmless.
+func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Time) *Store) {
+	tests := []conformanceTest{
+		{"Migrate/SecondRunAppliesNothing", testMigrateIdempotent},
+		{"Migrate/RecordsEveryFile", testMigrateRecordsEveryFile},
+		{"Migrate/SeededDataSurvives", testMigrateSeededDataSurvives},
+
+		{"Integration/Create", testIntegrationCreate},
+		{"Integration/CreateStoresOnlyHash", testIntegrationCreateStoresOnlyHash},
+		{"Integration/CreateConflict", testIntegrationCreateConflict},
+		{"Integration/CreateInvalid", testIntegrationCreateInvalid},
+		{"Integration/List", testIntegrationList},
+		{"Integration/Update", testIntegrationUpdate},
+		{"Integration/UpdateErrors", testIntegrationUpdateErrors},
+		{"Integration/Delete", testIntegrationDelete},
+		{"Integration/Audit", testIntegrationAudit},
+
+		{"Client/Get", testClientGet},
+		{"Client/GetNotFound", testClientGetNotFound},
+		{"Client/RegenerateImmediate", testRegenerateImmediate},
+		{"Client/RegenerateWithGrace", testRegenerateWithGrace},
+		{"Client/RegenerateDuringGrace", testRegenerateDuringGrace},
+		{"Client/RegenerateErrors", testRegenerateErrors},
+
+		{"AccessToken/CreateGet", testAccessTokenCreateGet},
+		{"AccessToken/Inactive", testAccessTokenInactive},
+		{"AccessToken/IssuedDuringGrace", testAccessTokenIssuedDuringGrace},
+		{"AccessToken/RevokeByRequestID", testAccessTokenRevokeByRequestID},
+		{"AccessToken/CreateForRevokedPair", testAccessTokenCreateForRevokedPair},
+		{"AccessToken/ConcurrentRegenerate", testAccessTokenConcurrentRegenerate},
+		{"AccessToken/UnsupportedGrants", testUnsupportedGrants},
+		{"AccessToken/DatabaseUnavailable", testDatabaseUnavailable},
+
+		{"Admin/CreateAuthenticate", testAdminCreateAuthenticate},
+		{"Admin/CreateErrors", testAdminCreateErrors},
+		{"Admin/AuthenticateRejects", testAdminAuthenticateRejects},
+		{"Admin/LastUsed", testAdminLastUsed},
+		{"Admin/TokenExpiry", testAdminTokenExpiry},
+		{"Admin/TokenNeverExpires", testAdminTokenNeverExpires},
+		{"Admin/RevokeToken", testAdminRevokeToken},
+		{"Admin/Delete", testAdminDelete},
+		{"Admin/Ensure", testAdminEnsure},
+		{"Admin/ListTokens", testAdminListTokens},
+		{"Admin/List", testAdminList},
+		{"Admin/Audit", testAdminAudit},
+
+		{"Audit/List", testAuditList},
+
+		{"Purge/Batches", testPurgeBatches},
+		{"Purge/Arguments", testPurgeArguments},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			tc.run(t, newStore(t, clk.Now), clk)
+		})
+	}
+}
+
+// testActor performs the changes in these tests.
+var testActor = Actor{Type: "admin", Name: "alice", RemoteAddr: "192.0.2.10:51234"}
+
+func createIntegration(t *testing.T, s *Store, in IntegrationInput) (*Integration, *NewKeyPair) {
+	t.Helper()
+	ig, nk, err := s.CreateIntegration(t.Context(), in, testActor)
+	if err != nil {
+		t.Fatalf("CreateIntegration(%q): %v", in.Name, err)
+	}
+	return ig, nk
+}
+
+func getIntegration(t *testing.T, s *Store, name string) *Integration {
+	t.Helper()
+	ig, err := s.GetIntegration(t.Context(), name)
+	if err != nil {
+		t.Fatalf("GetIntegration(%q): %v", name, err)
+	}
+	return ig
+}
+
+func regenerate(t *testing.T, s *Store, name string, grace time.Duration) *NewKeyPair {
+	t.Helper()
+	nk, err := s.RegenerateKeyPair(t.Context(), name, grace, testActor)
+	if err != nil {
+		t.Fatalf("RegenerateKeyPair(%q, %v): %v", name, grace, err)
+	}
+	return nk
+}
+
+func getClient(t *testing.T, s *Store, id string) *Client {
+	t.Helper()
+	c, err := s.GetClient(t.Context(), id)
+	if err != nil {
+		t.Fatalf("GetClient(%q): %v", id, err)
+	}
+	sc, ok := c.(*Client)
+	if !ok {
+		t.Fatalf("GetClient(%q) returned %T, want *storage.Client", id, c)
+	}
+	return sc
+}
+
+// clientWorks reports whether GetClient finds id, failing the test on any
+// error other than fosite.ErrNotFound.
+func clientWorks(t *testing.T, s *Store, id string) bool {
+	t.Helper()
+	_, err := s.GetClient(t.Context(), id)
+	if err != nil && !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("GetClient(%q) = %v, want nil or fosite.ErrNotFound", id, err)
+	}
+	return err == nil
+}
+
+func randomText() string { return rand.Text() }
+
+// tokenRequest builds the request fosite's client-credentials handler
+// passes to CreateAccessTokenSession: the authenticated client, the issue
+// time, a session carrying the access-token expiry, and what was granted.
+func tokenRequest(c fosite.Client, now time.Time, lifetime time.Duration) *fosite.Request {
+	sess := new(fosite.DefaultSession)
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(lifetime))
+	req := fosite.NewRequest()
+	req.ID = "req-" + randomText()
+	req.Client = c
+	req.RequestedAt = now
+	req.Session = sess
+	req.RequestedScope = c.GetScopes()
+	req.GrantedScope = c.GetScopes()
+	req.RequestedAudience = c.GetAudience()
+	req.GrantedAudience = c.GetAudience()
+	return req
+}
+
+// issueToken stores an access token for the pair with client ID id, as the
+// token endpoint does, and returns its signature and request.
+func issueToken(t *testing.T, s *Store, clk *fakeClock, id string, lifetime time.Duration) (string, *fosite.Request) {
+	t.Helper()
+	req := tokenRequest(getClient(t, s, id), clk.Now(), lifetime)
+	sig := "sig-" + randomText()
+	if err := s.CreateAccessTokenSession(t.Context(), sig, req); err != nil {
+		t.Fatalf("CreateAccessTokenSession for %q: %v", id, err)
+	}
+	return sig, req
+}
+
+// tokenActive reports whether the token with signature sig is active,
+// failing the test on any error other than fosite.ErrNotFound.
+func tokenActive(t *testing.T, s *Store, sig string) bool {
+	t.Helper()
+	_, err := s.GetAccessTokenSession(t.Context(), sig, new(fosite.DefaultSession))
+	if err != nil && !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("GetAccessTokenSession(%q) = %v, want nil or fosite.ErrNotFound", sig, err)
+	}
+	return err == nil
+}
+
+func isInvalidClient(err error) bool {
+	var rfc *fosite.RFC6749Error
+	return errors.As(err, &rfc) && rfc.ErrorField == "invalid_client"
+}
+
+// countRows runs a portable SELECT COUNT(*) query on the reader.
+func countRows(t *testing.T, s *Store, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := s.r.WithContext(t.Context()).Raw(query, args...).Row().Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// tableText returns every row of table as text, one string per row, for
+// looking for values that must never be stored.
+func tableText(t *testing.T, s *Store, table string) []string {
+	t.Helper()
+	var rows []map[string]any
+	if err := s.r.WithContext(t.Context()).Raw("SELECT * FROM " + table).Scan(&rows).Error; err != nil {
+		t.Fatalf("read %s: %v", table, err)
+	}
+	out := make([]string, len(rows))
+	for i, row := range rows {
+		var b strings.Builder
+		for k, v := range row {
+			switch v := v.(type) {
+			case []byte:
+				fmt.Fprintf(&b, "%s=%s;", k, v)
+			default:
+				fmt.Fprintf(&b, "%s=%v;", k, v)
+			}
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+var allTables = []string{"integrations", "key_pairs", "access_tokens", "admins", "admin_tokens", "audit_events"}
+
+// assertNotStored fails if any secret, in plain or in a common encoding,
+// appears in any row of any table.
+func assertNotStored(t *testing.T, s *Store, secrets ...string) {
+	t.Helper()
+	for _, table := range allTables {
+		for _, row := range tableText(t, s, table) {
+			for _, secret := range secrets {
+				for _, enc := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret)), hex.EncodeToString([]byte(secret))} {
+					if strings.Contains(row, enc) {
+						t.Errorf("secret %q stored in %s: %s", secret, table, row)
+					}
+				}
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// --- Migrate ---
+
+func testMigrateIdempotent(t *testing.T, s *Store, _ *fakeClock) {
+	for i := range 2 {
+		applied, err := s.Migrate(t.Context())
+		if err != nil {
+			t.Fatalf("Migrate #%d on a migrated store: %v", i+2, err)
+		}
+		if len(applied) != 0 {
+			t.Errorf("Migrate #%d applied %v, want nothing", i+2, applied)
+		}
+	}
+}
+
+func testMigrateRecordsEveryFile(t *testing.T, s *Store, _ *fakeClock) {
+	ms, err := loadMigrations(s.w.Dialector.Name())
+	if err != nil {
+		t.Fatalf("loadMigrations: %v", err)
+	}
+	if len(ms) == 0 {
+		t.Fatal("no embedded migrations")
+	}
+	rows, err := s.r.WithContext(t.Context()).Raw("SELECT version, name FROM schema_migrations ORDER BY version").Rows()
+	if err != nil {
+		t.Fatalf("read schema_migrations: %v", err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatalf("scan schema_migrations: %v", err)
+		}
+		got = append(got, fmt.Sprintf("%d %s", v, name))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read schema_migrations: %v", err)
+	}
+	var want []string
+	for _, m := range ms {
+		want = append(want, fmt.Sprintf("%d %s", m.version, m.name))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("schema_migrations = %q, want one row per file %q", got, want)
+	}
+}
+
+func testMigrateSeededDataSurvives(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "seeded", Scopes: []string{"read"}})
+	sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	_, _, adminToken, err := s.CreateAdmin(ctx, "root", NeverExpires, testActor)
+	if err != nil {
+		t.Fatalf("CreateAdmin: %v", err)
+	}
+	events := countRows(t, s, "SELECT COUNT(*) FROM audit_events")
+
+	applied, err := s.Migrate(ctx)
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("Migrate on a seeded database = %v, %v; want nothing applied", applied, err)
+	}
+
+	if got := getIntegration(t, s, "seeded"); !slices.Equal(got.Scopes, []string{"read"}) || got.KeyPair == nil || got.KeyPair.ClientID != nk.ClientID {
+		t.Errorf("after Migrate, integration = %+v, want scopes [read] and key pair %s", got, nk.ClientID)
+	}
+	if !clientWorks(t, s, nk.ClientID) {
+		t.Error("after Migrate, key pair no longer works")
+	}
+	if !tokenActive(t, s, sig) {
+		t.Error("after Migrate, access token no longer active")
+	}
+	if _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
+		t.Errorf("after Migrate, AuthenticateAdmin: %v", err)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM audit_events"); got != events {
+		t.Errorf("after Migrate, %d audit events, want %d", got, events)
+	}
+}
+
+// --- Integrations ---
+
+func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
+	now := s.Now()
+	in := IntegrationInput{
+		Name:                 "billing-sync",
+		Description:          "nightly billing export",
+		Scopes:               []string{"invoices:read", "customers:read", "invoices:read"},
+		Audience:             []string{"https://api.example.com", "urn:ledger"},
+		CanIntrospect:        true,
+		TokenLifetimeSeconds: ptr[int64](3600),
+	}
+	created, nk := createIntegration(t, s, in)
+
+	if !ValidClientID(nk.ClientID) {
+		t.Errorf("client ID %q is not lk_ci_ + 26 base32 characters", nk.ClientID)
+	}
+	if !ValidChecksummed(nk.ClientSecret, ClientSecretPrefix) {
+		t.Errorf("client secret %q is not a checksummed lk_cs_ secret", nk.ClientSecret)
+	}
+	if !nk.CreatedAt.Equal(now) {
+		t.Errorf("key pair CreatedAt = %v, want %v", nk.CreatedAt, now)
+	}
+	if nk.PreviousExpiresAt != nil {
+		t.Errorf("PreviousExpiresAt = %v for a first key pair, want nil", *nk.PreviousExpiresAt)
+	}
+
+	want := &Integration{
+		Name: "billing-sync", Description: "nightly billing export",
+		Scopes:        []string{"invoices:read", "customers:read"}, // duplicates dropped, order kept
+		Audience:      []string{"https://api.example.com", "urn:ledger"},
+		CanIntrospect: true, TokenLifetimeSeconds: ptr[int64](3600),
+		CreatedBy: "alice", CreatedAt: now, UpdatedAt: now,
+	}
+	got := getIntegration(t, s, "billing-sync")
+	for name, ig := range map[string]*Integration{"CreateIntegration": created, "GetIntegration": got} {
+		assertIntegration(t, name, ig, want)
+		if ig.ID == 0 {
+			t.Errorf("%s: ID = 0", name)
+		}
+		if ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
+			t.Fatalf("%s: KeyPair = %+v, want client ID %s", name, ig.KeyPair, nk.ClientID)
+		}
+		if !ig.KeyPair.CreatedAt.Equal(now) || ig.KeyPair.ExpiresAt != nil || ig.KeyPair.LastUsedAt != nil {
+			t.Errorf("%s: KeyPair = %+v, want created %v, no expiry, never used", name, ig.KeyPair, now)
+		}
+		if ig.PreviousKeyPair != nil {
+			t.Errorf("%s: PreviousKeyPair = %+v, want nil", name, ig.PreviousKeyPair)
+		}
+	}
+	if created.ID != got.ID {
+		t.Errorf("GetIntegration ID = %d, want %d", got.ID, created.ID)
+	}
+
+	// Fields left out take their zero values; a nil lifetime follows the
+	// server's default.
+	minimal, _ := createIntegration(t, s, IntegrationInput{Name: "m"})
+	assertIntegration(t, "minimal", getIntegration(t, s, "m"), &Integration{
+		Name: "m", Scopes: []string{}, Audience: []string{}, CreatedBy: "alice", CreatedAt: now, UpdatedAt: now,
+	})
+	if minimal.TokenLifetimeSeconds != nil {
+		t.Errorf("TokenLifetimeSeconds = %d, want nil", *minimal.TokenLifetimeSeconds)
+	}
+
+	if _, err := s.GetIntegration(t.Context(), "absent"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetIntegration(absent) = %v, want ErrNotFound", err)
+	}
+}
+
+// assertIntegration compares the stored fields of an integration; key
+// pairs are checked by the callers.
+func assertIntegration(t *testing.T, label string, got, want *Integration) {
+	t.Helper()
+	lifetime := func(p *int64) string {
+		if p == nil {
+			return "nil"
+		}
+		return fmt.Sprint(*p)
+	}
+	switch {
+	case got.Name != want.Name:
+		t.Errorf("%s: Name = %q, want %q", label, got.Name, want.Name)
+	case got.Description != want.Description:
+		t.Errorf("%s: Description = %q, want %q", label, got.Description, want.Description)
+	case !slices.Equal(got.Scopes, want.Scopes) || got.Scopes == nil:
+		t.Errorf("%s: Scopes = %#v, want %#v", label, got.Scopes, want.Scopes)
+	case !slices.Equal(got.Audience, want.Audience) || got.Audience == nil:
+		t.Errorf("%s: Audience = %#v, want %#v", label, got.Audience, want.Audience)
+	case got.CanIntrospect != want.CanIntrospect:
+		t.Errorf("%s: CanIntrospect = %v, want %v", label, got.CanIntrospect, want.CanIntrospect)
+	case lifetime(got.TokenLifetimeSeconds) != lifetime(want.TokenLifetimeSeconds):
+		t.Errorf("%s: TokenLifetimeSeconds = %s, want %s", label, lifetime(got.TokenLifetimeSeconds), lifetime(want.TokenLifetimeSeconds))
+	case got.CreatedBy != want.CreatedBy:
+		t.Errorf("%s: CreatedBy = %q, want %q", label, got.CreatedBy, want.CreatedBy)
+	case !got.CreatedAt.Equal(want.CreatedAt):
+		t.Errorf("%s: CreatedAt = %v, want %v", label, got.CreatedAt, want.CreatedAt)
+	case !got.UpdatedAt.Equal(want.UpdatedAt):
+		t.Errorf("%s: UpdatedAt = %v, want %v", label, got.UpdatedAt, want.UpdatedAt)
+	}
+}
+
+func testIntegrationCreateStoresOnlyHash(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "hashed"})
+
+	var hash []byte
+	err := s.r.WithContext(ctx).Raw("SELECT secret_hash FROM key_pairs WHERE client_id = ?", nk.ClientID).Row().Scan(&hash)
+	if err != nil {
+		t.Fatalf("read key_pairs row: %v", err)
+	}
+	if len(hash) != sha256.Size {
+		t.Errorf("secret_hash has %d bytes, want %d (HMAC-SHA-256)", len(hash), sha256.Size)
+	}
+	if bytes.Contains(hash, []byte(nk.ClientSecret)) {
+		t.Error("secret_hash holds the secret")
+	}
+	if plain := sha256.Sum256([]byte(nk.ClientSecret)); bytes.Equal(hash, plain[:]) {
+		t.Error("secret_hash is an unkeyed SHA-256 of the secret")
+	}
+	if err := s.ClientSecretHasher().Compare(ctx, hash, []byte(nk.ClientSecret)); err != nil {
+		t.Errorf("ClientSecretHasher().Compare(stored hash, secret) = %v, want nil", err)
+	}
+	if got := getClient(t, s, nk.ClientID).GetHashedSecret(); !bytes.Equal(got, hash) {
+		t.Errorf("GetHashedSecret() = %x, want the stored hash %x", got, hash)
+	}
+	assertNotStored(t, s, nk.ClientSecret)
+}
+
+func testIntegrationCreateConflict(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	createIntegration(t, s, IntegrationInput{Name: "taken", Description: "first"})
+	events := countRows(t, s, "SELECT COUNT(*) FROM audit_events")
+	_, _, err := s.CreateIntegration(ctx, IntegrationInput{Name: "taken", Description: "second"}, testActor)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("CreateIntegration(taken) again = %v, want ErrConflict", err)
+	}
+	if got := getIntegration(t, s, "taken"); got.Description != "first" {
+		t.Errorf("Description = %q after a conflicting create, want %q", got.Description, "first")
+	}
+	// The failed create rolled back entirely: no second key pair, no event.
+	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs"); got != 1 {
+		t.Errorf("%d key pairs after a conflicting create, want 1", got)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM audit_events"); got != events {
+		t.Errorf("%d audit events after a conflicting create, want %d", got, events)
+	}
+}
+
+func testIntegrationCreateInvalid(t *testing.T, s *Store, _ *fakeClock) {
+	many := func(n int, f func(i int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		in      IntegrationInput
+		wantErr error // nil: valid
+	}{
+		{"empty name", IntegrationInput{Name: ""}, ErrInvalid},
+		{"uppercase name", IntegrationInput{Name: "Billing"}, ErrInvalid},
+		{"name starts with dash", IntegrationInput{Name: "-billing"}, ErrInvalid},
+		{"name starts with dot", IntegrationInput{Name: ".billing"}, ErrInvalid},
+		{"name with space", IntegrationInput{Name: "bill ing"}, ErrInvalid},
+		{"name with slash", IntegrationInput{Name: "bill/ing"}, ErrInvalid},
+		{"non-ASCII name", IntegrationInput{Name: "café"}, ErrInvalid},
+		{"name of 64 characters", IntegrationInput{Name: strings.Repeat("a", 64)}, ErrInvalid},
+		{"name of 63 characters", IntegrationInput{Name: strings.Repeat("a", 63)}, nil},
+		{"name with dot, dash, underscore", IntegrationInput{Name: "0a._-z"}, nil},
+		{"description too long", IntegrationInput{Name: "d1", Description: strings.Repeat("x", MaxDescriptionLen+1)}, ErrInvalid},
+		{"description at the limit", IntegrationInput{Name: "d2", Description: strings.Repeat("x", MaxDescriptionLen)}, nil},
+		{"empty scope", IntegrationInput{Name: "s1", Scopes: []string{""}}, ErrInvalid},
+		{"scope with space", IntegrationInput{Name: "s2", Scopes: []string{"a b"}}, ErrInvalid},
+		{"scope with quote", IntegrationInput{Name: "s3", Scopes: []string{`a"b`}}, ErrInvalid},
+		{"scope with backslash", IntegrationInput{Name: "s4", Scopes: []string{`a\b`}}, ErrInvalid},
+		{"scope with newline", IntegrationInput{Name: "s5", Scopes: []string{"a\nb"}}, ErrInvalid},
+		{"scope of 129 characters", IntegrationInput{Name: "s6", Scopes: []string{strings.Repeat("s", 129)}}, ErrInvalid},
+		{"too many scopes", IntegrationInput{Name: "s7", Scopes: many(MaxScopes+1, func(i int) string { return fmt.Sprint("s", i) })}, ErrInvalid},
+		{"most scopes allowed", IntegrationInput{Name: "s8", Scopes: many(MaxScopes, func(i int) string { return fmt.Sprint("s", i) })}, nil},
+		{"empty audience", IntegrationInput{Name: "a1", Audience: []string{""}}, ErrInvalid},
+		{"audience with space", IntegrationInput{Name: "a2", Audience: []string{"https://a b"}}, ErrInvalid},
+		{"audience of 257 characters", IntegrationInput{Name: "a3", Audience: []string{strings.Repeat("a", 257)}}, ErrInvalid},
+		{"too many audience values", IntegrationInput{Name: "a4", Audience: many(MaxAudience+1, func(i int) string { return fmt.Sprint("aud", i) })}, ErrInvalid},
+		{"lifetime zero", IntegrationInput{Name: "l1", TokenLifetimeSeconds: ptr[int64](0)}, ErrInvalid},
+		{"lifetime negative", IntegrationInput{Name: "l2", TokenLifetimeSeconds: ptr[int64](-1)}, ErrInvalid},
+		{"lifetime below minimum", IntegrationInput{Name: "l3", TokenLifetimeSeconds: ptr[int64](MinTokenLifetimeSeconds - 1)}, ErrInvalid},
+		{"lifetime above maximum", IntegrationInput{Name: "l4", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
+		{"lifetime at minimum", IntegrationInput{Name: "l5", TokenLifetimeSeconds: ptr[int64](MinTokenLifetimeSeconds)}, nil},
+		{"lifetime at maximum", IntegrationInput{Name: "l6", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds)}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := s.CreateIntegration(t.Context(), tc.in, testActor)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("CreateIntegration = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("CreateIntegration = %v, want %v", err, tc.wantErr)
+			}
+			if _, err := s.GetIntegration(t.Context(), tc.in.Name); !errors.Is(err, ErrNotFound) {
+				t.Errorf("GetIntegration after a rejected create = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func testIntegrationList(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	clientIDs := map[string]string{}
+	for _, name := range []string{"echo", "alpha", "delta", "bravo", "charlie"} {
+		_, nk := createIntegration(t, s, IntegrationInput{Name: name, Scopes: []string{"read"}})
+		clientIDs[name] = nk.ClientID
+	}
+	oldBravo := clientIDs["bravo"]
+	clientIDs["bravo"] = regenerate(t, s, "bravo", time.Hour).ClientID
+
+	var got [][]string
+	var tokens []string
+	page := Page{Limit: 2}
+	for range 10 {
+		items, next, err := s.ListIntegrations(ctx, page)
+		if err != nil {
+			t.Fatalf("ListIntegrations(%+v): %v", page, err)
+		}
+		var names []string
+		for _, ig := range items {
+			names = append(names, ig.Name)
+			if ig.KeyPair == nil || ig.KeyPair.ClientID != clientIDs[ig.Name] {
+				t.Errorf("%s: KeyPair = %+v, want client ID %s", ig.Name, ig.KeyPair, clientIDs[ig.Name])
+			}
+			switch {
+			case ig.Name == "bravo" && (ig.PreviousKeyPair == nil || ig.PreviousKeyPair.ClientID != oldBravo):
+				t.Errorf("bravo: PreviousKeyPair = %+v during grace, want client ID %s", ig.PreviousKeyPair, oldBravo)
+			case ig.Name != "bravo" && ig.PreviousKeyPair != nil:
+				t.Errorf("%s: PreviousKeyPair = %+v, want nil", ig.Name, ig.PreviousKeyPair)
+			}
+			if !slices.Equal(ig.Scopes, []string{"read"}) {
+				t.Errorf("%s: Scopes = %q, want [read]", ig.Name, ig.Scopes)
+			}
+		}
+		got = append(got, names)
+		tokens = append(tokens, next)
+		if next == "" {
+			break
+		}
+		page.Token = next
+	}
+	want := [][]string{{"alpha", "bravo"}, {"charlie", "delta"}, {"echo"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pages = %v, want %v", got, want)
+	}
+	if tokens[len(tokens)-1] != "" || slices.Contains(tokens[:len(tokens)-1], "") {
+		t.Errorf("next page tokens = %q, want non-empty except after the last page", tokens)
+	}
+
+	tests := []struct {
+		name      string
+		page      Page
+		wantNames int
+	}{
+		{"default limit", Page{}, 5},
+		{"negative limit means default", Page{Limit: -3}, 5},
+		{"limit above maximum is clamped", Page{Limit: MaxPageLimit + 1}, 5},
+		{"limit equal to count", Page{Limit: 5}, 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			items, next, err := s.ListIntegrations(ctx, tc.page)
+			if err != nil {
+				t.Fatalf("ListIntegrations: %v", err)
+			}
+			if len(items) != tc.wantNames || next != "" {
+				t.Errorf("ListIntegrations = %d items, next %q; want %d items and no next page", len(items), next, tc.wantNames)
+			}
+		})
+	}
+
+	for _, token := range []string{"!!!", "not a token", "a+b/c="} {
+		if _, _, err := s.ListIntegrations(ctx, Page{Token: token}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ListIntegrations(page token %q) = %v, want ErrInvalid", token, err)
+		}
+	}
+}
+
+func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	base := IntegrationInput{
+		Description: "before", Scopes: []string{"read", "write"}, Audience: []string{"api"},
+		CanIntrospect: false, TokenLifetimeSeconds: ptr[int64](600),
+	}
+	tests := []struct {
+		name   string
+		patch  IntegrationPatch
+		change func(want *Integration)
+	}{
+		{"description", IntegrationPatch{Description: ptr("after")}, func(w *Integration) { w.Description = "after" }},
+		{"description emptied", IntegrationPatch{Description: ptr("")}, func(w *Integration) { w.Description = "" }},
+		{"scopes", IntegrationPatch{Scopes: &[]string{"admin", "read", "admin"}}, func(w *Integration) { w.Scopes = []string{"admin", "read"} }},
+		{"scopes emptied", IntegrationPatch{Scopes: &[]string{}}, func(w *Integration) { w.Scopes = []string{} }},
+		{"audience", IntegrationPatch{Audience: &[]string{"other", "api"}}, func(w *Integration) { w.Audience = []string{"other", "api"} }},
+		{"audience emptied", IntegrationPatch{Audience: &[]string{}}, func(w *Integration) { w.Audience = []string{} }},
+		{"can introspect", IntegrationPatch{CanIntrospect: ptr(true)}, func(w *Integration) { w.CanIntrospect = true }},
+		{"token lifetime", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](7200)}, func(w *Integration) { w.TokenLifetimeSeconds = ptr[int64](7200) }},
+		{"everything", IntegrationPatch{
+			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
+			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
+		}, func(w *Integration) {
+			w.Description, w.Scopes, w.Audience, w.CanIntrospect, w.TokenLifetimeSeconds = "all", []string{"x"}, []string{"y"}, true, ptr[int64](60)
+		}},
+		{"nothing", IntegrationPatch{}, func(*Integration) {}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base
+			in.Name = fmt.Sprintf("update-%d", i)
+			created, nk := createIntegration(t, s, in)
+			clk.Advance(time.Minute)
+
+			want := *created
+			tc.change(&want)
+			want.UpdatedAt = s.Now()
+			got, err := s.UpdateIntegration(ctx, in.Name, tc.patch, testActor)
+			if err != nil {
+				t.Fatalf("UpdateIntegration: %v", err)
+			}
+			assertIntegration(t, "UpdateIntegration", got, &want)
+			assertIntegration(t, "GetIntegration", getIntegration(t, s, in.Name), &want)
+			if got.ID != created.ID || got.KeyPair == nil || got.KeyPair.ClientID != nk.ClientID {
+				t.Errorf("update changed identity or key pair: got ID %d, %+v; want ID %d, client %s", got.ID, got.KeyPair, created.ID, nk.ClientID)
+			}
+			// The key pair sees the new settings at once.
+			c := getClient(t, s, nk.ClientID)
+			if !slices.Equal(c.GetScopes(), want.Scopes) || !slices.Equal(c.GetAudience(), want.Audience) {
+				t.Errorf("client scopes %q, audience %q; want %q, %q", c.GetScopes(), c.GetAudience(), want.Scopes, want.Audience)
+			}
+		})
+	}
+}
+
+func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	created, _ := createIntegration(t, s, IntegrationInput{Name: "stable", Description: "keep", Scopes: []string{"read"}})
+	clk.Advance(time.Minute)
+	tests := []struct {
+		name    string
+		target  string
+		patch   IntegrationPatch
+		wantErr error
+	}{
+		{"absent integration", "absent", IntegrationPatch{Description: ptr("x")}, ErrNotFound},
+		{"absent integration, empty patch", "absent", IntegrationPatch{}, ErrNotFound},
+		{"description too long", "stable", IntegrationPatch{Description: ptr(strings.Repeat("x", MaxDescriptionLen+1))}, ErrInvalid},
+		{"bad scope", "stable", IntegrationPatch{Scopes: &[]string{"a b"}}, ErrInvalid},
+		{"bad audience", "stable", IntegrationPatch{Audience: &[]string{""}}, ErrInvalid},
+		{"lifetime too short", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](1)}, ErrInvalid},
+		{"lifetime too long", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
+		{"valid field with an invalid one", "stable", IntegrationPatch{Description: ptr("changed"), Scopes: &[]string{""}}, ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.UpdateIntegration(ctx, tc.target, tc.patch, testActor); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("UpdateIntegration = %v, want %v", err, tc.wantErr)
+			}
+			assertIntegration(t, "after a rejected update", getIntegration(t, s, "stable"), created)
+		})
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM audit_events WHERE action = ?", "integration.update"); got != 0 {
+		t.Errorf("%d integration.update events for rejected updates, want 0", got)
+	}
+}
+
+func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	created, nk := createIntegration(t, s, IntegrationInput{Name: "doomed"})
+	issueToken(t, s, clk, nk.ClientID, time.Hour)
+	prev := nk.ClientID
+	nk = regenerate(t, s, "doomed", time.Hour)
+	issueToken(t, s, clk, nk.ClientID, time.Hour)
+	_, other := createIntegration(t, s, IntegrationInput{Name: "bystander"})
+	otherSig, _ := issueToken(t, s, clk, other.ClientID, time.Hour)
+
+	if err := s.DeleteIntegration(ctx, "doomed", testActor); err != nil {
+		t.Fatalf("DeleteIntegration: %v", err)
+	}
+	if _, err := s.GetIntegration(ctx, "doomed"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetIntegration after delete = %v, want ErrNotFound", err)
+	}
+	for _, id := range []string{prev, nk.ClientID} {
+		if clientWorks(t, s, id) {
+			t.Errorf("GetClient(%s) works after its integration was deleted", id)
+		}
+	}
+	// Key pairs and tokens go with the integration.
+	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?", created.ID); got != 0 {
+		t.Errorf("%d key pairs left after delete, want 0", got)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 1 {
+		t.Errorf("%d access tokens left after delete, want 1 (the bystander's)", got)
+	}
+	if !tokenActive(t, s, otherSig) || !clientWorks(t, s, other.ClientID) {
+		t.Error("deleting one integration affected another")
+	}
+	if err := s.DeleteIntegration(ctx, "doomed", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteIntegration = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteIntegration(ctx, "never-existed", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeleteIntegration(never-existed) = %v, want ErrNotFound", err)
+	}
+	// The name is free again.
+	createIntegration(t, s, IntegrationInput{Name: "doomed"})
+}
+
+func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	actors := []Actor{
+		{Type: "admin", Name: "alice", RemoteAddr: "192.0.2.1:1000"},
+		{Type: "admin", Name: "bob", RemoteAddr: "[2001:db8::1]:2000"},
+		{Type: "admin", Name: "carol", RemoteAddr: "192.0.2.3:3000"},
+		{Type: "system", Name: "cli", RemoteAddr: ""},
+	}
+	var times []time.Time
+	step := func() { clk.Advance(time.Second); times = append(times, s.Now()) }
+
+	step()
+	_, first, err := s.CreateIntegration(ctx, IntegrationInput{Name: "audited", Scopes: []string{"read"}}, actors[0])
+	if err != nil {
+		t.Fatalf("CreateIntegration: %v", err)
+	}
+	step()
+	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true)}, actors[1]); err != nil {
+		t.Fatalf("UpdateIntegration: %v", err)
+	}
+	step()
+	second, err := s.RegenerateKeyPair(ctx, "audited", time.Hour, actors[2])
+	if err != nil {
+		t.Fatalf("RegenerateKeyPair: %v", err)
+	}
+	step()
+	if err := s.DeleteIntegration(ctx, "audited", actors[3]); err != nil {
+		t.Fatalf("DeleteIntegration: %v", err)
+	}
+
+	events, next, err := s.ListAuditEvents(ctx, Page{})
+	if err != nil {
+		t.Fatalf("ListAuditEvents: %v", err)
+	}
+	if next != "" {
+		t.Errorf("next page token %q, want none", next)
+	}
+	wantActions := []string{"integration.delete", "key_pair.regenerate", "integration.update", "integration.create"}
+	if len(events) != len(wantActions) {
+		t.Fatalf("%d audit events, want %d: %+v", len(events), len(wantActions), events)
+	}
+	for i, e := range events {
+		j := len(events) - 1 - i // events are newest first
+		if e.Action != wantActions[i] || e.ObjectType != "integration" || e.Object != "audited" {
+			t.Errorf("event %d = %s %s/%s, want %s integration/audited", i, e.Action, e.ObjectType, e.Object, wantActions[i])
+		}
+		if e.ActorType != actors[j].Type || e.Actor != actors[j].Name || e.RemoteAddr != actors[j].RemoteAddr {
+			t.Errorf("event %s actor = %s/%s from %q, want %+v", e.Action, e.ActorType, e.Actor, e.RemoteAddr, actors[j])
+		}
+		if !e.Time.Equal(times[j]) {
+			t.Errorf("event %s time = %v, want %v", e.Action, e.Time, times[j])
+		}
+	}
+	if got := events[3].Details["client_id"]; got != first.ClientID {
+		t.Errorf("create details client_id = %v, want %s", got, first.ClientID)
+	}
+	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect]" {
+		t.Errorf("update details fields = %s, want [description can_introspect]", got)
+	}
+	if got, want := events[1].Details["previous_client_id"], first.ClientID; got != want {
+		t.Errorf("regenerate details previous_client_id = %v, want %s", got, want)
+	}
+	if got, want := events[1].Details["client_id"], second.ClientID; got != want {
+		t.Errorf("regenerate details client_id = %v, want %s", got, want)
+	}
+	assertNotStored(t, s, first.ClientSecret, second.ClientSecret)
+}
+
+// --- Clients and key pairs ---
+
+func testClientGet(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	ig, nk := createIntegration(t, s, IntegrationInput{
+		Name: "svc", Scopes: []string{"read", "write"}, Audience: []string{"api"}, CanIntrospect: true,
+	})
+	c := getClient(t, s, nk.ClientID)
+	if c.GetID() != nk.ClientID || c.ClientID != nk.ClientID {
+		t.Errorf("GetID() = %q, want %q", c.GetID(), nk.ClientID)
+	}
+	if c.KeyPairID == 0 || c.ExpiresAt != nil {
+		t.Errorf("KeyPairID = %d, ExpiresAt = %v; want an ID and no expiry", c.KeyPairID, c.ExpiresAt)
+	}
+	if c.Integration.ID != ig.ID || c.Integration.Name != "svc" || !c.Integration.CanIntrospect {
+		t.Errorf("Integration = %+v, want svc (ID %d, can introspect)", c.Integration, ig.ID)
+	}
+	if got := c.GetScopes(); !slices.Equal(got, fosite.Arguments{"read", "write"}) {
+		t.Errorf("GetScopes() = %q, want [read write]", got)
+	}
+	if got := c.GetAudience(); !slices.Equal(got, fosite.Arguments{"api"}) {
+		t.Errorf("GetAudience() = %q, want [api]", got)
+	}
+	if got := c.GetGrantTypes(); !slices.Equal(got, fosite.Arguments{"client_credentials"}) {
+		t.Errorf("GetGrantTypes() = %q, want [client_credentials]", got)
+	}
+	if len(c.GetResponseTypes()) != 0 || len(c.GetRedirectURIs()) != 0 || c.IsPublic() {
+		t.Errorf("response types %q, redirect URIs %q, public %v; want none, none, false", c.GetResponseTypes(), c.GetRedirectURIs(), c.IsPublic())
+	}
+
+	h := s.ClientSecretHasher()
+	tests := []struct {
+		name   string
+		secret string
+		wantOK bool
+	}{
+		{"its secret", nk.ClientSecret, true},
+		{"another secret", NewClientSecret(), false},
+		{"one character changed", nk.ClientSecret[:20] + string(nk.ClientSecret[20]^1) + nk.ClientSecret[21:], false},
+		{"truncated", nk.ClientSecret[:len(nk.ClientSecret)-1], false},
+		{"empty", "", false},
+	}
+	for _, tc := range tests {
+		err := h.Compare(ctx, c.GetHashedSecret(), []byte(tc.secret))
+		if gotOK := err == nil; gotOK != tc.wantOK {
+			t.Errorf("%s: Compare = %v, want ok = %v", tc.name, err, tc.wantOK)
+		}
+	}
+}
+
+func testClientGetNotFound(t *testing.T, s *Store, _ *fakeClock) {
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "real"})
+	body := strings.TrimPrefix(nk.ClientID, ClientIDPrefix)
+	tests := []struct{ name, id string }{
+		{"empty", ""},
+		{"prefix only", ClientIDPrefix},
+		{"garbage", "hello"},
+		{"SQL", "' OR 1=1 --"},
+		{"unknown well-formed", NewClientID()},
+		{"uppercase", strings.ToUpper(nk.ClientID)},
+		{"extra character", nk.ClientID + "a"},
+		{"missing character", nk.ClientID[:len(nk.ClientID)-1]},
+		{"secret prefix", ClientSecretPrefix + body},
+		{"the secret", nk.ClientSecret},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := s.GetClient(t.Context(), tc.id)
+			if !errors.Is(err, fosite.ErrNotFound) {
+				t.Errorf("GetClient(%q) = %v, %v; want fosite.ErrNotFound", tc.id, c, err)
+			}
+		})
+	}
+}
+
+func testRegenerateImmediate(t *testing.T, s *Store, clk *fakeClock) {
+	_, old := createIntegration(t, s, IntegrationInput{Name: "rotating"})
+	clk.Advance(time.Minute)
+	now := s.Now()
+	nk := regenerate(t, s, "rotating", 0)
+
+	if nk.ClientID == old.ClientID || nk.ClientSecret == old.ClientSecret {
+		t.Fatal("regeneration kept the client ID or secret")
+	}
+	if !ValidClientID(nk.ClientID) || !ValidChecksummed(nk.ClientSecret, ClientSecretPrefix) {
+		t.Errorf("new pair %q / %q is malformed", nk.ClientID, nk.ClientSecret)
+	}
+	if !nk.CreatedAt.Equal(now) {
+		t.Errorf("CreatedAt = %v, want %v", nk.CreatedAt, now)
+	}
+	if nk.PreviousExpiresAt == nil || !nk.PreviousExpiresAt.Equal(now) {
+		t.Errorf("PreviousExpiresAt = %v, want now (%v)", nk.PreviousExpiresAt, now)
+	}
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("old client ID still works after regeneration with grace 0")
+	}
+	c := getClient(t, s, nk.ClientID)
+	if err := s.ClientSecretHasher().Compare(t.Context(), c.GetHashedSecret(), []byte(nk.ClientSecret)); err != nil {
+		t.Errorf("new secret does not match the new pair: %v", err)
+	}
+	if err := s.ClientSecretHasher().Compare(t.Context(), c.GetHashedSecret(), []byte(old.ClientSecret)); err == nil {
+		t.Error("old secret matches the new pair")
+	}
+	ig := getIntegration(t, s, "rotating")
+	if ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
+		t.Errorf("KeyPair = %+v, want %s", ig.KeyPair, nk.ClientID)
+	}
+	if ig.PreviousKeyPair != nil {
+		t.Errorf("PreviousKeyPair = %+v after an immediate regeneration, want nil", ig.PreviousKeyPair)
+	}
+	assertNotStored(t, s, old.ClientSecret, nk.ClientSecret)
+}
+
+func testRegenerateWithGrace(t *testing.T, s *Store, clk *fakeClock) {
+	_, old := createIntegration(t, s, IntegrationInput{Name: "graceful"})
+	deadline := s.Now().Add(time.Hour)
+	nk := regenerate(t, s, "graceful", time.Hour)
+	if nk.PreviousExpiresAt == nil || !nk.PreviousExpiresAt.Equal(deadline) {
+		t.Fatalf("PreviousExpiresAt = %v, want %v", nk.PreviousExpiresAt, deadline)
+	}
+
+	checkDuringGrace := func(when string) {
+		t.Helper()
+		oldClient := getClient(t, s, old.ClientID)
+		if oldClient.ExpiresAt == nil || !oldClient.ExpiresAt.Equal(deadline) {
+			t.Errorf("%s: old client ExpiresAt = %v, want %v", when, oldClient.ExpiresAt, deadline)
+		}
+		if c := getClient(t, s, nk.ClientID); c.ExpiresAt != nil {
+			t.Errorf("%s: new client ExpiresAt = %v, want nil", when, *c.ExpiresAt)
+		}
+		ig := getIntegration(t, s, "graceful")
+		if ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
+			t.Errorf("%s: KeyPair = %+v, want %s", when, ig.KeyPair, nk.ClientID)
+		}
+		if p := ig.PreviousKeyPair; p == nil || p.ClientID != old.ClientID || p.ExpiresAt == nil || !p.ExpiresAt.Equal(deadline) {
+			t.Errorf("%s: PreviousKeyPair = %+v, want %s until %v", when, p, old.ClientID, deadline)
+		}
+	}
+	checkDuringGrace("at regeneration")
+	clk.Advance(time.Hour - time.Microsecond)
+	checkDuringGrace("just before the deadline")
+
+	clk.Advance(time.Microsecond)
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("old client ID works at its grace deadline")
+	}
+	if !clientWorks(t, s, nk.ClientID) {
+		t.Error("new client ID stopped working")
+	}
+	if ig := getIntegration(t, s, "graceful"); ig.PreviousKeyPair != nil || ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
+		t.Errorf("after the deadline: KeyPair %+v, PreviousKeyPair %+v; want %s and nil", ig.KeyPair, ig.PreviousKeyPair, nk.ClientID)
+	}
+}
+
+func testRegenerateDuringGrace(t *testing.T, s *Store, clk *fakeClock) {
+	_, a := createIntegration(t, s, IntegrationInput{Name: "twice"})
+	b := regenerate(t, s, "twice", time.Hour)
+	clk.Advance(10 * time.Minute)
+	deadline := s.Now().Add(time.Hour)
+	c := regenerate(t, s, "twice", time.Hour)
+
+	if clientWorks(t, s, a.ClientID) {
+		t.Error("the older previous pair still works after a second regeneration")
+	}
+	if !clientWorks(t, s, b.ClientID) || !clientWorks(t, s, c.ClientID) {
+		t.Error("the replaced pair or the new pair does not work")
+	}
+	ig := getIntegration(t, s, "twice")
+	if ig.KeyPair == nil || ig.KeyPair.ClientID != c.ClientID {
+		t.Errorf("KeyPair = %+v, want %s", ig.KeyPair, c.ClientID)
+	}
+	if p := ig.PreviousKeyPair; p == nil || p.ClientID != b.ClientID || !p.ExpiresAt.Equal(deadline) {
+		t.Errorf("PreviousKeyPair = %+v, want %s until %v", p, b.ClientID, deadline)
+	}
+	now := s.Now()
+	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ? AND (expires_at IS NULL OR expires_at > ?)", ig.ID, now); got != 2 {
+		t.Errorf("%d working key pairs, want at most 2", got)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ? AND expires_at IS NULL", ig.ID); got != 1 {
+		t.Errorf("%d current key pairs, want 1", got)
+	}
+}
+
+func testRegenerateErrors(t *testing.T, s *Store, _ *fakeClock) {
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "target"})
+	tests := []struct {
+		name    string
+		target  string
+		grace   time.Duration
+		wantErr error
+	}{
+		{"absent integration", "absent", 0, ErrNotFound},
+		{"negative grace", "target", -time.Second, ErrInvalid},
+		{"grace above maximum", "target", MaxGrace + time.Second, ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.RegenerateKeyPair(t.Context(), tc.target, tc.grace, testActor); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("RegenerateKeyPair = %v, want %v", err, tc.wantErr)
+			}
+			if !clientWorks(t, s, nk.ClientID) {
+				t.Error("a rejected regeneration revoked the current pair")
+			}
+		})
+	}
+	if nk2 := regenerate(t, s, "target", MaxGrace); !clientWorks(t, s, nk.ClientID) || !clientWorks(t, s, nk2.ClientID) {
+		t.Error("regeneration with the maximum grace did not keep both pairs working")
+	}
+}
+
+// --- Access tokens ---
+
+func testAccessTokenCreateGet(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "issuer", Scopes: []string{"read", "write"}, Audience: []string{"api", "other"}})
+	clk.Advance(time.Minute)
+	now := clk.Now()
+	req := tokenRequest(getClient(t, s, nk.ClientID), now, time.Hour)
+	req.GrantedScope = fosite.Arguments{"read"}
+	req.GrantedAudience = fosite.Arguments{"api"}
+	sig := "sig-" + randomText()
+	if err := s.CreateAccessTokenSession(ctx, sig, req); err != nil {
+		t.Fatalf("CreateAccessTokenSession: %v", err)
+	}
+
+	check := func(label string, got fosite.Requester) {
+		t.Helper()
+		if got.GetID() != req.ID {
+			t.Errorf("%s: ID = %q, want %q", label, got.GetID(), req.ID)
+		}
+		if got.GetClient().GetID() != nk.ClientID {
+			t.Errorf("%s: client = %q, want %q", label, got.GetClient().GetID(), nk.ClientID)
+		}
+		if !slices.Equal(got.GetGrantedScopes(), fosite.Arguments{"read"}) {
+			t.Errorf("%s: granted scopes = %q, want [read]", label, got.GetGrantedScopes())
+		}
+		if !slices.Equal(got.GetGrantedAudience(), fosite.Arguments{"api"}) {
+			t.Errorf("%s: granted audience = %q, want [api]", label, got.GetGrantedAudience())
+		}
+		if want := now.Truncate(time.Microsecond); !got.GetRequestedAt().Equal(want) {
+			t.Errorf("%s: RequestedAt = %v, want %v", label, got.GetRequestedAt(), want)
+		}
+		if want := now.Add(time.Hour).Truncate(time.Microsecond); !got.GetSession().GetExpiresAt(fosite.AccessToken).Equal(want) {
+			t.Errorf("%s: expires at %v, want %v", label, got.GetSession().GetExpiresAt(fosite.AccessToken), want)
+		}
+		if sub := got.GetSession().GetSubject(); sub != "issuer" {
+			t.Errorf("%s: subject = %q, want the integration name %q", label, sub, "issuer")
+		}
+	}
+	sess := new(fosite.DefaultSession)
+	got, err := s.GetAccessTokenSession(ctx, sig, sess)
+	if err != nil {
+		t.Fatalf("GetAccessTokenSession: %v", err)
+	}
+	check("with a session", got)
+	if got.GetSession() != sess {
+		t.Error("GetAccessTokenSession did not fill the session it was given")
+	}
+	// fosite's revocation handler passes a nil session.
+	got, err = s.GetAccessTokenSession(ctx, sig, nil)
+	if err != nil {
+		t.Fatalf("GetAccessTokenSession(nil session): %v", err)
+	}
+	check("with a nil session", got)
+
+	if kp := getIntegration(t, s, "issuer").KeyPair; kp.LastUsedAt == nil || !kp.LastUsedAt.Equal(s.Now()) {
+		t.Errorf("key pair LastUsedAt = %v, want %v", kp.LastUsedAt, s.Now())
+	}
+
+	// A token keeps what it was granted when the integration changes.
+	if _, err := s.UpdateIntegration(ctx, "issuer", IntegrationPatch{Scopes: &[]string{"write"}, Audience: &[]string{}}, testActor); err != nil {
+		t.Fatalf("UpdateIntegration: %v", err)
+	}
+	got, err = s.GetAccessTokenSession(ctx, sig, new(fosite.DefaultSession))
+	if err != nil {
+		t.Fatalf("GetAccessTokenSession after update: %v", err)
+	}
+	check("after the integration changed", got)
+
+	if _, err := s.GetAccessTokenSession(ctx, "sig-unknown", new(fosite.DefaultSession)); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("GetAccessTokenSession(unknown) = %v, want fosite.ErrNotFound", err)
+	}
+
+	// A client that is not a *Client is a wiring bug, reported as an error.
+	bad := tokenRequest(&fosite.DefaultClient{ID: nk.ClientID}, now, time.Hour)
+	if err := s.CreateAccessTokenSession(ctx, "sig-bad-client", bad); err == nil {
+		t.Error("CreateAccessTokenSession with a *fosite.DefaultClient = nil, want an error")
+	}
+}
+
+func testAccessTokenInactive(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	tests := []struct {
+		name   string
+		revoke func(t *testing.T, name, sig string, req *fosite.Request)
+	}{
+		{"expired", func(t *testing.T, _, sig string, _ *fosite.Request) {
+			clk.Advance(time.Hour - time.Microsecond)
+			if !tokenActive(t, s, sig) {
+				t.Fatal("token inactive just before its expiry")
+			}
+			clk.Advance(time.Microsecond)
+		}},
+		{"revoked by request ID", func(t *testing.T, _, _ string, req *fosite.Request) {
+			if err := s.RevokeAccessToken(ctx, req.GetID()); err != nil {
+				t.Fatalf("RevokeAccessToken: %v", err)
+			}
+		}},
+		{"deleted by signature", func(t *testing.T, _, sig string, _ *fosite.Request) {
+			if err := s.DeleteAccessTokenSession(ctx, sig); err != nil {
+				t.Fatalf("DeleteAccessTokenSession: %v", err)
+			}
+		}},
+		{"key pair regenerated without grace", func(t *testing.T, name, _ string, _ *fosite.Request) {
+			regenerate(t, s, name, 0)
+		}},
+		{"grace deadline passed", func(t *testing.T, name, sig string, _ *fosite.Request) {
+			regenerate(t, s, name, 10*time.Minute)
+			clk.Advance(10*time.Minute - time.Microsecond)
+			if !tokenActive(t, s, sig) {
+				t.Fatal("token inactive during its pair's grace")
+			}
+			clk.Advance(time.Microsecond)
+		}},
+		{"integration deleted", func(t *testing.T, name, _ string, _ *fosite.Request) {
+			if err := s.DeleteIntegration(ctx, name, testActor); err != nil {
+				t.Fatalf("DeleteIntegration: %v", err)
+			}
+		}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("inactive-%d", i)
+			_, nk := createIntegration(t, s, IntegrationInput{Name: name})
+			_, other := createIntegration(t, s, IntegrationInput{Name: name + "-other"})
+			sig, req := issueToken(t, s, clk, nk.ClientID, time.Hour)
+			otherSig, _ := issueToken(t, s, clk, other.ClientID, 2*time.Hour)
+			if !tokenActive(t, s, sig) {
+				t.Fatal("fresh token inactive")
+			}
+			tc.revoke(t, name, sig, req)
+			if tokenActive(t, s, sig) {
+				t.Error("token still active")
+			}
+			if !tokenActive(t, s, otherSig) {
+				t.Error("another integration's token became inactive")
+			}
+		})
+	}
+}
+
+func testAccessTokenIssuedDuringGrace(t *testing.T, s *Store, clk *fakeClock) {
+	_, old := createIntegration(t, s, IntegrationInput{Name: "overlap"})
+	before, _ := issueToken(t, s, clk, old.ClientID, 10*time.Hour)
+	deadline := s.Now().Add(30 * time.Minute)
+	nk := regenerate(t, s, "overlap", 30*time.Minute)
+	clk.Advance(20 * time.Minute)
+	// Issued to the old pair during the grace, with a lifetime reaching far
+	// past the deadline: it must not outlive the deadline.
+	during, _ := issueToken(t, s, clk, old.ClientID, 10*time.Hour)
+	short, _ := issueToken(t, s, clk, old.ClientID, 5*time.Minute)
+	fresh, _ := issueToken(t, s, clk, nk.ClientID, 10*time.Hour)
+	tests := []struct {
+		name, sig  string
+		wantExpiry time.Time
+	}{
+		{"issued before the regeneration", before, deadline},
+		{"issued during the grace", during, deadline},
+		{"expiring before the deadline", short, s.Now().Add(5 * time.Minute)},
+		{"issued to the new pair", fresh, s.Now().Add(10 * time.Hour)},
+	}
+	for _, tc := range tests {
+		req, err := s.GetAccessTokenSession(t.Context(), tc.sig, new(fosite.DefaultSession))
+		if err != nil {
+			t.Errorf("%s: GetAccessTokenSession during the grace: %v", tc.name, err)
+			continue
+		}
+		// Introspection reports this as exp: never past the pair's deadline.
+		if got := req.GetSession().GetExpiresAt(fosite.AccessToken); !got.Equal(tc.wantExpiry) {
+			t.Errorf("%s: expires at %v, want %v", tc.name, got, tc.wantExpiry)
+		}
+	}
+	clk.Advance(10 * time.Minute)
+	for _, sig := range []string{before, during, short} {
+		if tokenActive(t, s, sig) {
+			t.Errorf("token %s of the old pair outlived the grace deadline", sig)
+		}
+	}
+	if !tokenActive(t, s, fresh) {
+		t.Error("the new pair's token became inactive")
+	}
+}
+
+func testAccessTokenRevokeByRequestID(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "revoker"})
+	c := getClient(t, s, nk.ClientID)
+	req := tokenRequest(c, clk.Now(), time.Hour)
+	// One request may hold several signatures; revocation covers them all
+	// (RFC 7009 §2.1).
+	for _, sig := range []string{"sig-a", "sig-b"} {
+		if err := s.CreateAccessTokenSession(ctx, sig, req); err != nil {
+			t.Fatalf("CreateAccessTokenSession(%s): %v", sig, err)
+		}
+	}
+	kept, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	if err := s.RevokeAccessToken(ctx, req.GetID()); err != nil {
+		t.Fatalf("RevokeAccessToken: %v", err)
+	}
+	for _, sig := range []string{"sig-a", "sig-b"} {
+		if tokenActive(t, s, sig) {
+			t.Errorf("token %s active after its request was revoked", sig)
+		}
+	}
+	if !tokenActive(t, s, kept) {
+		t.Error("another request's token was revoked")
+	}
+	for _, id := range []string{req.GetID(), "req-unknown"} {
+		if err := s.RevokeAccessToken(ctx, id); err != nil {
+			t.Errorf("RevokeAccessToken(%q) of nothing = %v, want nil", id, err)
+		}
+	}
+	if err := s.DeleteAccessTokenSession(ctx, "sig-unknown"); err != nil {
+		t.Errorf("DeleteAccessTokenSession(unknown) = %v, want nil", err)
+	}
+}
+
+func testAccessTokenCreateForRevokedPair(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	tests := []struct {
+		name   string
+		revoke func(t *testing.T, name string)
+	}{
+		{"regenerated without grace", func(t *testing.T, name string) { regenerate(t, s, name, 0) }},
+		{"grace deadline passed", func(t *testing.T, name string) {
+			regenerate(t, s, name, time.Minute)
+			clk.Advance(time.Minute)
+		}},
+		{"integration deleted", func(t *testing.T, name string) {
+			if err := s.DeleteIntegration(ctx, name, testActor); err != nil {
+				t.Fatalf("DeleteIntegration: %v", err)
+			}
+		}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("late-%d", i)
+			_, nk := createIntegration(t, s, IntegrationInput{Name: name})
+			// The token endpoint authenticated the client, then the pair was
+			// revoked before the token was stored.
+			c := getClient(t, s, nk.ClientID)
+			tc.revoke(t, name)
+			sig := "sig-" + randomText()
+			err := s.CreateAccessTokenSession(ctx, sig, tokenRequest(c, clk.Now(), time.Hour))
+			var rfc *fosite.RFC6749Error
+			if !errors.As(err, &rfc) || rfc.ErrorField != "invalid_client" {
+				t.Fatalf("CreateAccessTokenSession = %v, want a *fosite.RFC6749Error invalid_client", err)
+			}
+			if !errors.Is(err, fosite.ErrInvalidClient) {
+				t.Errorf("errors.Is(%v, fosite.ErrInvalidClient) = false", err)
+			}
+			if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens WHERE signature = ?", sig); got != 0 {
+				t.Errorf("%d rows stored for a refused token, want 0", got)
+			}
+		})
+	}
+}
+
+func testAccessTokenConcurrentRegenerate(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, old := createIntegration(t, s, IntegrationInput{Name: "busy", Scopes: []string{"read"}})
+	stale := getClient(t, s, old.ClientID)
+
+	const workers = 8
+	const attemptsAfter = 5 // attempts each worker makes once regeneration returned
+	var (
+		regenerated atomic.Bool
+		ready       sync.WaitGroup
+		done        sync.WaitGroup
+		mu          sync.Mutex
+		issued      []string
+	)
+	ready.Add(workers)
+	for w := range workers {
+		done.Go(func() {
+			readyOnce := sync.OnceFunc(ready.Done)
+			defer readyOnce()
+			after := 0
+			for i := 0; after < attemptsAfter; i++ {
+				if i > 10000 {
+					t.Errorf("worker %d: regeneration never observed", w)
+					return
+				}
+				startedAfter := regenerated.Load()
+				if startedAfter {
+					after++
+				}
+				// Odd workers look the client up for every token, like the
+				// token endpoint; even ones hold a client fetched before the
+				// regeneration, like a request in flight.
+				c := fosite.Client(stale)
+				if w%2 == 1 {
+					var err error
+					c, err = s.GetClient(ctx, old.ClientID)
+					if errors.Is(err, fosite.ErrNotFound) {
+						if !startedAfter {
+							readyOnce() // never got a token in; do not hold up the test
+						}
+						continue
+					}
+					if err != nil {
+						t.Errorf("worker %d: GetClient: %v", w, err)
+						return
+					}
+				}
+				sig := fmt.Sprintf("sig-%d-%d", w, i)
+				err := s.CreateAccessTokenSession(ctx, sig, tokenRequest(c, clk.Now(), time.Hour))
+				switch {
+				case err == nil && startedAfter:
+					t.Errorf("worker %d: token %s for the old pair stored after RegenerateKeyPair returned", w, sig)
+				case err == nil:
+					mu.Lock()
+					issued = append(issued, sig)
+					mu.Unlock()
+					readyOnce()
+				case isInvalidClient(err):
+				default:
+					t.Errorf("worker %d: CreateAccessTokenSession: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+
+	ready.Wait() // every worker has a token in (or already lost its client)
+	nk, err := s.RegenerateKeyPair(ctx, "busy", 0, testActor)
+	regenerated.Store(true)
+	if err != nil {
+		t.Errorf("RegenerateKeyPair: %v", err)
+	}
+	done.Wait()
+	if t.Failed() {
+		return
+	}
+
+	if len(issued) == 0 {
+		t.Fatal("no token was issued before the regeneration")
+	}
+	for _, sig := range issued {
+		if tokenActive(t, s, sig) {
+			t.Errorf("token %s of the old pair is active after regeneration", sig)
+		}
+	}
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("old client ID works after regeneration")
+	}
+	if sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour); !tokenActive(t, s, sig) {
+		t.Error("the new pair's token is inactive")
+	}
+}
+
+func testUnsupportedGrants(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "grants"})
+	req := tokenRequest(getClient(t, s, nk.ClientID), clk.Now(), time.Hour)
+	if err := s.CreateRefreshTokenSession(ctx, "r", "a", req); err == nil {
+		t.Error("CreateRefreshTokenSession = nil, want an error")
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, "r", nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("GetRefreshTokenSession = %v, want fosite.ErrNotFound", err)
+	}
+	if err := s.CreateAuthorizeCodeSession(ctx, "c", req); err == nil {
+		t.Error("CreateAuthorizeCodeSession = nil, want an error")
+	}
+	if _, err := s.GetAuthorizeCodeSession(ctx, "c", nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("GetAuthorizeCodeSession = %v, want fosite.ErrNotFound", err)
+	}
+	if err := s.SetClientAssertionJWT(ctx, "jti", clk.Now()); err == nil {
+		t.Error("SetClientAssertionJWT = nil, want an error")
+	}
+	if err := s.ClientAssertionJWTValid(ctx, "jti"); err != nil {
+		t.Errorf("ClientAssertionJWTValid = %v, want nil", err)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 0 {
+		t.Errorf("%d access tokens after refused grants, want 0", got)
+	}
+}
+
+// testDatabaseUnavailable checks that a database failure on the OAuth path
+// is ErrUnavailable, never mistaken for an unknown or revoked credential.
+func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "down"})
+	c := getClient(t, s, nk.ClientID)
+	sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, fosite.ErrNotFound) || isInvalidClient(err) {
+			t.Errorf("%s on a closed store = %v, want ErrUnavailable only", op, err)
+		}
+	}
+	_, err := s.GetClient(ctx, nk.ClientID)
+	check("GetClient", err)
+	_, err = s.GetAccessTokenSession(ctx, sig, nil)
+	check("GetAccessTokenSession", err)
+	check("CreateAccessTokenSession", s.CreateAccessTokenSession(ctx, "sig-down", tokenRequest(c, clk.Now(), time.Hour)))
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping on a closed store = nil, want an error")
+	}
+}
+
+// --- Admins ---
+
+func createAdmin(t *testing.T, s *Store, name string, days int) (*Admin, *AdminToken, string) {
+	t.Helper()
+	a, tok, secret, err := s.CreateAdmin(t.Context(), name, days, testActor)
+	if err != nil {
+		t.Fatalf("CreateAdmin(%q, %d): %v", name, days, err)
+	}
+	return a, tok, secret
+}
+
+func createAdminToken(t *testing.T, s *Store, a *Admin, description string, days int) (*AdminToken, string) {
+	t.Helper()
+	tok, secret, err := s.CreateAdminToken(t.Context(), a, description, days, testActor)
+	if err != nil {
+		t.Fatalf("CreateAdminToken(%q, %q, %d): %v", a.Name, description, days, err)
+	}
+	return tok, secret
+}
+
+// adminAuthenticates reports whether token authenticates, as the admin
+// called want; it fails the test on errors other than ErrNotFound.
+func adminAuthenticates(t *testing.T, s *Store, token, want string) bool {
+	t.Helper()
+	a, err := s.AuthenticateAdmin(t.Context(), token)
+	if errors.Is(err, ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("AuthenticateAdmin: %v", err)
+	}
+	if a.Name != want {
+		t.Fatalf("AuthenticateAdmin = admin %q, want %q", a.Name, want)
+	}
+	return true
+}
+
+func listAdminTokens(t *testing.T, s *Store, adminID int64) []*AdminToken {
+	t.Helper()
+	toks, next, err := s.ListAdminTokens(t.Context(), adminID, Page{})
+	if err != nil || next != "" {
+		t.Fatalf("ListAdminTokens = %d tokens, next %q, %v", len(toks), next, err)
+	}
+	return toks
+}
+
+func testAdminCreateAuthenticate(t *testing.T, s *Store, _ *fakeClock) {
+	now := s.Now()
+	a, tok, secret := createAdmin(t, s, "alice", DefaultAdminTokenDays)
+	if a.ID == 0 || a.Name != "alice" || !a.CreatedAt.Equal(now) {
+		t.Errorf("admin = %+v, want alice created %v", a, now)
+	}
+	if !ValidChecksummed(secret, AdminTokenPrefix) {
+		t.Errorf("admin token %q is not a checksummed lk_adm_ token", secret)
+	}
+	if !strings.HasPrefix(tok.ID, "adt_") || tok.AdminID != a.ID || !tok.CreatedAt.Equal(now) {
+		t.Errorf("token = %+v, want an adt_ ID for admin %d created %v", tok, a.ID, now)
+	}
+	if want := now.Add(DefaultAdminTokenDays * 24 * time.Hour); tok.ExpiresAt == nil || !tok.ExpiresAt.Equal(want) {
+		t.Errorf("token ExpiresAt = %v, want %v", tok.ExpiresAt, want)
+	}
+	if strings.Contains(tok.ID, secret[len(AdminTokenPrefix):len(AdminTokenPrefix)+8]) {
+		t.Error("the token's public ID is derived from the token")
+	}
+
+	got, err := s.AuthenticateAdmin(t.Context(), secret)
+	if err != nil {
+		t.Fatalf("AuthenticateAdmin: %v", err)
+	}
+	if got.ID != a.ID || got.Name != "alice" || !got.CreatedAt.Equal(now) {
+		t.Errorf("AuthenticateAdmin = %+v, want %+v", got, a)
+	}
+
+	// A second token authenticates as the same admin, independently.
+	_, second := createAdminToken(t, s, a, "laptop", 30)
+	if !adminAuthenticates(t, s, second, "alice") || !adminAuthenticates(t, s, secret, "alice") {
+		t.Error("an admin with two tokens cannot use both")
+	}
+	_, _, bobSecret := createAdmin(t, s, "bob", 1)
+	if !adminAuthenticates(t, s, bobSecret, "bob") {
+		t.Error("second admin cannot authenticate")
+	}
+	assertNotStored(t, s, secret, second, bobSecret)
+}
+
+func testAdminCreateErrors(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	alice, _, _ := createAdmin(t, s, "alice", 1)
+	tests := []struct {
+		name    string
+		admin   string
+		days    int
+		wantErr error
+	}{
+		{"taken name", "alice", 1, ErrConflict},
+		{"empty name", "", 1, ErrInvalid},
+		{"uppercase name", "Alice", 1, ErrInvalid},
+		{"zero days", "a0", 0, ErrInvalid},
+		{"minus two days", "a1", -2, ErrInvalid},
+		{"days above maximum", "a2", MaxAdminTokenDays + 1, ErrInvalid},
+		{"days at maximum", "a3", MaxAdminTokenDays, nil},
+		{"never expires", "a4", NeverExpires, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, secret, err := s.CreateAdmin(ctx, tc.admin, tc.days, testActor)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("CreateAdmin(%q, %d) = %v, want %v", tc.admin, tc.days, err, tc.wantErr)
+			}
+			if (err == nil) != (secret != "") {
+				t.Errorf("CreateAdmin returned token %q with error %v", secret, err)
+			}
+		})
+	}
+	tokenTests := []struct {
+		name        string
+		description string
+		days        int
+		wantErr     error
+	}{
+		{"description too long", strings.Repeat("x", MaxDescriptionLen+1), 1, ErrInvalid},
+		{"zero days", "d", 0, ErrInvalid},
+		{"days above maximum", "d", MaxAdminTokenDays + 1, ErrInvalid},
+	}
+	for _, tc := range tokenTests {
+		t.Run("token "+tc.name, func(t *testing.T) {
+			if _, _, err := s.CreateAdminToken(ctx, alice, tc.description, tc.days, testActor); !errors.Is(err, tc.wantErr) {
+				t.Errorf("CreateAdminToken = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	if got := len(listAdminTokens(t, s, alice.ID)); got != 1 {
+		t.Errorf("alice has %d tokens after rejected creates, want 1", got)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM admins WHERE name = ?", "alice"); got != 1 {
+		t.Errorf("%d admins called alice, want 1", got)
+	}
+}
+
+func testAdminAuthenticateRejects(t *testing.T, s *Store, _ *fakeClock) {
+	_, _, secret := createAdmin(t, s, "alice", NeverExpires)
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "svc"})
+	tests := []struct{ name, token string }{
+		{"empty", ""},
+		{"prefix only", AdminTokenPrefix},
+		{"garbage", "hello"},
+		{"with Bearer", "Bearer " + secret},
+		{"one character short", secret[:len(secret)-1]},
+		{"one character long", secret + "A"},
+		{"one character changed", secret[:12] + string(secret[12]^1) + secret[13:]},
+		{"unknown well-formed token", NewAdminToken()},
+		{"client secret", nk.ClientSecret},
+		{"client ID", nk.ClientID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if a, err := s.AuthenticateAdmin(t.Context(), tc.token); !errors.Is(err, ErrNotFound) {
+				t.Errorf("AuthenticateAdmin(%q) = %+v, %v; want ErrNotFound", tc.token, a, err)
+			}
+		})
+	}
+}
+
+func testAdminLastUsed(t *testing.T, s *Store, clk *fakeClock) {
+	a, _, secret := createAdmin(t, s, "alice", DefaultAdminTokenDays)
+	other, _ := createAdminToken(t, s, a, "unused", 10)
+	lastUsed := func() *time.Time {
+		t.Helper()
+		for _, tok := range listAdminTokens(t, s, a.ID) {
+			if tok.ID != other.ID {
+				return tok.LastUsedAt
+			}
+		}
+		t.Fatal("token missing from listing")
+		return nil
+	}
+	if got := lastUsed(); got != nil {
+		t.Fatalf("LastUsedAt = %v before use, want nil", *got)
+	}
+	clk.Advance(time.Second)
+	first := s.Now()
+	adminAuthenticates(t, s, secret, "alice")
+	if got := lastUsed(); got == nil || !got.Equal(first) {
+		t.Fatalf("LastUsedAt = %v after use, want %v", got, first)
+	}
+	// Refreshed at most once a minute.
+	clk.Advance(30 * time.Second)
+	adminAuthenticates(t, s, secret, "alice")
+	if got := lastUsed(); got == nil || !got.Equal(first) {
+		t.Errorf("LastUsedAt = %v 30 s later, want unchanged %v", got, first)
+	}
+	clk.Advance(30 * time.Second)
+	adminAuthenticates(t, s, secret, "alice")
+	if got, want := lastUsed(), first.Add(time.Minute); got == nil || !got.Equal(want) {
+		t.Errorf("LastUsedAt = %v a minute later, want %v", got, want)
+	}
+	for _, tok := range listAdminTokens(t, s, a.ID) {
+		if tok.ID == other.ID && tok.LastUsedAt != nil {
+			t.Errorf("unused token LastUsedAt = %v, want nil", *tok.LastUsedAt)
+		}
+	}
+}
+
+func testAdminTokenExpiry(t *testing.T, s *Store, clk *fakeClock) {
+	a, tok, secret := createAdmin(t, s, "alice", DefaultAdminTokenDays)
+	_, never := createAdminToken(t, s, a, "never", NeverExpires)
+	clk.Advance(DefaultAdminTokenDays*24*time.Hour - time.Microsecond)
+	if !adminAuthenticates(t, s, secret, "alice") {
+		t.Fatal("token rejected just before its expiry")
+	}
+	clk.Advance(time.Microsecond)
+	if adminAuthenticates(t, s, secret, "alice") {
+		t.Error("token accepted at its expiry")
+	}
+	for _, got := range listAdminTokens(t, s, a.ID) {
+		if got.ID == tok.ID {
+			t.Error("expired token still listed")
+		}
+	}
+	if !adminAuthenticates(t, s, never, "alice") {
+		t.Error("the admin's other token stopped working")
+	}
+}
+
+func testAdminTokenNeverExpires(t *testing.T, s *Store, clk *fakeClock) {
+	a, first, secret := createAdmin(t, s, "alice", NeverExpires)
+	if first.ExpiresAt != nil {
+		t.Errorf("initial token ExpiresAt = %v, want nil (never)", *first.ExpiresAt)
+	}
+	tok, second := createAdminToken(t, s, a, "ci", NeverExpires)
+	if tok.ExpiresAt != nil || tok.Description != "ci" {
+		t.Errorf("token = %+v, want description ci and no expiry", tok)
+	}
+	clk.Advance(20 * 365 * 24 * time.Hour)
+	for _, token := range []string{secret, second} {
+		if !adminAuthenticates(t, s, token, "alice") {
+			t.Error("a never-expiring token expired")
+		}
+	}
+	if got := len(listAdminTokens(t, s, a.ID)); got != 2 {
+		t.Errorf("%d tokens listed, want 2", got)
+	}
+}
+
+func testAdminRevokeToken(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	alice, _, aliceFirst := createAdmin(t, s, "alice", 30)
+	bob, _, bobFirst := createAdmin(t, s, "bob", 30)
+	tok, aliceSecond := createAdminToken(t, s, alice, "script", 30)
+
+	if err := s.RevokeAdminToken(ctx, bob.ID, tok.ID, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeAdminToken of another admin's token = %v, want ErrNotFound", err)
+	}
+	if !adminAuthenticates(t, s, aliceSecond, "alice") {
+		t.Fatal("another admin revoked alice's token")
+	}
+	if err := s.RevokeAdminToken(ctx, alice.ID, tok.ID, testActor); err != nil {
+		t.Fatalf("RevokeAdminToken of own token: %v", err)
+	}
+	if adminAuthenticates(t, s, aliceSecond, "alice") {
+		t.Error("revoked token still authenticates")
+	}
+	if !adminAuthenticates(t, s, aliceFirst, "alice") || !adminAuthenticates(t, s, bobFirst, "bob") {
+		t.Error("revoking one token affected others")
+	}
+	for _, tc := range []struct{ name, id string }{{"already revoked", tok.ID}, {"unknown", "adt_unknown"}, {"empty", ""}} {
+		if err := s.RevokeAdminToken(ctx, alice.ID, tc.id, testActor); !errors.Is(err, ErrNotFound) {
+			t.Errorf("RevokeAdminToken(%s) = %v, want ErrNotFound", tc.name, err)
+		}
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM audit_events WHERE action = ? AND object = ?", "admin_token.revoke", tok.ID); got != 1 {
+		t.Errorf("%d admin_token.revoke events, want 1", got)
+	}
+}
+
+func testAdminDelete(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	alice, _, first := createAdmin(t, s, "alice", 30)
+	_, second := createAdminToken(t, s, alice, "other", NeverExpires)
+	_, _, bobToken := createAdmin(t, s, "bob", 30)
+
+	if err := s.DeleteAdmin(ctx, "alice", testActor); err != nil {
+		t.Fatalf("DeleteAdmin: %v", err)
+	}
+	for _, token := range []string{first, second} {
+		if adminAuthenticates(t, s, token, "alice") {
+			t.Error("a deleted admin's token still authenticates")
+		}
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM admin_tokens WHERE admin_id = ?", alice.ID); got != 0 {
+		t.Errorf("%d admin_tokens rows left for the deleted admin, want 0", got)
+	}
+	if !adminAuthenticates(t, s, bobToken, "bob") {
+		t.Error("deleting alice affected bob")
+	}
+	if err := s.DeleteAdmin(ctx, "alice", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteAdmin = %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.CreateAdminToken(ctx, alice, "late", 1, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("CreateAdminToken for a deleted admin = %v, want ErrNotFound", err)
+	}
+	// The name can be reused; the new admin does not inherit old tokens.
+	createAdmin(t, s, "alice", 30)
+	if adminAuthenticates(t, s, first, "alice") {
+		t.Error("an old token authenticates as the re-created admin")
+	}
+}
+
+func testAdminEnsure(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	first, err := s.EnsureAdmin(ctx, BootstrapAdmin)
+	if err != nil {
+		t.Fatalf("EnsureAdmin: %v", err)
+	}
+	if first.ID == 0 || first.Name != BootstrapAdmin || !first.CreatedAt.Equal(s.Now()) {
+		t.Errorf("EnsureAdmin = %+v, want %s created now", first, BootstrapAdmin)
+	}
+	clk.Advance(time.Hour)
+	again, err := s.EnsureAdmin(ctx, BootstrapAdmin)
+	if err != nil {
+		t.Fatalf("EnsureAdmin again: %v", err)
+	}
+	if again.ID != first.ID || !again.CreatedAt.Equal(first.CreatedAt) {
+		t.Errorf("EnsureAdmin again = %+v, want the existing %+v", again, first)
+	}
+	created, _, _ := createAdmin(t, s, "alice", 1)
+	if got, err := s.EnsureAdmin(ctx, "alice"); err != nil || got.ID != created.ID {
+		t.Errorf("EnsureAdmin(alice) = %+v, %v; want the admin CreateAdmin made (ID %d)", got, err, created.ID)
+	}
+	if _, err := s.EnsureAdmin(ctx, "Not Valid"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("EnsureAdmin(bad name) = %v, want ErrInvalid", err)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM admins"); got != 2 {
+		t.Errorf("%d admins, want 2", got)
+	}
+}
+
+func testAdminListTokens(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	alice, first, _ := createAdmin(t, s, "alice", 30)
+	want := []string{first.ID}
+	for i := range 4 {
+		clk.Advance(time.Second)
+		tok, _ := createAdminToken(t, s, alice, fmt.Sprintf("token %d", i), 30)
+		want = append(want, tok.ID)
+	}
+	bob, _, _ := createAdmin(t, s, "bob", 30)
+
+	var got []string
+	var pages []int
+	page := Page{Limit: 2}
+	for range 10 {
+		toks, next, err := s.ListAdminTokens(ctx, alice.ID, page)
+		if err != nil {
+			t.Fatalf("ListAdminTokens(%+v): %v", page, err)
+		}
+		pages = append(pages, len(toks))
+		for _, tok := range toks {
+			if tok.AdminID != alice.ID {
+				t.Errorf("token %s of admin %d listed for alice", tok.ID, tok.AdminID)
+			}
+			got = append(got, tok.ID)
+		}
+		if next == "" {
+			break
+		}
+		page.Token = next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("tokens = %q, want oldest first %q", got, want)
+	}
+	if !slices.Equal(pages, []int{2, 2, 1}) {
+		t.Errorf("page sizes = %v, want [2 2 1]", pages)
+	}
+	if got := len(listAdminTokens(t, s, bob.ID)); got != 1 {
+		t.Errorf("bob has %d tokens listed, want 1", got)
+	}
+	for _, token := range []string{"!!!", pageToken("not-a-number")} {
+		if _, _, err := s.ListAdminTokens(ctx, alice.ID, Page{Token: token}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ListAdminTokens(page token %q) = %v, want ErrInvalid", token, err)
+		}
+	}
+
+	// Expired tokens drop out of the listing.
+	createAdminToken(t, s, alice, "short", 1)
+	clk.Advance(24 * time.Hour)
+	if got := len(listAdminTokens(t, s, alice.ID)); got != 5 {
+		t.Errorf("%d tokens listed after one expired, want 5", got)
+	}
+}
+
+func testAdminList(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	for _, name := range []string{"dave", "alice", "carol", "bob", "erin"} {
+		createAdmin(t, s, name, 1)
+	}
+	var got []string
+	page := Page{Limit: 2}
+	for range 10 {
+		admins, next, err := s.ListAdmins(ctx, page)
+		if err != nil {
+			t.Fatalf("ListAdmins(%+v): %v", page, err)
+		}
+		for _, a := range admins {
+			got = append(got, a.Name)
+		}
+		if next == "" {
+			break
+		}
+		page.Token = next
+	}
+	if want := []string{"alice", "bob", "carol", "dave", "erin"}; !slices.Equal(got, want) {
+		t.Errorf("admins = %q, want %q", got, want)
+	}
+	if _, _, err := s.ListAdmins(ctx, Page{Token: "!!!"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ListAdmins(bad page token) = %v, want ErrInvalid", err)
+	}
+}
+
+func testAdminAudit(t *testing.T, s *Store, _ *fakeClock) {
+	ctx := t.Context()
+	root := Actor{Type: "admin", Name: BootstrapAdmin, RemoteAddr: "192.0.2.9:9999"}
+	alice, initial, first, err := s.CreateAdmin(ctx, "alice", 30, root)
+	if err != nil {
+		t.Fatalf("CreateAdmin: %v", err)
+	}
+	self := Actor{Type: "admin", Name: "alice", RemoteAddr: "192.0.2.1:1"}
+	tok, second, err := s.CreateAdminToken(ctx, alice, "laptop", 7, self)
+	if err != nil {
+		t.Fatalf("CreateAdminToken: %v", err)
+	}
+	if err := s.RevokeAdminToken(ctx, alice.ID, tok.ID, self); err != nil {
+		t.Fatalf("RevokeAdminToken: %v", err)
+	}
+	if err := s.DeleteAdmin(ctx, "alice", root); err != nil {
+		t.Fatalf("DeleteAdmin: %v", err)
+	}
+	events, _, err := s.ListAuditEvents(ctx, Page{})
+	if err != nil {
+		t.Fatalf("ListAuditEvents: %v", err)
+	}
+	type ev struct{ action, objectType, object, actor string }
+	var got []ev
+	for _, e := range events {
+		got = append(got, ev{e.Action, e.ObjectType, e.Object, e.Actor})
+		if e.Action == "admin_token.create" && e.Object == tok.ID && e.RemoteAddr != self.RemoteAddr {
+			t.Errorf("admin_token.create remote address = %q, want %q", e.RemoteAddr, self.RemoteAddr)
+		}
+	}
+	want := []ev{
+		{"admin.delete", "admin", "alice", BootstrapAdmin},
+		{"admin_token.revoke", "admin_token", tok.ID, "alice"},
+		{"admin_token.create", "admin_token", tok.ID, "alice"},
+		{"admin_token.create", "admin_token", initial.ID, BootstrapAdmin},
+		{"admin.create", "admin", "alice", BootstrapAdmin},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("audit events =\n%v\nwant\n%v", got, want)
+	}
+	assertNotStored(t, s, first, second)
+}
+
+// --- Audit ---
+
+func testAuditList(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	by := Actor{Type: "integration", Name: "svc", RemoteAddr: "198.51.100.7:443"}
+	var times []time.Time
+	for i := range 5 {
+		clk.Advance(time.Second)
+		times = append(times, s.Now())
+		if err := s.Audit(ctx, by, "access_token.revoke", "access_token", fmt.Sprintf("req-%d", i), map[string]any{"n": i}); err != nil {
+			t.Fatalf("Audit: %v", err)
+		}
+	}
+	var got []AuditEvent
+	var pages []int
+	page := Page{Limit: 2}
+	for range 10 {
+		events, next, err := s.ListAuditEvents(ctx, page)
+		if err != nil {
+			t.Fatalf("ListAuditEvents(%+v): %v", page, err)
+		}
+		pages = append(pages, len(events))
+		got = append(got, events...)
+		if next == "" {
+			break
+		}
+		page.Token = next
+	}
+	if !slices.Equal(pages, []int{2, 2, 1}) {
+		t.Errorf("page sizes = %v, want [2 2 1]", pages)
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d events, want 5", len(got))
+	}
+	for i, e := range got {
+		n := 4 - i // newest first
+		if e.Object != fmt.Sprintf("req-%d", n) || e.Action != "access_token.revoke" || e.ObjectType != "access_token" {
+			t.Errorf("event %d = %s %s/%s, want access_token.revoke access_token/req-%d", i, e.Action, e.ObjectType, e.Object, n)
+		}
+		if e.ActorType != by.Type || e.Actor != by.Name || e.RemoteAddr != by.RemoteAddr {
+			t.Errorf("event %d actor = %s/%s from %s, want %+v", i, e.ActorType, e.Actor, e.RemoteAddr, by)
+		}
+		if !e.Time.Equal(times[n]) {
+			t.Errorf("event %d time = %v, want %v", i, e.Time, times[n])
+		}
+		if got, want := e.Details["n"], float64(n); got != want {
+			t.Errorf("event %d details n = %v, want %v", i, got, want)
+		}
+		if i > 0 && e.ID >= got[i-1].ID {
+			t.Errorf("event IDs not descending: %d after %d", e.ID, got[i-1].ID)
+		}
+	}
+
+	if err := s.Audit(ctx, by, "noop", "thing", "x", nil); err != nil {
+		t.Fatalf("Audit with nil details: %v", err)
+	}
+	events, _, err := s.ListAuditEvents(ctx, Page{Limit: 1})
+	if err != nil || len(events) != 1 || events[0].Action != "noop" || len(events[0].Details) != 0 {
+		t.Errorf("ListAuditEvents(limit 1) = %+v, %v; want the noop event with no details", events, err)
+	}
+
+	for _, token := range []string{"!!!", pageToken("abc")} {
+		if _, _, err := s.ListAuditEvents(ctx, Page{Token: token}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ListAuditEvents(page token %q) = %v, want ErrInvalid", token, err)
+		}
+	}
+}
+
+// --- Purge ---
+
+func testPurgeBatches(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	const n = 5
+
+	// Admin tokens: n expire after a day; two never do or outlive the test.
+	ops, _, neverToken := createAdmin(t, s, "ops", NeverExpires)
+	for i := range n {
+		createAdminToken(t, s, ops, fmt.Sprint("short ", i), 1)
+	}
+	_, monthToken := createAdminToken(t, s, ops, "month", 30)
+
+	// A live pair with n tokens that expire and one that does not.
+	_, live := createIntegration(t, s, IntegrationInput{Name: "live"})
+	for range n {
+		issueToken(t, s, clk, live.ClientID, time.Minute)
+	}
+	liveSig, _ := issueToken(t, s, clk, live.ClientID, 10*24*time.Hour)
+
+	// n revoked pairs; the first holds n long-lived tokens.
+	rotated, first := createIntegration(t, s, IntegrationInput{Name: "rotated"})
+	for range n {
+		issueToken(t, s, clk, first.ClientID, 10*24*time.Hour)
+	}
+	var current *NewKeyPair
+	for range n {
+		current = regenerate(t, s, "rotated", 0)
+	}
+	currentSig, _ := issueToken(t, s, clk, current.ClientID, 10*24*time.Hour)
+
+	// A pair still in its grace period, with a token.
+	_, graced := createIntegration(t, s, IntegrationInput{Name: "graced"})
+	gracedSig, _ := issueToken(t, s, clk, graced.ClientID, 10*24*time.Hour)
+	regenerate(t, s, "graced", 7*24*time.Hour)
+
+	clk.Advance(2 * 24 * time.Hour)
+	before := map[string]int64{}
+	for _, table := range []string{"access_tokens", "key_pairs", "admin_tokens"} {
+		before[table] = countRows(t, s, "SELECT COUNT(*) FROM "+table)
+	}
+
+	got, err := s.Purge(ctx, 2)
+	if err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	// n expired tokens + n tokens of revoked pairs + n revoked pairs + n
+	// expired admin tokens.
+	if want := int64(4 * n); got != want {
+		t.Errorf("Purge deleted %d rows, want %d", got, want)
+	}
+	wantLeft := map[string]int64{
+		"access_tokens": before["access_tokens"] - 2*n, // live, current, graced remain
+		"key_pairs":     before["key_pairs"] - n,       // live, rotated's current, graced's two
+		"admin_tokens":  before["admin_tokens"] - n,    // never, month
+	}
+	for table, want := range wantLeft {
+		if got := countRows(t, s, "SELECT COUNT(*) FROM "+table); got != want {
+			t.Errorf("%s: %d rows after Purge, want %d", table, got, want)
+		}
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 3 {
+		t.Errorf("%d access tokens left, want 3", got)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?", rotated.ID); got != 1 {
+		t.Errorf("rotated has %d key pairs left, want 1", got)
+	}
+	for _, sig := range []string{liveSig, currentSig, gracedSig} {
+		if !tokenActive(t, s, sig) {
+			t.Errorf("live token %s purged or inactive", sig)
+		}
+	}
+	for _, id := range []string{live.ClientID, current.ClientID, graced.ClientID} {
+		if !clientWorks(t, s, id) {
+			t.Errorf("working pair %s purged", id)
+		}
+	}
+	for _, token := range []string{neverToken, monthToken} {
+		if !adminAuthenticates(t, s, token, "ops") {
+			t.Error("live admin token purged")
+		}
+	}
+
+	if got, err := s.Purge(ctx, 2); err != nil || got != 0 {
+		t.Errorf("second Purge = %d, %v; want 0, nil", got, err)
+	}
+}
+
+func testPurgeArguments(t *testing.T, s *Store, clk *fakeClock) {
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "p"})
+	issueToken(t, s, clk, nk.ClientID, time.Minute)
+	clk.Advance(time.Hour)
+
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Purge(cancelled, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("Purge with a cancelled context = %v, want context.Canceled", err)
+	}
+	for _, batch := range []int{0, -1} {
+		if _, err := s.Purge(t.Context(), batch); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Purge(batch %d) = %v, want ErrInvalid", batch, err)
+		}
+	}
+	if got, err := s.Purge(t.Context(), 1); err != nil || got != 1 {
+		t.Errorf("Purge(batch 1) = %d, %v; want 1, nil", got, err)
+	}
+}

@@ -1,0 +1,157 @@
+package storage
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testSecret is a system secret of the minimum length.
+var testSecret = []byte(strings.Repeat("s", 32))
+
+func TestSQLite(t *testing.T) {
+	runConformance(t, newSQLiteStore)
+}
+
+// newSQLiteStore opens and migrates a store on a fresh SQLite file.
+func newSQLiteStore(t *testing.T, now func() time.Time) *Store {
+	t.Helper()
+	s, applied := openSQLite(t, filepath.Join(t.TempDir(), "latchkey.db"), now, testSecret)
+	if want := allMigrationVersions(t, "sqlite"); !slices.Equal(applied, want) {
+		t.Fatalf("Migrate on a fresh database applied %v, want %v", applied, want)
+	}
+	return s
+}
+
+// openSQLite opens the SQLite database at path with the given system
+// secrets, migrates it, and closes it when the test ends.
+func openSQLite(t *testing.T, path string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
+	t.Helper()
+	s, err := Open(t.Context(), Options{Driver: "sqlite", DSN: path, Secrets: secrets, Now: now})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	applied, err := s.Migrate(t.Context())
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s, applied
+}
+
+func allMigrationVersions(t *testing.T, dialect string) []int {
+	t.Helper()
+	ms, err := loadMigrations(dialect)
+	if err != nil {
+		t.Fatalf("loadMigrations(%s): %v", dialect, err)
+	}
+	var out []int
+	for _, m := range ms {
+		out = append(out, m.version)
+	}
+	return out
+}
+
+// TestSQLiteReopen checks that a database written by one process is
+// usable, and not migrated again, by the next.
+func TestSQLiteReopen(t *testing.T) {
+	clk := newFakeClock()
+	path := filepath.Join(t.TempDir(), "data", "latchkey.db") // Open creates the directory
+	first, _ := openSQLite(t, path, clk.Now, testSecret)
+	_, nk := createIntegration(t, first, IntegrationInput{Name: "kept", Scopes: []string{"read"}})
+	sig, _ := issueToken(t, first, clk, nk.ClientID, time.Hour)
+	_, _, adminToken := createAdmin(t, first, "root", NeverExpires)
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	second, applied := openSQLite(t, path, clk.Now, testSecret)
+	if len(applied) != 0 {
+		t.Errorf("Migrate after reopening applied %v, want nothing", applied)
+	}
+	if ig := getIntegration(t, second, "kept"); ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
+		t.Errorf("after reopening, integration = %+v, want key pair %s", ig, nk.ClientID)
+	}
+	if err := second.ClientSecretHasher().Compare(t.Context(), getClient(t, second, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err != nil {
+		t.Errorf("after reopening, the client secret does not match: %v", err)
+	}
+	if !tokenActive(t, second, sig) {
+		t.Error("after reopening, the access token is inactive")
+	}
+	if !adminAuthenticates(t, second, adminToken, "root") {
+		t.Error("after reopening, the admin token is rejected")
+	}
+}
+
+// TestSQLiteSecretRotation checks that hashes made under a retired system
+// secret still verify while it is listed second, and not once it is gone.
+func TestSQLiteSecretRotation(t *testing.T) {
+	clk := newFakeClock()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	oldSecret, newSecret := testSecret, []byte(strings.Repeat("n", 32))
+
+	before, _ := openSQLite(t, path, clk.Now, oldSecret)
+	_, nk := createIntegration(t, before, IntegrationInput{Name: "svc"})
+	_, _, adminToken := createAdmin(t, before, "root", NeverExpires)
+	before.Close()
+
+	rotated, _ := openSQLite(t, path, clk.Now, newSecret, oldSecret)
+	if err := rotated.ClientSecretHasher().Compare(t.Context(), getClient(t, rotated, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err != nil {
+		t.Errorf("client secret hashed under the old system secret: Compare = %v, want nil", err)
+	}
+	if !adminAuthenticates(t, rotated, adminToken, "root") {
+		t.Error("admin token hashed under the old system secret is rejected")
+	}
+	_, _, newToken := createAdmin(t, rotated, "fresh", NeverExpires)
+	rotated.Close()
+
+	retired, _ := openSQLite(t, path, clk.Now, newSecret)
+	if adminAuthenticates(t, retired, adminToken, "root") {
+		t.Error("admin token hashed under a retired system secret still authenticates")
+	}
+	if !adminAuthenticates(t, retired, newToken, "fresh") {
+		t.Error("admin token hashed under the current system secret is rejected")
+	}
+	if err := retired.ClientSecretHasher().Compare(t.Context(), getClient(t, retired, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err == nil {
+		t.Error("client secret hashed under a retired system secret still matches")
+	}
+}
+
+// TestSQLiteReaderIsReadOnly checks that the reader pool cannot write, so a
+// write sent to it by mistake fails instead of racing the writer.
+func TestSQLiteReaderIsReadOnly(t *testing.T) {
+	s := newSQLiteStore(t, newFakeClock().Now)
+	if err := s.r.WithContext(t.Context()).Exec("DELETE FROM admins").Error; err == nil {
+		t.Error("a write through the reader pool succeeded")
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	tests := []struct {
+		name string
+		o    Options
+	}{
+		{"no secret", Options{Driver: "sqlite", DSN: path}},
+		{"unknown driver", Options{Driver: "mysql", DSN: path, Secrets: [][]byte{testSecret}}},
+		{"empty driver", Options{DSN: path, Secrets: [][]byte{testSecret}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.o)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open = nil error")
+			}
+		})
+	}
+}
