@@ -78,10 +78,13 @@ func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 	a := &Admin{Name: name, CreatedAt: s.clock()}
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		err := tx.Where("name = ?", name).Take(a).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return tx.Create(a).Error
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return err
 		}
-		return err
+		if err := tx.Create(a).Error; err != nil {
+			return err
+		}
+		return s.audit(tx, Actor{Type: "system", Name: "latchkey"}, "admin.create", "admin", name, nil)
 	})
 	if err != nil {
 		return nil, translate(fmt.Sprintf("ensure admin %q", name), err)
