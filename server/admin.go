@@ -458,8 +458,8 @@ type signingKeyJSON struct {
 	CreatedAt time.Time  `json:"created_at"`
 	RetiredAt *time.Time `json:"retired_at"`
 	// PublishedUntil is when a retired key leaves the JWKS: the expiry of
-	// the last live token it signed; null for the active key and for a
-	// retired key about to be dropped.
+	// the last live token it signed, and at least ten minutes after its
+	// retirement; null for the active key and for a key no longer published.
 	PublishedUntil *time.Time      `json:"published_until"`
 	PublicKey      jose.JSONWebKey `json:"public_key"`
 }

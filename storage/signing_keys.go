@@ -40,8 +40,10 @@ type SigningKey struct {
 	Active    bool
 	CreatedAt time.Time
 	RetiredAt *time.Time
-	// PublishedUntil is, for a retired key, when its last live token
-	// expires; nil for the active key and for a key with no live token.
+	// PublishedUntil is, for a retired key, when it leaves the JWKS: when
+	// its last live token expires, or signingKeyGrace after its retirement,
+	// whichever is later; nil for the active key and for a key no longer
+	// published.
 	PublishedUntil *time.Time
 }
 
@@ -292,8 +294,9 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 		Kid     string
 		LastExp dbTime
 	}
+	now := s.clock()
 	err := s.r.WithContext(ctx).Raw(`SELECT kid, MAX(expires_at) AS last_exp FROM access_tokens
-		WHERE kid IS NOT NULL AND expires_at > ? GROUP BY kid`, s.clock()).Scan(&live).Error
+		WHERE kid IS NOT NULL AND expires_at > ? GROUP BY kid`, now).Scan(&live).Error
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}
@@ -307,16 +310,33 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t, ok := until[r.Kid]; ok && !r.Active {
-			k.PublishedUntil = &t
+		if !r.Active {
+			k.PublishedUntil = publishedUntil(r.RetiredAt, until[r.Kid], now)
 		}
 		out = append(out, k)
 	}
 	return out, nil
 }
 
+// publishedUntil is when a retired key may leave the JWKS: after the last
+// live token it signed expires, and not before signingKeyGrace has passed
+// since it was retired, since a replica that has not yet seen the rotation
+// may still sign with it. Nil means it is no longer published.
+func publishedUntil(retiredAt *time.Time, lastExp, now time.Time) *time.Time {
+	until := lastExp
+	if retiredAt != nil {
+		if g := retiredAt.Add(signingKeyGrace); g.After(until) {
+			until = g
+		}
+	}
+	if !until.After(now) {
+		return nil
+	}
+	return &until
+}
+
 // PublishedSigningKeys returns the keys a verifier may need: the active key
-// and every retired key that signed a token still live.
+// and every retired key that may still have live tokens.
 func (s *Store) PublishedSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	all, err := s.SigningKeys(ctx)
 	if err != nil {
