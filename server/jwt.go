@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"sync"
@@ -150,8 +152,13 @@ var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
 
 func isOpaque(token string) bool { return strings.HasPrefix(token, storage.AccessTokenPrefix) }
 
-// AccessTokenSignature is the HMAC part of an opaque token, or the
-// signature segment of a JWT.
+// AccessTokenSignature is the key a token is stored under: the HMAC part
+// of an opaque token, or the SHA-256 of a JWT's signature segment. A JWT's
+// signature is part of the token, and every claim can be derived from the
+// row, so storing the signature itself would let a database dump rebuild
+// live tokens; its hash cannot be reversed (the signature has far more than
+// 128 bits of entropy) and, unlike a keyed hash, survives a change of the
+// system secret.
 func (t *tokenStrategy) AccessTokenSignature(ctx context.Context, token string) string {
 	if isOpaque(token) {
 		return t.prefixedHMACStrategy.AccessTokenSignature(ctx, token)
@@ -159,7 +166,12 @@ func (t *tokenStrategy) AccessTokenSignature(ctx context.Context, token string) 
 	if strings.Count(token, ".") != 2 {
 		return ""
 	}
-	return token[strings.LastIndexByte(token, '.')+1:]
+	return jwtStorageKey(token)
+}
+
+func jwtStorageKey(token string) string {
+	sum := sha256.Sum256([]byte(token[strings.LastIndexByte(token, '.')+1:]))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
@@ -192,7 +204,7 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		sess.Extra = map[string]any{}
 	}
 	sess.Extra[storage.SessionKeyID] = kid
-	return token, token[strings.LastIndexByte(token, '.')+1:], nil
+	return token, jwtStorageKey(token), nil
 }
 
 // ValidateAccessToken checks a token found in storage: an opaque token's

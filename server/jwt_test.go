@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -11,12 +12,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -1084,5 +1087,31 @@ func TestJWTRotationStaleReplica(t *testing.T) {
 	}
 	if got := a.introspect(rs, tok)["active"]; got != true {
 		t.Errorf("token signed by the stale replica: active = %v, want true", got)
+	}
+}
+
+// TestJWTNotRecoverableFromDatabase checks that the database holds no JWT
+// signature: every claim can be derived from a token row, so a stored
+// signature would let a dump rebuild live tokens.
+func TestJWTNotRecoverableFromDatabase(t *testing.T) {
+	e := newEnv(t, withJWT("ES256"))
+	kp := e.createIntegration(map[string]any{"name": "job"})
+	var sigs []string
+	for range 5 {
+		tok := e.token(kp, nil)
+		sigs = append(sigs, tok[strings.LastIndexByte(tok, '.')+1:])
+	}
+	var raw []byte
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(e.dbPath + suffix)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	for i, sig := range sigs {
+		if bytes.Contains(raw, []byte(sig)) {
+			t.Errorf("token %d: the database holds its signature segment", i)
+		}
 	}
 }
