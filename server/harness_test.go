@@ -24,15 +24,27 @@ const testBootstrap = "bootstrap-token-for-tests-0123456789abcdef"
 // clock is an injectable clock: tests move it past deadlines instead of
 // sleeping.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	live bool
 }
 
 func newClock() *clock { return &clock{t: time.Now().UTC()} }
 
+// Live makes the clock follow real time, for tests about the order of
+// concurrent events.
+func (c *clock) Live() {
+	c.mu.Lock()
+	c.live = true
+	c.mu.Unlock()
+}
+
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.live {
+		return time.Now().UTC()
+	}
 	return c.t
 }
 

@@ -194,49 +194,63 @@ func (s *Server) handleToken() http.Handler {
 			s.writeOAuthError(w, r, fosite.ErrUnsupportedGrantType.WithHintf("Only grant_type 'client_credentials' is supported, not %q.", gt))
 			return
 		}
-		session := new(fosite.DefaultSession)
-		req, err := s.oauth.NewAccessRequest(ctx, r, session)
+		// A regeneration that commits between authentication and the
+		// token's write makes the write fail; authenticating again sees
+		// the pair's new state (revoked, or a grace deadline to respect).
+		req, resp, err := s.issue(ctx, r)
+		if errors.Is(err, storage.ErrKeyPairChanged) {
+			req, resp, err = s.issue(ctx, r)
+		}
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
 		}
-		client := req.GetClient().(*storage.Client)
-		scopes := req.GetRequestedScopes()
-		if len(scopes) == 0 {
-			scopes = client.Integration.Scopes
-		}
-		for _, sc := range scopes {
-			req.GrantScope(sc)
-		}
-		aud := req.GetRequestedAudience()
-		if len(aud) == 0 {
-			aud = client.Integration.Audience
-		}
-		for _, a := range aud {
-			req.GrantAudience(a)
-		}
-		// Full precision, not whole seconds: expires_in is floored, and
-		// must never promise more than the grace deadline leaves.
-		now := s.now().UTC().Truncate(time.Microsecond)
-		exp := now.Add(s.lifetime(&client.Integration))
-		if client.ExpiresAt != nil && client.ExpiresAt.Before(exp) {
-			exp = *client.ExpiresAt
-		}
-		if ar, ok := req.(*fosite.AccessRequest); ok {
-			ar.RequestedAt = now
-		}
-		session.Subject = client.Integration.Name
-		session.SetExpiresAt(fosite.AccessToken, exp)
-
-		resp, err := s.oauth.NewAccessResponse(ctx, req)
-		if err != nil {
-			s.writeOAuthError(w, r, err)
-			return
-		}
-		resp.SetExpiresIn(exp.Sub(now))
-		resp.SetScopes(req.GetGrantedScopes())
 		s.oauth.WriteAccessResponse(ctx, w, req, resp)
 	})
+}
+
+// issue authenticates the client and issues one access token.
+func (s *Server) issue(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	session := new(fosite.DefaultSession)
+	req, err := s.oauth.NewAccessRequest(ctx, r, session)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := req.GetClient().(*storage.Client)
+	scopes := req.GetRequestedScopes()
+	if len(scopes) == 0 {
+		scopes = client.Integration.Scopes
+	}
+	for _, sc := range scopes {
+		req.GrantScope(sc)
+	}
+	aud := req.GetRequestedAudience()
+	if len(aud) == 0 {
+		aud = client.Integration.Audience
+	}
+	for _, a := range aud {
+		req.GrantAudience(a)
+	}
+	// Full precision, not whole seconds: expires_in is floored, and must
+	// never promise more than the grace deadline leaves.
+	now := s.now().UTC().Truncate(time.Microsecond)
+	exp := now.Add(s.lifetime(&client.Integration))
+	if client.ExpiresAt != nil && client.ExpiresAt.Before(exp) {
+		exp = *client.ExpiresAt
+	}
+	if ar, ok := req.(*fosite.AccessRequest); ok {
+		ar.RequestedAt = now
+	}
+	session.Subject = client.Integration.Name
+	session.SetExpiresAt(fosite.AccessToken, exp)
+
+	resp, err := s.oauth.NewAccessResponse(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp.SetExpiresIn(exp.Sub(now))
+	resp.SetScopes(req.GetGrantedScopes())
+	return req, resp, nil
 }
 
 // lifetime is the integration's own token lifetime or the server default.

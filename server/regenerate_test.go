@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -476,5 +477,75 @@ func TestRevokeAcrossRegeneration(t *testing.T) {
 	}
 	if got := e.introspect(rs, tok)["active"]; got != false {
 		t.Fatalf("after revocation by the new pair active = %v, want false", got)
+	}
+}
+
+// TestRegenerateGraceRace regenerates with a grace while token requests
+// for the old pair are in flight, on a live clock: a token issued after the
+// regeneration must not outlive the grace deadline, even one whose request
+// authenticated before it. The database is the witness: each stored token
+// of the old pair either predates the regeneration or expires by the
+// deadline.
+func TestRegenerateGraceRace(t *testing.T) {
+	const grace = 60
+	for round := range 3 {
+		e := newEnv(t)
+		e.clock.Live()
+		old := e.createIntegration(map[string]any{"name": "job"})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					e.form("/oauth2/token", old, url.Values{"grant_type": {"client_credentials"}})
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		out := e.mustAdmin("POST", "/admin/integrations/job/key-pair", map[string]any{"grace_seconds": grace}, http.StatusCreated)
+		time.Sleep(20 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+
+		deadline, err := time.Parse(time.RFC3339Nano, out["previous_expires_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		regenerated := deadline.Add(-grace * time.Second)
+		db, err := sql.Open("sqlite3", "file:"+e.dbPath+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Query(`SELECT t.issued_at, t.expires_at FROM access_tokens t
+			JOIN key_pairs k ON k.id = t.key_pair_id WHERE k.client_id = ?`, old.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after int
+		for rows.Next() {
+			var issued, expires time.Time
+			if err := rows.Scan(&issued, &expires); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case issued.Before(regenerated):
+				before++
+			case expires.After(deadline):
+				t.Errorf("round %d: token issued at %v, after the regeneration at %v, expires at %v, past the deadline %v",
+					round, issued, regenerated, expires, deadline)
+			default:
+				after++
+			}
+		}
+		rows.Close()
+		db.Close()
+		if before == 0 || after == 0 {
+			t.Logf("round %d: %d tokens before the regeneration, %d after: the race was not exercised", round, before, after)
+		}
 	}
 }

@@ -1197,9 +1197,15 @@ func testAccessTokenIssuedDuringGrace(t *testing.T, s *Store, clk *fakeClock) {
 	deadline := s.Now().Add(30 * time.Minute)
 	nk := regenerate(t, s, "overlap", 30*time.Minute)
 	clk.Advance(20 * time.Minute)
-	// Issued to the old pair during the grace, with a lifetime reaching far
-	// past the deadline: it must not outlive the deadline.
-	during, _ := issueToken(t, s, clk, old.ClientID, 10*time.Hour)
+	// A token for the old pair reaching past the deadline is refused: the
+	// issuer authenticated before learning of the grace and must retry.
+	long := tokenRequest(getClient(t, s, old.ClientID), clk.Now(), 10*time.Hour)
+	if err := s.CreateAccessTokenSession(t.Context(), "sig-"+randomText(), long); !isInvalidClient(err) || !errors.Is(err, ErrKeyPairChanged) {
+		t.Fatalf("token outliving the grace deadline: err = %v, want invalid_client wrapping ErrKeyPairChanged", err)
+	}
+	// Cut to the deadline, as the server does after authenticating again,
+	// it is stored.
+	during, _ := issueToken(t, s, clk, old.ClientID, deadline.Sub(clk.Now()))
 	short, _ := issueToken(t, s, clk, old.ClientID, 5*time.Minute)
 	fresh, _ := issueToken(t, s, clk, nk.ClientID, 10*time.Hour)
 	tests := []struct {

@@ -255,10 +255,12 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 	if grace < 0 || grace > MaxGrace {
 		return nil, invalidf("grace_seconds must be between 0 and %d", int64(MaxGrace/time.Second))
 	}
-	now := s.clock()
-	deadline := now.Add(grace)
 	var nk *NewKeyPair
 	err := s.tx(ctx, func(tx *gorm.DB) error {
+		// Read the clock once the writer is ours, so the deadline counts
+		// from the moment the change becomes visible.
+		now := s.clock()
+		deadline := now.Add(grace)
 		var row integrationRow
 		if err := tx.Select("id").Where("name = ?", name).Take(&row).Error; err != nil {
 			return err

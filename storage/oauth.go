@@ -120,9 +120,11 @@ const SessionKeyID = "kid"
 // session's access-token expiry is the token's.
 //
 // In the same transaction it marks the key pair used, and only if the pair
-// still works: a token request that authenticated just before its pair was
-// revoked fails here with invalid_client instead of minting a token for a
-// revoked pair.
+// still works and will outlive the token: a token request that
+// authenticated just before its pair was revoked, or given a grace deadline
+// earlier than the token's expiry, fails here with invalid_client wrapping
+// ErrKeyPairChanged instead of storing a token that outlives its pair. The
+// caller may authenticate again and retry once.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
 	c, ok := req.GetClient().(*Client)
 	if !ok {
@@ -139,16 +141,18 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 			row.Kid = &kid
 		}
 	}
-	now := s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {
+		now := s.clock()
 		res := tx.Model(&KeyPair{}).
-			Where("id = ? AND (expires_at IS NULL OR expires_at > ?)", c.KeyPairID, now).
+			Where("id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))", c.KeyPairID, now, row.ExpiresAt).
 			Update("last_used_at", now)
 		if res.Error != nil {
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			return errorsx.WithStack(fosite.ErrInvalidClient.WithHint("The key pair has been revoked."))
+			return errorsx.WithStack(fosite.ErrInvalidClient.
+				WithHint("The key pair was revoked or regenerated while the token was being issued.").
+				WithWrap(ErrKeyPairChanged))
 		}
 		return tx.Create(&row).Error
 	})

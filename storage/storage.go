@@ -33,6 +33,9 @@ var (
 	// ErrUnavailable wraps a database failure on the OAuth path, so the
 	// server answers 503 instead of mistaking an outage for a bad credential.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrKeyPairChanged means a key pair was revoked or regenerated between
+	// authenticating with it and storing the token issued to it.
+	ErrKeyPairChanged = errors.New("key pair changed")
 )
 
 // Options configures Open.
