@@ -28,19 +28,21 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			return
 		}
 		var admin *storage.Admin
+		var err error
 		if s.isBootstrap(token) {
-			admin = s.bootstrap.admin
+			// Resolved per request: another replica may have deleted
+			// and so recreated the bootstrap admin.
+			admin, err = s.store.EnsureAdmin(r.Context(), storage.BootstrapAdmin)
 		} else {
-			a, err := s.store.AuthenticateAdmin(r.Context(), token)
-			if errors.Is(err, storage.ErrNotFound) {
-				s.unauthorized(w, "invalid, expired or revoked admin token")
-				return
-			}
-			if err != nil {
-				s.adminError(w, r, err)
-				return
-			}
-			admin = a
+			admin, err = s.store.AuthenticateAdmin(r.Context(), token)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			s.unauthorized(w, "invalid, expired or revoked admin token")
+			return
+		}
+		if err != nil {
+			s.adminError(w, r, err)
+			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey, admin)))
 	})
@@ -68,6 +70,9 @@ func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", msg)
 	case errors.Is(err, storage.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", msg)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "request cancelled")
 	default:
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error; see the server log")
@@ -103,11 +108,10 @@ type list[T any] struct {
 }
 
 type keyPairJSON struct {
-	ClientID     string     `json:"client_id"`
-	ClientSecret string     `json:"client_secret,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
-	LastUsedAt   *time.Time `json:"last_used_at"`
-	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	ClientID   string     `json:"client_id"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 }
 
 type integrationJSON struct {
@@ -188,7 +192,6 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 			return
 		}
 		out := response{integrationJSON: s.integrationOut(ig)}
-		out.integrationJSON.KeyPair = nil
 		out.KeyPair = createdKeyPair{ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC()}
 		w.Header().Set("Location", "/admin/integrations/"+ig.Name)
 		writeJSON(w, http.StatusCreated, out)
@@ -275,7 +278,8 @@ func (s *Server) handleKeyPairRegenerate() http.Handler {
 		if !decode(w, r, &req, true) {
 			return
 		}
-		if req.GraceSeconds < 0 || req.GraceSeconds > int64(storage.MaxGrace/time.Second) {
+		if req.GraceSeconds > int64(storage.MaxGrace/time.Second) {
+			// Checked here too: a huge value would overflow the Duration.
 			writeError(w, http.StatusBadRequest, "invalid_request",
 				"grace_seconds must be between 0 and "+strconv.FormatInt(int64(storage.MaxGrace/time.Second), 10))
 			return
@@ -499,7 +503,7 @@ func (s *Server) handleSigningKeyRotate() http.Handler {
 			s.adminError(w, r, err)
 			return
 		}
-		if err := s.keys.refresh(r.Context(), true); err != nil {
+		if err := s.keys.reload(r.Context()); err != nil {
 			s.adminError(w, r, err)
 			return
 		}

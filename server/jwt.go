@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -24,101 +26,134 @@ import (
 const keyringTTL = 30 * time.Second
 
 // keyring caches the active signing key and the published public keys, so
-// signing and JWKS requests do not read the database each time.
+// signing and JWKS requests do not read the database. Readers take the
+// current snapshot without locking; one caller at a time refreshes a stale
+// snapshot while the others keep using it, and a failed refresh keeps the
+// last good snapshot, so a database hiccup never stops signing.
 type keyring struct {
 	store *storage.Store
 	now   func() time.Time
+	log   *slog.Logger
 
-	mu       sync.Mutex
+	snap    atomic.Pointer[keySnapshot]
+	loading sync.Mutex
+}
+
+type keySnapshot struct {
 	loadedAt time.Time
-	active   *storage.SigningKey
+	activeID string
 	signer   jose.Signer
 	public   map[string]*storage.SigningKey
 	jwks     jose.JSONWebKeySet
 }
 
-func newKeyring(store *storage.Store, now func() time.Time) *keyring {
-	return &keyring{store: store, now: now}
+func newKeyring(store *storage.Store, now func() time.Time, log *slog.Logger) *keyring {
+	return &keyring{store: store, now: now, log: log}
 }
 
-// refresh reloads the keys when they are older than keyringTTL or force
-// is set (an unknown kid may be a key another replica just made).
-func (k *keyring) refresh(ctx context.Context, force bool) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !force && k.active != nil && k.now().Sub(k.loadedAt) < keyringTTL {
-		return nil
+// current returns a snapshot no older than keyringTTL if it can, else the
+// last good one. Only the first load can fail.
+func (k *keyring) current(ctx context.Context) (*keySnapshot, error) {
+	snap := k.snap.Load()
+	if snap != nil && k.now().Sub(snap.loadedAt) < keyringTTL {
+		return snap, nil
 	}
-	return k.loadLocked(ctx)
+	if snap != nil && !k.loading.TryLock() {
+		return snap, nil // another request is refreshing
+	}
+	if snap == nil {
+		k.loading.Lock()
+	}
+	defer k.loading.Unlock()
+	if fresh := k.snap.Load(); fresh != snap {
+		return fresh, nil
+	}
+	return k.load(ctx)
 }
 
-func (k *keyring) loadLocked(ctx context.Context) error {
-	active, err := k.store.ActiveSigningKey(ctx)
+// load reads the keys, decrypting the active private key only when the
+// active key changed. On failure it keeps the previous snapshot, retrying
+// after a few seconds.
+func (k *keyring) load(ctx context.Context) (*keySnapshot, error) {
+	prev := k.snap.Load()
+	next, err := k.read(ctx, prev)
 	if err != nil {
-		return err
+		if prev == nil {
+			return nil, fmt.Errorf("load signing keys: %w: %w", storage.ErrUnavailable, err)
+		}
+		k.log.Warn("signing keys: refresh failed; using the cached keys", "err", err)
+		retry := *prev
+		retry.loadedAt = k.now().Add(5*time.Second - keyringTTL)
+		k.snap.Store(&retry)
+		return &retry, nil
 	}
+	k.snap.Store(next)
+	return next, nil
+}
+
+func (k *keyring) read(ctx context.Context, prev *keySnapshot) (*keySnapshot, error) {
 	published, err := k.store.PublishedSigningKeys(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if k.active == nil || k.active.ID != active.ID {
-		opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", active.ID)
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(active.Algorithm), Key: active.Private}, opts)
-		if err != nil {
-			return fmt.Errorf("signer for key %s: %w", active.ID, err)
-		}
-		k.active, k.signer = active, signer
+	next := &keySnapshot{
+		loadedAt: k.now(),
+		public:   make(map[string]*storage.SigningKey, len(published)),
+		jwks:     jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(published))},
 	}
-	k.public = make(map[string]*storage.SigningKey, len(published))
-	k.jwks = jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(published))}
 	for _, p := range published {
-		k.public[p.ID] = p
-		k.jwks.Keys = append(k.jwks.Keys, p.Public)
+		next.public[p.ID] = p
+		next.jwks.Keys = append(next.jwks.Keys, p.Public)
+		if p.Active {
+			next.activeID = p.ID
+		}
 	}
-	k.loadedAt = k.now()
-	return nil
-}
-
-// signing returns the active key's id and signer.
-func (k *keyring) signing(ctx context.Context) (string, jose.Signer, error) {
-	if err := k.refresh(ctx, false); err != nil {
-		return "", nil, err
+	if prev != nil && prev.activeID == next.activeID {
+		next.signer = prev.signer
+		return next, nil
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.active.ID, k.signer, nil
-}
-
-// publicKey returns the published key kid, reloading once if it is unknown.
-func (k *keyring) publicKey(ctx context.Context, kid string) (*storage.SigningKey, error) {
-	if err := k.refresh(ctx, false); err != nil {
+	active, err := k.store.ActiveSigningKey(ctx)
+	if err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	key, ok := k.public[kid]
-	k.mu.Unlock()
-	if ok {
-		return key, nil
+	opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", active.ID)
+	next.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(active.Algorithm), Key: active.Private}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("signer for key %s: %w", active.ID, err)
 	}
-	if err := k.refresh(ctx, true); err != nil {
-		return nil, err
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key, ok := k.public[kid]; ok {
-		return key, nil
-	}
-	return nil, fmt.Errorf("unknown signing key %q", kid)
+	next.activeID = active.ID
+	return next, nil
 }
 
-// set returns the JWKS (RFC 7517) of the published keys.
-func (k *keyring) set(ctx context.Context) (jose.JSONWebKeySet, error) {
-	if err := k.refresh(ctx, false); err != nil {
-		return jose.JSONWebKeySet{}, err
+// reload forces a refresh, after this replica rotated the key.
+func (k *keyring) reload(ctx context.Context) error {
+	k.loading.Lock()
+	defer k.loading.Unlock()
+	_, err := k.load(ctx)
+	return err
+}
+
+// publicKey returns the published key kid. An unknown kid may be a key
+// another replica just made, so it reloads once, unless a reload ran in the
+// last second: forged kids must not turn into a database query each.
+func (k *keyring) publicKey(ctx context.Context, kid string) (*storage.SigningKey, bool) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, false
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.jwks, nil
+	if key, ok := snap.public[kid]; ok {
+		return key, true
+	}
+	if k.now().Sub(snap.loadedAt) < time.Second || !k.loading.TryLock() {
+		return nil, false
+	}
+	defer k.loading.Unlock()
+	snap, err = k.load(ctx)
+	if err != nil {
+		return nil, false
+	}
+	key, ok := snap.public[kid]
+	return key, ok
 }
 
 // jwtAlgorithms are the only algorithms a token may claim; anything else,
@@ -178,10 +213,11 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 	if !t.issueJWTs {
 		return t.prefixedHMACStrategy.GenerateAccessToken(ctx, r)
 	}
-	kid, signer, err := t.keys.signing(ctx)
+	snap, err := t.keys.current(ctx)
 	if err != nil {
 		return "", "", fmt.Errorf("jwt access token: %w", err)
 	}
+	kid, signer := snap.activeID, snap.signer
 	sess, ok := r.GetSession().(*fosite.DefaultSession)
 	if !ok {
 		return "", "", fmt.Errorf("jwt access token: session is %T", r.GetSession())
@@ -219,8 +255,8 @@ func (t *tokenStrategy) ValidateAccessToken(ctx context.Context, r fosite.Reques
 		return errorsx.WithStack(fosite.ErrInvalidTokenFormat)
 	}
 	h := parsed.Headers[0]
-	key, err := t.keys.publicKey(ctx, h.KeyID)
-	if err != nil || key.Algorithm != h.Algorithm {
+	key, ok := t.keys.publicKey(ctx, h.KeyID)
+	if !ok || key.Algorithm != h.Algorithm {
 		return errorsx.WithStack(fosite.ErrTokenSignatureMismatch)
 	}
 	var claims accessTokenClaims

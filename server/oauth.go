@@ -161,7 +161,10 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 // challenge when the client tried Basic (§5.2). Database failures become
 // 503 temporarily_unavailable and are logged; nothing else is.
 func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, storage.ErrUnavailable) {
+	switch {
+	case errors.Is(err, context.Canceled):
+		err = fosite.ErrTemporarilyUnavailable // the client went away
+	case errors.Is(err, storage.ErrUnavailable):
 		s.log.Error("oauth request failed", "path", r.URL.Path, "err", err)
 		err = fosite.ErrTemporarilyUnavailable
 	}
@@ -409,13 +412,13 @@ const jwksMaxAge = 5 * time.Minute
 func (s *Server) handleJWKS() http.Handler {
 	cacheControl := fmt.Sprintf("public, max-age=%d", int(jwksMaxAge/time.Second))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		set, err := s.keys.set(r.Context())
+		snap, err := s.keys.current(r.Context())
 		if err != nil {
 			s.log.Error("jwks: load signing keys", "err", err)
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the signing keys are unavailable")
 			return
 		}
 		w.Header().Set("Cache-Control", cacheControl)
-		writeJSON(w, http.StatusOK, set)
+		writeJSON(w, http.StatusOK, snap.jwks)
 	})
 }

@@ -60,8 +60,7 @@ type Server struct {
 }
 
 type bootstrapAdmin struct {
-	hash  [32]byte
-	admin *storage.Admin
+	hash [32]byte
 }
 
 // New wires the server. Everything that can fail fails here, at start-up,
@@ -88,19 +87,18 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		s.now = time.Now
 	}
 	if o.BootstrapToken != "" {
-		a, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin)
-		if err != nil {
+		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
 		}
-		s.bootstrap = &bootstrapAdmin{hash: sha256.Sum256([]byte(o.BootstrapToken)), admin: a}
+		s.bootstrap = &bootstrapAdmin{hash: sha256.Sum256([]byte(o.BootstrapToken))}
 	}
 	// A signing key exists whatever the token format, so the JWKS is always
 	// valid and switching to JWTs needs no key ceremony.
 	if _, err := store.EnsureSigningKey(ctx, o.SigningAlgorithm); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.keys = newKeyring(store, s.now)
-	if err := s.keys.refresh(ctx, true); err != nil {
+	s.keys = newKeyring(store, s.now, s.log)
+	if err := s.keys.reload(ctx); err != nil {
 		return nil, fmt.Errorf("server: load signing keys: %w", err)
 	}
 	s.oauth = s.composeOAuth()

@@ -41,10 +41,15 @@ const (
 // CreateAdmin creates an admin and its first admin token (expiring after
 // days, NeverExpires for never) and audits both, in one transaction. The
 // returned string is the only copy of the token. ErrConflict if the name is
-// taken, ErrInvalid for a bad name or expiry.
+// taken or is BootstrapAdmin, ErrInvalid for a bad name or expiry.
 func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor) (*Admin, *AdminToken, string, error) {
 	if err := checkName(name); err != nil {
 		return nil, nil, "", err
+	}
+	if name == BootstrapAdmin {
+		// Whoever holds a bootstrap token configured later would act as
+		// this person and see their tokens.
+		return nil, nil, "", fmt.Errorf("create admin %q: the name is reserved for the bootstrap token: %w", name, ErrConflict)
 	}
 	if err := checkDays(days); err != nil {
 		return nil, nil, "", err
@@ -69,14 +74,23 @@ func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor
 	return a, t, secret, nil
 }
 
-// EnsureAdmin returns the admin called name, creating it if absent. It is
-// how the bootstrap admin comes to exist.
+// EnsureAdmin returns the admin called name, creating it (and auditing
+// that) if absent. It is how the bootstrap admin comes to exist; the usual
+// case, an admin that exists, is one read.
 func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	a := &Admin{Name: name, CreatedAt: s.clock()}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	a := &Admin{}
+	err := s.r.WithContext(ctx).Where("name = ?", name).Take(a).Error
+	if err == nil {
+		return a, nil
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, translate(fmt.Sprintf("ensure admin %q", name), err)
+	}
+	a = &Admin{Name: name, CreatedAt: s.clock()}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
 		err := tx.Where("name = ?", name).Take(a).Error
 		if !errors.Is(err, gorm.ErrRecordNotFound) {
 			return err

@@ -40,12 +40,6 @@ func (s *Store) audit(tx *gorm.DB, by Actor, action, objectType, object string, 
 	}).Error
 }
 
-// Audit records an event that is not part of a Store change, such as an
-// integration revoking its own token.
-func (s *Store) Audit(ctx context.Context, by Actor, action, objectType, object string, details map[string]any) error {
-	return s.audit(s.w.WithContext(ctx), by, action, objectType, object, details)
-}
-
 // ListAuditEvents returns events newest first and the next page's token.
 func (s *Store) ListAuditEvents(ctx context.Context, p Page) ([]AuditEvent, string, error) {
 	before, err := p.cursor()

@@ -1931,7 +1931,7 @@ func testAuditList(t *testing.T, s *Store, clk *fakeClock) {
 	for i := range 5 {
 		clk.Advance(time.Second)
 		times = append(times, s.Now())
-		if err := s.Audit(ctx, by, "access_token.revoke", "access_token", fmt.Sprintf("req-%d", i), map[string]any{"n": i}); err != nil {
+		if err := s.audit(s.w.WithContext(ctx), by, "access_token.revoke", "access_token", fmt.Sprintf("req-%d", i), map[string]any{"n": i}); err != nil {
 			t.Fatalf("Audit: %v", err)
 		}
 	}
@@ -1975,7 +1975,7 @@ func testAuditList(t *testing.T, s *Store, clk *fakeClock) {
 		}
 	}
 
-	if err := s.Audit(ctx, by, "noop", "thing", "x", nil); err != nil {
+	if err := s.audit(s.w.WithContext(ctx), by, "noop", "thing", "x", nil); err != nil {
 		t.Fatalf("Audit with nil details: %v", err)
 	}
 	events, _, err := s.ListAuditEvents(ctx, Page{Limit: 1})

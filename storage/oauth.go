@@ -228,7 +228,7 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, ses
 // DeleteAccessTokenSession deletes one token by signature.
 func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
 	if err := s.w.WithContext(ctx).Where("signature = ?", signature).Delete(&accessTokenRow{}).Error; err != nil {
-		return fmt.Errorf("delete access token: %w", err)
+		return fmt.Errorf("delete access token: %w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -237,7 +237,7 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 // requestID (RFC 7009 §2.1). Revoking what is already gone succeeds.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	if err := s.w.WithContext(ctx).Where("request_id = ?", requestID).Delete(&accessTokenRow{}).Error; err != nil {
-		return fmt.Errorf("revoke access token: %w", err)
+		return fmt.Errorf("revoke access token: %w: %w", ErrUnavailable, err)
 	}
 	return nil
 }

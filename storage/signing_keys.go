@@ -59,8 +59,9 @@ type signingKeyRow struct {
 
 func (signingKeyRow) TableName() string { return "signing_keys" }
 
-// newSigningKey generates a key for alg and seals its private part.
-func (s *Store) newSigningKey(alg string, now time.Time) (*signingKeyRow, error) {
+// newSigningKey generates a key for alg and seals its private part; rotate
+// stamps its creation time.
+func (s *Store) newSigningKey(alg string) (*signingKeyRow, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
@@ -95,7 +96,7 @@ func (s *Store) newSigningKey(alg string, now time.Time) (*signingKeyRow, error)
 		return nil, err
 	}
 	return &signingKeyRow{Kid: pub.KeyID, Algorithm: alg, PublicJWK: string(pubJSON), PrivateKey: sealed,
-		Active: true, CreatedAt: now}, nil
+		Active: true}, nil
 }
 
 func seal(key, plaintext, aad []byte) ([]byte, error) {
@@ -150,104 +151,142 @@ func (r *signingKeyRow) key() (*SigningKey, error) {
 // uses another algorithm (the operator changed signing_algorithm) it
 // rotates to a new key for alg. Keys sealed under a previous system secret
 // are re-sealed under the current one, so the old secret can be retired.
-// Replicas starting together agree: the check and the change are one
-// transaction.
+// Replicas starting together agree: the decision is checked again inside
+// the transaction that acts on it.
 func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
-	now := s.clock()
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var rows []signingKeyRow
-		if err := tx.Find(&rows).Error; err != nil {
-			return err
-		}
-		for _, r := range rows {
-			der, which, err := s.unseal(r.PrivateKey, []byte(r.Kid))
-			if err != nil {
-				return fmt.Errorf("signing key %s: %w", r.Kid, err)
-			}
-			if which != 0 {
-				sealed, err := seal(s.keyEncryption[0], der, []byte(r.Kid))
-				if err != nil {
-					return err
-				}
-				if err := tx.Model(&signingKeyRow{}).Where("kid = ?", r.Kid).Update("private_key", sealed).Error; err != nil {
-					return err
-				}
-			}
-		}
-		for _, r := range rows {
-			if r.Active && r.Algorithm == alg {
-				return nil
-			}
-		}
-		_, err := s.rotate(tx, alg, now, Actor{Type: "system", Name: "latchkey"}, "signing_algorithm is "+alg)
-		return err
-	})
+	var rows []signingKeyRow
+	if err := s.r.WithContext(ctx).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("ensure signing key: %w", err)
+	}
+	reseal, err := s.needReseal(rows)
 	if err != nil {
 		return nil, fmt.Errorf("ensure signing key: %w", err)
+	}
+	var fresh *signingKeyRow
+	if !hasActive(rows, alg) {
+		// Key generation (RSA takes up to a second) happens before the
+		// transaction, never while holding the only writer.
+		if fresh, err = s.newSigningKey(alg); err != nil {
+			return nil, fmt.Errorf("ensure signing key: %w", err)
+		}
+	}
+	if fresh != nil || len(reseal) > 0 {
+		err := s.tx(ctx, func(tx *gorm.DB) error {
+			for kid, sealed := range reseal {
+				if err := tx.Model(&signingKeyRow{}).Where("kid = ?", kid).Update("private_key", sealed).Error; err != nil {
+					return err
+				}
+			}
+			var current []signingKeyRow
+			if err := tx.Where("active").Find(&current).Error; err != nil {
+				return err
+			}
+			if fresh == nil || hasActive(current, alg) {
+				return nil
+			}
+			return s.rotate(tx, fresh, Actor{Type: "system", Name: "latchkey"}, "signing_algorithm is "+alg)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("ensure signing key: %w", err)
+		}
 	}
 	return s.ActiveSigningKey(ctx)
 }
 
-// rotate retires the active key, if any, and inserts a new active key for
-// alg, auditing it; it runs inside tx.
-func (s *Store) rotate(tx *gorm.DB, alg string, now time.Time, by Actor, reason string) (*signingKeyRow, error) {
-	row, err := s.newSigningKey(alg, now)
-	if err != nil {
-		return nil, err
+func hasActive(rows []signingKeyRow, alg string) bool {
+	for _, r := range rows {
+		if r.Active && r.Algorithm == alg {
+			return true
+		}
 	}
+	return false
+}
+
+// needReseal returns, for each key sealed under a previous secret, its
+// private part sealed under the current one. A key no configured secret
+// opens is an error: starting would strand it.
+func (s *Store) needReseal(rows []signingKeyRow) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, r := range rows {
+		der, which, err := s.unseal(r.PrivateKey, []byte(r.Kid))
+		if err != nil {
+			return nil, fmt.Errorf("signing key %s: %w", r.Kid, err)
+		}
+		if which != 0 {
+			if out[r.Kid], err = seal(s.keyEncryption[0], der, []byte(r.Kid)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// rotate retires the active key, if any, and makes row the active key,
+// auditing it; it runs inside tx, which fixes the rotation's time.
+func (s *Store) rotate(tx *gorm.DB, row *signingKeyRow, by Actor, reason string) error {
+	now := s.clock()
+	row.CreatedAt = now
 	var old signingKeyRow
 	oldErr := tx.Where("active").Take(&old).Error
 	if oldErr != nil && !errors.Is(oldErr, gorm.ErrRecordNotFound) {
-		return nil, oldErr
+		return oldErr
 	}
 	if err := tx.Model(&signingKeyRow{}).Where("active").
 		Updates(map[string]any{"active": false, "retired_at": now}).Error; err != nil {
-		return nil, err
+		return err
 	}
 	if err := tx.Create(row).Error; err != nil {
-		return nil, err
+		return err
 	}
-	details := map[string]any{"algorithm": alg, "reason": reason}
+	details := map[string]any{"algorithm": row.Algorithm, "reason": reason}
 	if oldErr == nil {
 		details["retired_kid"] = old.Kid
 	}
-	return row, s.audit(tx, by, "signing_key.rotate", "signing_key", row.Kid, details)
+	return s.audit(tx, by, "signing_key.rotate", "signing_key", row.Kid, details)
 }
 
 // RotateSigningKey makes a new active key for alg and retires the current
 // one, which stays published while tokens it signed live. It returns the
 // new key (without its private part).
 func (s *Store) RotateSigningKey(ctx context.Context, alg string, by Actor) (*SigningKey, error) {
-	var row *signingKeyRow
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		row, err = s.rotate(tx, alg, s.clock(), by, "requested")
-		return err
-	})
+	row, err := s.newSigningKey(alg)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.tx(ctx, func(tx *gorm.DB) error { return s.rotate(tx, row, by, "requested") }); err != nil {
 		return nil, translate("rotate signing key", err)
 	}
 	return row.key()
 }
 
 // RotateSigningKeyIfOlder rotates when the active key is older than maxAge,
-// and reports whether it did. The check runs in the rotating transaction,
-// so replicas racing on the same schedule rotate once.
+// and reports whether it did. The age is checked on a reader first, so the
+// usual answer (too young) never takes the writer, and again inside the
+// rotating transaction, so replicas racing on the same schedule rotate once.
 func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge time.Duration) (bool, error) {
-	now := s.clock()
-	rotated := false
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	due := func(db *gorm.DB) (bool, error) {
 		var active signingKeyRow
-		err := tx.Where("active").Take(&active).Error
-		if err == nil && now.Sub(active.CreatedAt) < maxAge {
-			return nil
+		err := db.Where("active").Take(&active).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return true, nil
 		}
-		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return err == nil && s.clock().Sub(active.CreatedAt) >= maxAge, err
+	}
+	if ok, err := due(s.r.WithContext(ctx)); err != nil || !ok {
+		return false, err
+	}
+	row, err := s.newSigningKey(alg)
+	if err != nil {
+		return false, err
+	}
+	rotated := false
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		ok, err := due(tx)
+		if err != nil || !ok {
 			return err
 		}
 		rotated = true
-		_, err = s.rotate(tx, alg, now, Actor{Type: "system", Name: "latchkey"}, "signing_key_rotation")
-		return err
+		return s.rotate(tx, row, Actor{Type: "system", Name: "latchkey"}, "signing_key_rotation")
 	})
 	if err != nil {
 		return false, fmt.Errorf("scheduled signing key rotation: %w", err)

@@ -269,8 +269,8 @@ func TestMigrateTwice(t *testing.T) {
 		t.Fatalf("second migrate printed %q", out)
 	}
 	_, err := cli(t, environ(), "migrate", "--database", "postgres://localhost/x")
-	if err == nil || !strings.Contains(err.Error(), "secret") {
-		t.Fatalf("migrate on postgres without a secret: err = %v, want a secret error", err)
+	if err == nil || !strings.HasPrefix(err.Error(), "database: ") || !strings.Contains(err.Error(), "accepted values: sqlite://PATH") {
+		t.Fatalf("migrate on postgres: err = %v, want one line naming database and the accepted values", err)
 	}
 	var ue usageError
 	if errors.As(err, &ue) {

@@ -53,6 +53,9 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err != nil {
 		return nil, err
 	}
+	if d := cfg.DatabaseDriver(); d != "sqlite" {
+		return nil, fmt.Errorf("database: %s is not supported by this build yet; accepted values: sqlite://PATH", d)
+	}
 	o := &opened{cfg: cfg, log: newLogger(cfg, stderr), rest: rest}
 	if o.secrets, err = systemSecrets(cfg, o.log); err != nil {
 		return nil, err
