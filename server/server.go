@@ -20,8 +20,9 @@ import (
 	"github.com/latchkey/latchkey/storage"
 )
 
-// Options configures a Server. Zero values are not defaults: cmd/latchkey
-// fills every field from the validated configuration.
+// Options configures a Server. cmd/latchkey fills it from the validated
+// configuration; Issuer, TokenLifetime and Secrets are required, the rest
+// have the defaults their comments give.
 type Options struct {
 	// Issuer is the public base URL, without a trailing slash.
 	Issuer string
@@ -33,14 +34,16 @@ type Options struct {
 	// BootstrapToken, when set, authenticates as the built-in admin
 	// "bootstrap".
 	BootstrapToken string
-	// TokenFormat is "opaque" (lk_at_ tokens) or "jwt" (RFC 9068).
+	// TokenFormat is "opaque" (lk_at_ tokens, the default) or "jwt"
+	// (RFC 9068).
 	TokenFormat string
-	// SigningAlgorithm is the algorithm of new signing keys: ES256,
-	// EdDSA or RS256.
+	// SigningAlgorithm is the algorithm of new signing keys: ES256 (the
+	// default), EdDSA or RS256.
 	SigningAlgorithm string
 	// SeparateAdmin serves /admin/* only from AdminHandler.
 	SeparateAdmin bool
-	Logger        *slog.Logger
+	// Logger receives the access log and unexpected errors; nil discards.
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -211,6 +211,10 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		updates["token_lifetime_seconds"] = *patch.TokenLifetimeSeconds
 		changed = append(changed, "token_lifetime_seconds")
 	}
+	if len(changed) == 0 {
+		// Nothing to change: no write, no audit event, updated_at stays.
+		return s.GetIntegration(ctx, name)
+	}
 	updates["updated_at"] = s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&integrationRow{}).Where("name = ?", name).Updates(updates)

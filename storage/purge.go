@@ -7,8 +7,8 @@ import (
 )
 
 // Purge deletes what can never be used again: expired access tokens, key
-// pairs past their grace deadline (with the tokens issued to them) and
-// expired admin tokens. It works in batches of at most batch rows, each in
+// pairs past their grace deadline (with the tokens issued to them),
+// expired admin tokens and retired signing keys no live token needs. It works in batches of at most batch rows, each in
 // its own short transaction, so a large backlog never holds the writer for
 // long. It returns how many rows it deleted, or ErrInvalid if batch < 1.
 func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
@@ -17,30 +17,35 @@ func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 		return 0, invalidf("purge batch size must be at least 1, not %d", batch)
 	}
 	now := s.clock()
-	steps := []struct{ name, sql string }{
+	steps := []struct {
+		name string
+		sql  string
+		args []any // the batch size is appended
+	}{
 		{"expired access tokens", `DELETE FROM access_tokens WHERE signature IN
-			(SELECT signature FROM access_tokens WHERE expires_at <= ? LIMIT ?)`},
+			(SELECT signature FROM access_tokens WHERE expires_at <= ? LIMIT ?)`, []any{now}},
 		{"access tokens of revoked key pairs", `DELETE FROM access_tokens WHERE signature IN
 			(SELECT t.signature FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id
-			 WHERE k.expires_at <= ? LIMIT ?)`},
+			 WHERE k.expires_at <= ? LIMIT ?)`, []any{now}},
 		{"revoked key pairs", `DELETE FROM key_pairs WHERE id IN
-			(SELECT id FROM key_pairs WHERE expires_at <= ? LIMIT ?)`},
+			(SELECT id FROM key_pairs WHERE expires_at <= ? LIMIT ?)`, []any{now}},
 		{"expired admin tokens", `DELETE FROM admin_tokens WHERE seq IN
-			(SELECT seq FROM admin_tokens WHERE expires_at <= ? LIMIT ?)`},
+			(SELECT seq FROM admin_tokens WHERE expires_at <= ? LIMIT ?)`, []any{now}},
+		// A retired signing key goes once no live token names it, and not
+		// before replicas have had time to stop signing with it (their
+		// key cache refreshes well within signingKeyGrace).
+		{"retired signing keys", `DELETE FROM signing_keys WHERE kid IN
+			(SELECT kid FROM signing_keys k WHERE NOT k.active AND k.retired_at <= ? AND NOT EXISTS
+				(SELECT 1 FROM access_tokens t WHERE t.kid = k.kid AND t.expires_at > ?) LIMIT ?)`,
+			[]any{now.Add(-signingKeyGrace), now}},
 	}
-	// A retired signing key goes once no live token names it, and not
-	// before replicas have had time to stop signing with it (their key
-	// cache refreshes well within signingKeyGrace).
-	keys := s.w.WithContext(ctx).Exec(`DELETE FROM signing_keys WHERE NOT active AND retired_at <= ?
-		AND NOT EXISTS (SELECT 1 FROM access_tokens t WHERE t.kid = signing_keys.kid AND t.expires_at > ?)`,
-		now.Add(-signingKeyGrace), now)
 	var total int64
 	for _, st := range steps {
 		for {
 			if err := ctx.Err(); err != nil {
 				return total, err
 			}
-			res := s.w.WithContext(ctx).Exec(st.sql, now, batch)
+			res := s.w.WithContext(ctx).Exec(st.sql, append(st.args, batch)...)
 			if res.Error != nil {
 				return total, fmt.Errorf("purge %s: %w", st.name, res.Error)
 			}
@@ -50,10 +55,7 @@ func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 			}
 		}
 	}
-	if keys.Error != nil {
-		return total, fmt.Errorf("purge retired signing keys: %w", keys.Error)
-	}
-	return total + keys.RowsAffected, nil
+	return total, nil
 }
 
 // signingKeyGrace is how long a retired signing key is kept even with no

@@ -148,6 +148,7 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		lifetime      = fs.Duration("token-lifetime", 0, "token lifetime, e.g. 1h; default: the server's (create)")
 		grace         = fs.Duration("grace", 0, "keep the old key pair working this long, e.g. 1h (regenerate)")
 		limit         = fs.Int("limit", 0, "page size, 1-1000 (list)")
+		pageToken     = fs.String("page-token", "", "next_page_token of the previous page (list)")
 		scopes        listFlag
 		audience      listFlag
 	)
@@ -179,14 +180,24 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		}
 		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations", in)
 	case "list":
-		path := "/admin/integrations"
+		q := url.Values{}
 		if *limit > 0 {
-			path += fmt.Sprintf("?limit=%d", *limit)
+			q.Set("limit", fmt.Sprint(*limit))
+		}
+		if *pageToken != "" {
+			q.Set("page_token", *pageToken)
+		}
+		path := "/admin/integrations"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
 		}
 		b, err = c.admin(ctx, http.MethodGet, path, nil)
 	case "get":
 		b, err = c.admin(ctx, http.MethodGet, "/admin/integrations/"+name, nil)
 	case "regenerate":
+		if *grace < 0 || *grace%time.Second != 0 {
+			return usageError{fmt.Sprintf("--grace %s: must be a whole number of seconds, 0 or more", *grace)}
+		}
 		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations/"+name+"/key-pair",
 			map[string]any{"grace_seconds": int64(grace.Seconds())})
 	case "delete":
@@ -202,8 +213,8 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 	return printJSON(stdout, b)
 }
 
-func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: latchkey token issue [--scope S] [--audience A] | latchkey token introspect TOKEN"
+func runToken(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	const use = "usage: latchkey token issue [--scope S] [--audience A] | latchkey token introspect TOKEN|-"
 	if len(args) == 0 {
 		return usageError{use}
 	}
@@ -237,7 +248,17 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	case sub == "introspect" && len(pos) == 1:
 		path = "/oauth2/introspect"
-		form.Set("token", pos[0])
+		token := pos[0]
+		if token == "-" {
+			// From standard input, so the token stays out of the process
+			// list and the shell history.
+			b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+			if err != nil {
+				return fmt.Errorf("read token from standard input: %w", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		form.Set("token", token)
 	default:
 		return usageError{use}
 	}

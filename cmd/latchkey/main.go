@@ -57,7 +57,7 @@ Usage:
   latchkey integration create NAME [flags]  create an integration and print its key pair
   latchkey integration list|get NAME|regenerate NAME|delete NAME
   latchkey token issue [flags]              get an access token with a key pair
-  latchkey token introspect TOKEN           introspect a token as a resource server
+  latchkey token introspect TOKEN|-         introspect a token (- reads it from stdin) as a resource server
   latchkey keys list|rotate                 list signing keys; make a new active signing key
   latchkey version
 
@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "integration":
 		return runIntegration(ctx, rest, getenv, stdout, stderr)
 	case "token":
-		return runToken(ctx, rest, getenv, stdout, stderr)
+		return runToken(ctx, rest, getenv, stdin, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":

@@ -44,8 +44,14 @@ func environ(kv ...string) func(string) string {
 // cli runs one command in-process and returns its stdout.
 func cli(t *testing.T, getenv func(string) string, args ...string) (string, error) {
 	t.Helper()
+	return cliStdin(t, getenv, "", args...)
+}
+
+// cliStdin is cli with stdin as standard input.
+func cliStdin(t *testing.T, getenv func(string) string, stdin string, args ...string) (string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), append([]string{"latchkey"}, args...), getenv, strings.NewReader(""), &out, &errOut)
+	err := run(context.Background(), append([]string{"latchkey"}, args...), getenv, strings.NewReader(stdin), &out, &errOut)
 	if err != nil {
 		t.Logf("latchkey %s: %v; stderr: %s", strings.Join(args, " "), err, errOut.String())
 	}
@@ -164,10 +170,23 @@ func TestEndToEnd(t *testing.T) {
 	if got["active"] != true || got["sub"] != "billing" || got["client_id"] != billingID {
 		t.Fatalf("introspect before regenerate = %v", got)
 	}
+	fromStdin, err := cliStdin(t, asRS, access+"\n", "token", "introspect", "-")
+	if err != nil || decodeJSON(t, fromStdin)["active"] != true {
+		t.Fatalf("introspect - (token on stdin) = %q, %v; want active", fromStdin, err)
+	}
 
 	listed := decodeJSON(t, mustCLI(t, admin, "integration", "list"))
 	if n := len(listed["items"].([]any)); n != 2 {
 		t.Fatalf("integration list has %d items, want 2", n)
+	}
+	first := decodeJSON(t, mustCLI(t, admin, "integration", "list", "--limit", "1"))
+	second := decodeJSON(t, mustCLI(t, admin, "integration", "list", "--limit", "1", "--page-token", first["next_page_token"].(string)))
+	name := func(m map[string]any) any { return m["items"].([]any)[0].(map[string]any)["name"] }
+	if name(first) != "billing" || name(second) != "orders-api" || second["next_page_token"] != "" {
+		t.Fatalf("paged list = %v then %v", first, second)
+	}
+	if _, err := cli(t, admin, "integration", "regenerate", "billing", "--grace", "1.5s"); exitCode(err) != 2 {
+		t.Fatalf("regenerate --grace 1.5s: err = %v, want a usage error", err)
 	}
 	one := decodeJSON(t, mustCLI(t, admin, "integration", "get", "billing"))
 	if strings.Contains(mustCLI(t, admin, "integration", "get", "billing"), billingSecret) || one["name"] != "billing" {

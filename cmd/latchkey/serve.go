@@ -104,6 +104,11 @@ func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		// Another latchkey process on the same data directory won the
+		// race; use its secret.
+		return systemSecrets(cfg, log)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
