@@ -430,6 +430,8 @@ func TestInvalidValues(t *testing.T) {
 		{name: "dev flag", args: []string{"--dev=maybe"}, key: "dev", accepted: "true, false, 1, 0"},
 		{name: "janitor_interval unparsable", env: map[string]string{"LATCHKEY_JANITOR_INTERVAL": "often"}, key: "janitor_interval", accepted: "between 1s and 24h"},
 		{name: "janitor_interval too long", env: map[string]string{"LATCHKEY_JANITOR_INTERVAL": "25h"}, key: "janitor_interval", accepted: "between 1s and 24h"},
+		{name: "signing_key_rotation too short", args: []string{"--signing-key-rotation", "10m"}, key: "signing_key_rotation", accepted: "0 (off) or a Go duration between 1h and 8760h"},
+		{name: "signing_key_rotation unparsable", env: map[string]string{"LATCHKEY_SIGNING_KEY_ROTATION": "monthly"}, key: "signing_key_rotation", accepted: "0 (off)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -234,4 +235,49 @@ func TestSigningKeySecretRotation(t *testing.T) {
 		}
 		s.Close()
 	})
+}
+
+// TestRotateSigningKeyIfOlder checks scheduled rotation: nothing while the
+// active key is young, one rotation once it is old enough, and none again
+// for the key that replaced it.
+func TestRotateSigningKeyIfOlder(t *testing.T) {
+	clk := newFakeClock()
+	s := newSQLiteStore(t, clk.Now)
+	first, err := s.EnsureSigningKey(t.Context(), ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate := func() bool {
+		t.Helper()
+		rotated, err := s.RotateSigningKeyIfOlder(t.Context(), EdDSA, 24*time.Hour)
+		if err != nil {
+			t.Fatalf("RotateSigningKeyIfOlder: %v", err)
+		}
+		return rotated
+	}
+	clk.Advance(23 * time.Hour)
+	if rotate() {
+		t.Fatal("rotated a key younger than the maximum age")
+	}
+	clk.Advance(time.Hour)
+	if !rotate() {
+		t.Fatal("did not rotate a key as old as the maximum age")
+	}
+	active, err := s.ActiveSigningKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active.ID == first.ID || active.Algorithm != EdDSA {
+		t.Fatalf("active key = %s (%s), want a new EdDSA key", active.ID, active.Algorithm)
+	}
+	if rotate() {
+		t.Fatal("rotated the fresh key again")
+	}
+	keys, err := s.SigningKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[1].ID != first.ID || keys[1].RetiredAt == nil {
+		t.Fatalf("keys = %+v, want the new active key and the retired first one", keys)
+	}
 }
