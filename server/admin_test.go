@@ -28,23 +28,6 @@ var (
 	adminTokenRE = regexp.MustCompile(`^lk_adm_[A-Za-z0-9_-]{43}[0-9A-Za-z]{6}$`)
 )
 
-// callAdminRaw sends one request to base+path with an optional bearer token
-// and returns status, headers and the raw body.
-func (e *env) callAdminRaw(base, method, path, token string, body io.Reader) (int, http.Header, []byte) {
-	e.t.Helper()
-	req, err := http.NewRequest(method, base+path, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return e.do(req)
-}
-
 // adminAs calls the admin API as token and requires want, returning the
 // decoded object (empty for an empty body).
 func (e *env) adminAs(token, method, path string, body any, want int) map[string]any {

@@ -159,17 +159,7 @@ func (e *env) adminCall(method, path, token string, body any) (int, []byte) {
 		}
 		r = bytes.NewReader(js)
 	}
-	req, err := http.NewRequest(method, e.adminURL()+path, r)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	status, _, b := e.do(req)
+	status, _, b := e.callAdminRaw(e.adminURL(), method, path, token, r)
 	return status, b
 }
 
@@ -187,6 +177,23 @@ func (e *env) mustAdmin(method, path string, body any, want int) map[string]any 
 		}
 	}
 	return out
+}
+
+// callAdminRaw sends one request to base+path with an optional bearer token
+// and returns status, headers and the raw body.
+func (e *env) callAdminRaw(base, method, path, token string, body io.Reader) (int, http.Header, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return e.do(req)
 }
 
 // keyPair is an integration's credentials as the create call returned them.
@@ -229,8 +236,9 @@ func (e *env) form(path string, kp keyPair, form url.Values) (int, http.Header, 
 	return status, h, out
 }
 
-// token gets an access token for kp or fails the test.
-func (e *env) token(kp keyPair, extra url.Values) string {
+// tokenResponse gets a token for kp with client_secret_basic and returns
+// the whole response, failing the test unless it is 200.
+func (e *env) tokenResponse(kp keyPair, extra url.Values) map[string]any {
 	e.t.Helper()
 	f := url.Values{"grant_type": {"client_credentials"}}
 	for k, v := range extra {
@@ -238,9 +246,15 @@ func (e *env) token(kp keyPair, extra url.Values) string {
 	}
 	status, _, out := e.form("/oauth2/token", kp, f)
 	if status != http.StatusOK {
-		e.t.Fatalf("token: status %d: %v", status, out)
+		e.t.Fatalf("token: status %d, want 200: %v", status, out)
 	}
-	return out["access_token"].(string)
+	return out
+}
+
+// token gets an access token for kp or fails the test.
+func (e *env) token(kp keyPair, extra url.Values) string {
+	e.t.Helper()
+	return e.tokenResponse(kp, extra)["access_token"].(string)
 }
 
 // introspect asks, as the resource server rs, about token.

@@ -92,21 +92,6 @@ func (e *env) postAuth(path string, kp keyPair, form url.Values) (int, http.Head
 	return e.form(path, keyPair{}, f)
 }
 
-// tokenResponse gets a token for kp with client_secret_basic and returns
-// the whole response, failing the test unless it is 200.
-func (e *env) tokenResponse(kp keyPair, extra url.Values) map[string]any {
-	e.t.Helper()
-	f := url.Values{"grant_type": {"client_credentials"}}
-	for k, v := range extra {
-		f[k] = v
-	}
-	status, _, out := e.form("/oauth2/token", kp, f)
-	if status != http.StatusOK {
-		e.t.Fatalf("token: status %d, want 200: %v", status, out)
-	}
-	return out
-}
-
 // checkOAuthError checks an RFC 6749 §5.2 error response: the status, a
 // JSON content type, the error code, and no fields beyond error,
 // error_description and error_uri.
