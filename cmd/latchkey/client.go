@@ -111,7 +111,7 @@ func (c *apiClient) admin(ctx context.Context, method, path string, in any) ([]b
 // printJSON re-indents a JSON answer for people; it stays valid JSON for jq.
 func printJSON(w io.Writer, b []byte) error {
 	var out bytes.Buffer
-	if len(bytes.TrimSpace(b)) == 0 {
+	if b = bytes.TrimSpace(b); len(b) == 0 {
 		return nil
 	}
 	if err := json.Indent(&out, b, "", "  "); err != nil {
