@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -294,5 +295,66 @@ func TestMigrateTwice(t *testing.T) {
 	var ue usageError
 	if errors.As(err, &ue) {
 		t.Fatalf("a configuration error is not a usage error: %v", err)
+	}
+}
+
+// TestShutdownFinishesInFlight stops the server while a token request is
+// still sending its body: the request completes with a token, and serve
+// then returns cleanly.
+func TestShutdownFinishesInFlight(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
+	const boot = "shutdown-bootstrap-token-0123456789abcdef"
+	base, stop := startServe(t, environ("LATCHKEY_BOOTSTRAP_TOKEN", boot), "--database", db)
+	admin := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_ADMIN_TOKEN", boot)
+	kp := decodeJSON(t, mustCLI(t, admin, "integration", "create", "svc"))["key_pair"].(map[string]any)
+
+	body, send := io.Pipe()
+	req, err := http.NewRequest("POST", base+"/oauth2/token", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(kp["client_id"].(string), kp["client_secret"].(string))
+	type result struct {
+		status int
+		body   map[string]any
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		done <- result{resp.StatusCode, out, err}
+	}()
+	if _, err := send.Write([]byte("grant_type=client_")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the handler is now reading the body
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(200 * time.Millisecond) // shutdown has begun and is waiting for us
+	select {
+	case err := <-stopped:
+		t.Fatalf("serve returned (%v) while a request was in flight", err)
+	default:
+	}
+	if _, err := send.Write([]byte("credentials")); err != nil {
+		t.Fatal(err)
+	}
+	send.Close()
+
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK || r.body["access_token"] == nil {
+		t.Fatalf("in-flight token request: status %d, body %v, err %v; want 200 with a token", r.status, r.body, r.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("serve returned %v, want nil", err)
 	}
 }
