@@ -83,33 +83,47 @@ type env struct {
 	dbPath string
 }
 
-// newEnv starts a server; opts may adjust the options before New.
+// testSecrets are the system secrets of a test server.
+var testSecrets = [][]byte{[]byte("test-system-secret-0123456789abcdef")}
+
+// newEnv starts a server on a fresh SQLite file; opts may adjust the
+// options before New.
 func newEnv(t testing.TB, opts ...func(*server.Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), logs: &syncBuffer{}, dbPath: filepath.Join(t.TempDir(), "latchkey.db")}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	secrets := [][]byte{[]byte("test-system-secret-0123456789abcdef")}
-	st, err := storage.Open(context.Background(), storage.Options{
-		Driver: "sqlite", DSN: e.dbPath, Secrets: secrets, Now: e.clock.Now, Logger: log,
-	})
+	e, err := openEnv(t, filepath.Join(t.TempDir(), "latchkey.db"), newClock(), testSecrets, opts...)
 	if err != nil {
-		t.Fatalf("open store: %v", err)
+		t.Fatalf("start server: %v", err)
+	}
+	return e
+}
+
+// openEnv starts a server on the SQLite file at dbPath with the given
+// system secrets (current first) and clock. Two envs on one file are two
+// replicas; one after another, a restart.
+func openEnv(t testing.TB, dbPath string, clk *clock, secrets [][]byte, opts ...func(*server.Options)) (*env, error) {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, clock: clk, logs: &syncBuffer{}, dbPath: dbPath}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: dbPath, Secrets: secrets, Now: clk.Now, Logger: log})
+	if err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(context.Background()); err != nil {
-		t.Fatalf("migrate: %v", err)
+	if _, err := st.Migrate(ctx); err != nil {
+		return nil, err
 	}
 	e.store = st
 	o := server.Options{
 		Issuer: "http://127.0.0.1", TokenLifetime: 10 * time.Hour, Secrets: secrets,
-		BootstrapToken: testBootstrap, Logger: log, Now: e.clock.Now,
+		BootstrapToken: testBootstrap, Logger: log, Now: clk.Now,
 	}
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := server.New(context.Background(), st, o)
+	s, err := server.New(ctx, st, o)
 	if err != nil {
-		t.Fatalf("server.New: %v", err)
+		return nil, err
 	}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
@@ -117,7 +131,24 @@ func newEnv(t testing.TB, opts ...func(*server.Options)) *env {
 		e.admin = httptest.NewServer(s.AdminHandler())
 		t.Cleanup(e.admin.Close)
 	}
-	return e
+	return e, nil
+}
+
+// failOnServerErrors fails the test, when it ends, if any request was
+// answered with a 5xx or anything was logged at error level: no client
+// input may cause a server error.
+func (e *env) failOnServerErrors() {
+	e.t.Cleanup(func() {
+		for line := range strings.SplitSeq(e.logs.String(), "\n") {
+			var rec struct {
+				Level  string `json:"level"`
+				Status int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 || rec.Level == "ERROR") {
+				e.t.Errorf("server error in log: %s", line)
+			}
+		}
+	})
 }
 
 // adminURL is where the admin API answers.

@@ -15,9 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -64,10 +62,9 @@ type jwtClaims struct {
 	Expiry   *jwt.NumericDate `json:"exp"`
 }
 
-// startEnv starts a server on the SQLite file at dbPath with the given
-// system secrets (current first) and clock: what a restart, or a second
-// replica, looks like. It fails the test, when it ends, on any 5xx or
-// error-level log line.
+// startEnv starts a server on the SQLite file at dbPath: what a restart,
+// or a second replica, looks like. It fails the test on a start-up error
+// and, when the test ends, on any server error.
 func startEnv(t *testing.T, dbPath string, clk *clock, secrets [][]byte, opts ...func(*server.Options)) *env {
 	t.Helper()
 	e, err := tryStartEnv(t, dbPath, clk, secrets, opts...)
@@ -80,42 +77,11 @@ func startEnv(t *testing.T, dbPath string, clk *clock, secrets [][]byte, opts ..
 // tryStartEnv is startEnv returning the start-up error instead of failing.
 func tryStartEnv(t *testing.T, dbPath string, clk *clock, secrets [][]byte, opts ...func(*server.Options)) (*env, error) {
 	t.Helper()
-	ctx := context.Background()
-	e := &env{t: t, clock: clk, logs: &syncBuffer{}, dbPath: dbPath}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: dbPath, Secrets: secrets, Now: clk.Now, Logger: log})
+	e, err := openEnv(t, dbPath, clk, secrets, opts...)
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	e.store = st
-	o := server.Options{
-		Issuer: oauthIssuer, TokenLifetime: 10 * time.Hour, Secrets: secrets,
-		BootstrapToken: testBootstrap, Logger: log, Now: clk.Now,
-	}
-	for _, f := range opts {
-		f(&o)
-	}
-	s, err := server.New(ctx, st, o)
-	if err != nil {
-		return nil, err
-	}
-	e.srv = httptest.NewServer(s.Handler())
-	t.Cleanup(e.srv.Close)
-	t.Cleanup(func() {
-		for line := range strings.SplitSeq(e.logs.String(), "\n") {
-			var rec struct {
-				Level  string `json:"level"`
-				Status int    `json:"status"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 || rec.Level == "ERROR") {
-				t.Errorf("server error in log: %s", line)
-			}
-		}
-	})
+	e.failOnServerErrors()
 	return e, nil
 }
 

@@ -34,24 +34,7 @@ const defaultLifetimeSeconds = 36000
 func newOAuthEnv(t *testing.T, opts ...func(*server.Options)) *env {
 	t.Helper()
 	e := newEnv(t, opts...)
-	t.Cleanup(func() {
-		for line := range strings.SplitSeq(e.logs.String(), "\n") {
-			if line == "" {
-				continue
-			}
-			var rec struct {
-				Level  string `json:"level"`
-				Msg    string `json:"msg"`
-				Status int    `json:"status"`
-			}
-			if err := json.Unmarshal([]byte(line), &rec); err != nil {
-				continue
-			}
-			if rec.Status >= 500 || rec.Level == "ERROR" {
-				t.Errorf("server error in log: %s", line)
-			}
-		}
-	})
+	e.failOnServerErrors()
 	return e
 }
 
