@@ -37,6 +37,9 @@ type keyring struct {
 
 	snap    atomic.Pointer[keySnapshot]
 	loading sync.Mutex
+	// lastMiss is when an unknown kid last caused a reload (unix nanos);
+	// forged kids must not turn into a database query each.
+	lastMiss atomic.Int64
 }
 
 type keySnapshot struct {
@@ -75,6 +78,10 @@ func (k *keyring) current(ctx context.Context) (*keySnapshot, error) {
 // active key changed. On failure it keeps the previous snapshot, retrying
 // after a few seconds.
 func (k *keyring) load(ctx context.Context) (*keySnapshot, error) {
+	// The snapshot serves every request, not just this one: a client
+	// that hangs up must not abort the refresh.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	prev := k.snap.Load()
 	next, err := k.read(ctx, prev)
 	if err != nil {
@@ -116,6 +123,12 @@ func (k *keyring) read(ctx context.Context, prev *keySnapshot) (*keySnapshot, er
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := next.public[active.ID]; !ok {
+		// A rotation committed between the two reads: publish the key
+		// this snapshot signs with, or its own tokens would not verify.
+		next.public[active.ID] = active
+		next.jwks.Keys = append(next.jwks.Keys, active.Public)
+	}
 	opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", active.ID)
 	next.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(active.Algorithm), Key: active.Private}, opts)
 	if err != nil {
@@ -144,10 +157,12 @@ func (k *keyring) publicKey(ctx context.Context, kid string) (*storage.SigningKe
 	if key, ok := snap.public[kid]; ok {
 		return key, true
 	}
-	if k.now().Sub(snap.loadedAt) < time.Second || !k.loading.TryLock() {
+	now := k.now()
+	if now.Sub(snap.loadedAt) < time.Second || now.Sub(time.Unix(0, k.lastMiss.Load())) < time.Second || !k.loading.TryLock() {
 		return nil, false
 	}
 	defer k.loading.Unlock()
+	k.lastMiss.Store(now.UnixNano())
 	snap, err = k.load(ctx)
 	if err != nil {
 		return nil, false

@@ -165,7 +165,7 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, context.Canceled):
 		err = fosite.ErrTemporarilyUnavailable // the client went away
 	case errors.Is(err, storage.ErrUnavailable):
-		s.log.Error("oauth request failed", "path", r.URL.Path, "err", err)
+		s.log.Error("oauth request failed", "path", r.URL.Path, "err", storageCause(err))
 		err = fosite.ErrTemporarilyUnavailable
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
@@ -178,6 +178,19 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		}
 	}
 	writeError(w, rfc.CodeField, rfc.ErrorField, rfc.GetDescription())
+}
+
+// storageCause digs the storage error out of fosite's wrapping, whose own
+// message is only an error code. Storage errors join their context and
+// ErrUnavailable with two %w verbs, so single unwrapping stops at them.
+func storageCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
 
 // handleToken is the client-credentials grant (RFC 6749 §4.4). Asking for
@@ -408,7 +421,7 @@ func (s *Server) handleMetadata() http.Handler {
 const jwksMaxAge = 5 * time.Minute
 
 // handleJWKS publishes the public signing keys (RFC 7517): the active key
-// and every retired key that signed a token still live.
+// and every retired key that may still have live tokens.
 func (s *Server) handleJWKS() http.Handler {
 	cacheControl := fmt.Sprintf("public, max-age=%d", int(jwksMaxAge/time.Second))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -117,9 +117,10 @@ func (s *Server) Handler() http.Handler { return s.public }
 // AdminHandler serves the admin API; it is nil unless SeparateAdmin is set.
 func (s *Server) AdminHandler() http.Handler { return s.admin }
 
-// SetReady flips /readyz. serve marks itself not ready when shutdown
-// begins, so load balancers stop sending new requests before the listener
-// closes.
+// SetReady flips /readyz. serve marks itself not ready as shutdown begins,
+// so a health check on a connection that is still open sees 503; to give a
+// load balancer time to notice before the listener closes, delay the stop
+// signal itself (a Kubernetes preStop sleep).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // isBootstrap reports, in constant time, whether token is the bootstrap token.

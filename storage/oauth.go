@@ -169,7 +169,7 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 // GetAccessTokenSession returns the request a token was issued for, or
 // fosite.ErrNotFound unless the token is active: unexpired, not revoked,
 // its key pair still working and its integration not deleted. session may
-// be nil (fosite's revocation handler passes nil); a *fosite.DefaultSession
+// be nil (the revocation handler passes nil); a *fosite.DefaultSession
 // gets the integration name as its subject.
 func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	if signature == "" {

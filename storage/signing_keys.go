@@ -322,27 +322,14 @@ func (s *Store) ActiveSigningKey(ctx context.Context) (*SigningKey, error) {
 }
 
 // SigningKeys returns every key, active first, then retired newest first,
-// with PublishedUntil set for retired keys that still have live tokens.
-// Private parts are not decrypted.
+// with PublishedUntil set for retired keys still published (see
+// publishedUntil). Private parts are not decrypted.
 func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	var rows []signingKeyRow
 	if err := s.r.WithContext(ctx).Order("active DESC, created_at DESC").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}
-	var live []struct {
-		Kid     string
-		LastExp dbTime
-	}
 	now := s.clock()
-	err := s.r.WithContext(ctx).Raw(`SELECT kid, MAX(expires_at) AS last_exp FROM access_tokens
-		WHERE kid IS NOT NULL AND expires_at > ? GROUP BY kid`, now).Scan(&live).Error
-	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
-	}
-	until := make(map[string]time.Time, len(live))
-	for _, l := range live {
-		until[l.Kid] = time.Time(l.LastExp)
-	}
 	out := make([]*SigningKey, 0, len(rows))
 	for _, r := range rows {
 		k, err := r.key()
@@ -350,7 +337,14 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 			return nil, err
 		}
 		if !r.Active {
-			k.PublishedUntil = publishedUntil(r.RetiredAt, until[r.Kid], now)
+			// One index lookup per retired key (kid, expires_at), not a
+			// scan of every JWT ever issued.
+			var last dbTime
+			if err := s.r.WithContext(ctx).Raw(`SELECT MAX(expires_at) FROM access_tokens WHERE kid = ? AND expires_at > ?`,
+				r.Kid, now).Row().Scan(&last); err != nil {
+				return nil, fmt.Errorf("list signing keys: %w", err)
+			}
+			k.PublishedUntil = publishedUntil(r.RetiredAt, time.Time(last), now)
 		}
 		out = append(out, k)
 	}
@@ -375,7 +369,8 @@ func publishedUntil(retiredAt *time.Time, lastExp, now time.Time) *time.Time {
 }
 
 // PublishedSigningKeys returns the keys a verifier may need: the active key
-// and every retired key that may still have live tokens.
+// and every retired key that may still have live tokens, or was retired
+// less than signingKeyGrace ago.
 func (s *Store) PublishedSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	all, err := s.SigningKeys(ctx)
 	if err != nil {
@@ -396,6 +391,9 @@ type dbTime time.Time
 
 func (t *dbTime) Scan(v any) error {
 	switch v := v.(type) {
+	case nil:
+		*t = dbTime{}
+		return nil
 	case time.Time:
 		*t = dbTime(v.UTC())
 		return nil

@@ -99,28 +99,42 @@ func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 	}
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
-	s := hex.EncodeToString(raw[:])
 	if err := os.MkdirAll(cfg.DataDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
+	if err := writeNewFile(path, []byte(hex.EncodeToString(raw[:])+"\n")); errors.Is(err, os.ErrExist) {
 		// Another latchkey process on the same data directory won the
 		// race; use its secret.
 		return systemSecrets(cfg, log)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("secret: %w", err)
-	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("secret: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
 	log.Warn("no secret configured: generated a system secret into the data directory; keep it with the database and set LATCHKEY_SECRET in production", "file", path)
-	return [][]byte{[]byte(s)}, nil
+	return [][]byte{[]byte(hex.EncodeToString(raw[:]))}, nil
+}
+
+// writeNewFile creates path with data, mode 0600, all at once: the data
+// goes to a temporary file that is then linked to path, so no process ever
+// sees a partly written file, and a crash leaves none behind. It fails with
+// os.ErrExist when path exists.
+func writeNewFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".latchkey-secret-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Link(tmp.Name(), path)
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -15,4 +15,4 @@ CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (active) WHERE activ
 -- The key that signed a JWT access token; NULL for opaque tokens. A retired
 -- key stays published while a live token names it.
 ALTER TABLE access_tokens ADD COLUMN kid TEXT;
-CREATE INDEX access_tokens_kid ON access_tokens (kid) WHERE kid IS NOT NULL;
+CREATE INDEX access_tokens_kid ON access_tokens (kid, expires_at) WHERE kid IS NOT NULL;
