@@ -33,6 +33,27 @@ func clientFlags(fs *flag.FlagSet, getenv func(string) string) func() *apiClient
 	}
 }
 
+// command splits GROUP's arguments into the subcommand and its arguments,
+// and prepares the subcommand's flag set with --endpoint; the returned
+// function builds the API client once the flags are parsed.
+func command(group, use string, args []string, getenv func(string) string, stderr io.Writer) (string, []string, *flag.FlagSet, func() *apiClient, error) {
+	if len(args) == 0 {
+		return "", nil, nil, nil, usageError{use}
+	}
+	fs := flag.NewFlagSet(group+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return args[0], args[1:], fs, clientFlags(fs, getenv), nil
+}
+
+// asAdmin sets the admin token from LATCHKEY_ADMIN_TOKEN; it is never a
+// flag, which would show it in the process list.
+func (c *apiClient) asAdmin(getenv func(string) string) (*apiClient, error) {
+	if c.bearer = getenv("LATCHKEY_ADMIN_TOKEN"); c.bearer == "" {
+		return nil, usageError{"LATCHKEY_ADMIN_TOKEN is not set: this command needs an admin token"}
+	}
+	return c, nil
+}
+
 // parse parses flags that may come before or after positional arguments,
 // as in `latchkey integration create billing --scope read`.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -135,13 +156,10 @@ func (l *listFlag) Set(v string) error {
 
 func runIntegration(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const use = "usage: latchkey integration create|list|get|regenerate|delete [NAME] [flags]"
-	if len(args) == 0 {
-		return usageError{use}
+	sub, args, fs, client, err := command("integration", use, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("integration "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := clientFlags(fs, getenv)
 	var (
 		description   = fs.String("description", "", "what the integration is for (create)")
 		canIntrospect = fs.Bool("can-introspect", false, "allow it to call /oauth2/introspect: a resource server (create)")
@@ -158,9 +176,9 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	c := client()
-	if c.bearer = getenv("LATCHKEY_ADMIN_TOKEN"); c.bearer == "" {
-		return usageError{"LATCHKEY_ADMIN_TOKEN is not set: integration commands need an admin token"}
+	c, err := client().asAdmin(getenv)
+	if err != nil {
+		return err
 	}
 	name := ""
 	switch {
@@ -215,13 +233,10 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	const use = "usage: latchkey token issue [--scope S] [--audience A] | latchkey token introspect TOKEN|-"
-	if len(args) == 0 {
-		return usageError{use}
+	sub, args, fs, client, err := command("token", use, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := clientFlags(fs, getenv)
 	var scopes, audience listFlag
 	fs.Var(&scopes, "scope", "scope to ask for; repeat or space-separate (issue)")
 	fs.Var(&audience, "audience", "audience to ask for (issue)")
@@ -272,13 +287,10 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 
 func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const use = "usage: latchkey keys list|rotate"
-	if len(args) == 0 {
-		return usageError{use}
+	sub, args, fs, client, err := command("keys", use, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := clientFlags(fs, getenv)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -286,9 +298,9 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if len(pos) > 0 {
 		return usageError{use}
 	}
-	c := client()
-	if c.bearer = getenv("LATCHKEY_ADMIN_TOKEN"); c.bearer == "" {
-		return usageError{"LATCHKEY_ADMIN_TOKEN is not set: keys commands need an admin token"}
+	c, err := client().asAdmin(getenv)
+	if err != nil {
+		return err
 	}
 	var b []byte
 	switch sub {
