@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkey/latchkey/server"
+
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -313,13 +315,18 @@ func TestRegenerateGraceMidSecond(t *testing.T) {
 // returned, no token request that starts may succeed, and no token the old
 // pair ever got may be active.
 func TestRegenerateRace(t *testing.T) {
+	t.Run("opaque", func(t *testing.T) { testRegenerateRace(t) })
+	t.Run("jwt", func(t *testing.T) { testRegenerateRace(t, withJWT("ES256")) })
+}
+
+func testRegenerateRace(t *testing.T, opts ...func(*server.Options)) {
 	const (
 		workers    = 8
 		rounds     = 4
 		afterEach  = 5  // requests each worker starts after the regeneration returned
 		warmTokens = 16 // tokens the old pair gets before the regeneration
 	)
-	e := newOAuthEnv(t)
+	e := newOAuthEnv(t, opts...)
 	rs := e.resourceServer()
 	tr := &http.Transport{MaxIdleConnsPerHost: workers * 2}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -447,8 +454,8 @@ func requestToken(c *http.Client, base string, kp keyPair, basic bool) (status i
 		return resp.StatusCode, "", fmt.Errorf("status %d, body is not JSON: %q", resp.StatusCode, b)
 	}
 	switch {
-	case resp.StatusCode == http.StatusOK && !strings.HasPrefix(out.AccessToken, "lk_at_"):
-		return resp.StatusCode, "", fmt.Errorf("200 without an lk_at_ token: %s", b)
+	case resp.StatusCode == http.StatusOK && out.AccessToken == "":
+		return resp.StatusCode, "", fmt.Errorf("200 without a token: %s", b)
 	case resp.StatusCode == http.StatusUnauthorized && out.Error != "invalid_client":
 		return resp.StatusCode, "", fmt.Errorf("401 with error %q, want invalid_client", out.Error)
 	}
@@ -487,9 +494,14 @@ func TestRevokeAcrossRegeneration(t *testing.T) {
 // of the old pair either predates the regeneration or expires by the
 // deadline.
 func TestRegenerateGraceRace(t *testing.T) {
+	t.Run("opaque", func(t *testing.T) { testRegenerateGraceRace(t) })
+	t.Run("jwt", func(t *testing.T) { testRegenerateGraceRace(t, withJWT("ES256")) })
+}
+
+func testRegenerateGraceRace(t *testing.T, opts ...func(*server.Options)) {
 	const grace = 60
 	for round := range 3 {
-		e := newEnv(t)
+		e := newEnv(t, opts...)
 		e.clock.Live()
 		old := e.createIntegration(map[string]any{"name": "job"})
 		stop := make(chan struct{})
