@@ -69,10 +69,10 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	return o, nil
 }
 
-// systemSecrets returns the configured secrets or, for SQLite with none
-// configured, a secret generated once into the data directory with mode
-// 0600, so `latchkey serve` runs with nothing set up. Replicas on
-// PostgreSQL must share one configured secret, so there it is required.
+// systemSecrets returns the configured secrets or, with none configured, a
+// secret generated once into the SQLite data directory with mode 0600, so
+// `latchkey serve` runs with nothing set up. open admits only SQLite, whose
+// single node needs no secret shared with other hosts.
 func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 	if len(cfg.Secrets) > 0 {
 		out := make([][]byte, len(cfg.Secrets))
@@ -80,9 +80,6 @@ func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 			out[i] = []byte(s)
 		}
 		return out, nil
-	}
-	if cfg.DatabaseDriver() != "sqlite" {
-		return nil, errors.New("secret: required with a postgres database (set LATCHKEY_SECRET to the same value of at least 32 bytes on every replica)")
 	}
 	path := filepath.Join(cfg.DataDir(), secretFile)
 	b, err := os.ReadFile(path)
