@@ -58,6 +58,7 @@ func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor
 	var t *AdminToken
 	var secret string
 	err := s.tx(ctx, func(tx *gorm.DB) error {
+		a.ID = 0 // a retried transaction must not reuse the ID of the attempt rolled back
 		if err := tx.Create(a).Error; err != nil {
 			return err
 		}
@@ -89,8 +90,8 @@ func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 	if !errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, translate(fmt.Sprintf("ensure admin %q", name), err)
 	}
-	a = &Admin{Name: name, CreatedAt: s.clock()}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
+		a = &Admin{Name: name, CreatedAt: s.clock()}
 		err := tx.Where("name = ?", name).Take(a).Error
 		if !errors.Is(err, gorm.ErrRecordNotFound) {
 			return err
@@ -118,7 +119,7 @@ func (s *Store) ListAdmins(ctx context.Context, p Page) ([]Admin, string, error)
 		q = q.Where("name > ?", after)
 	}
 	if err := q.Find(&out).Error; err != nil {
-		return nil, "", fmt.Errorf("list admins: %w", err)
+		return nil, "", unavailable("list admins", err)
 	}
 	next := ""
 	if len(out) > p.limit() {
@@ -227,7 +228,7 @@ func (s *Store) ListAdminTokens(ctx context.Context, adminID int64, p Page) ([]*
 	}
 	var rows []adminTokenRow
 	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", fmt.Errorf("list admin tokens: %w", err)
+		return nil, "", unavailable("list admin tokens", err)
 	}
 	next := ""
 	if len(rows) > p.limit() {

@@ -56,7 +56,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, p Page) ([]AuditEvent, stri
 	}
 	var rows []auditRow
 	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", fmt.Errorf("list audit events: %w", err)
+		return nil, "", unavailable("list audit events", err)
 	}
 	next := ""
 	if len(rows) > p.limit() {

@@ -65,6 +65,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Migrate/SecondRunAppliesNothing", testMigrateIdempotent},
 		{"Migrate/RecordsEveryFile", testMigrateRecordsEveryFile},
 		{"Migrate/SeededDataSurvives", testMigrateSeededDataSurvives},
+		{"Migrate/NewerSchema", testMigrateNewerSchema},
 
 		{"Integration/Create", testIntegrationCreate},
 		{"Integration/CreateStoresOnlyHash", testIntegrationCreateStoresOnlyHash},
@@ -89,6 +90,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"AccessToken/RevokeByRequestID", testAccessTokenRevokeByRequestID},
 		{"AccessToken/CreateForRevokedPair", testAccessTokenCreateForRevokedPair},
 		{"AccessToken/ConcurrentRegenerate", testAccessTokenConcurrentRegenerate},
+		{"AccessToken/ConcurrentRegenerateOnReplica", testAccessTokenConcurrentRegenerateOnReplica},
 		{"AccessToken/UnsupportedGrants", testUnsupportedGrants},
 		{"AccessToken/DatabaseUnavailable", testDatabaseUnavailable},
 
@@ -107,6 +109,9 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 
 		{"Audit/List", testAuditList},
 
+		{"Replica/SeesChangesAtOnce", testReplicaSeesChangesAtOnce},
+		{"Replica/ConcurrentRegenerate", testReplicaConcurrentRegenerate},
+
 		{"Purge/Batches", testPurgeBatches},
 		{"Purge/Arguments", testPurgeArguments},
 	}
@@ -116,6 +121,20 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 			tc.run(t, newStore(t, clk.Now), clk)
 		})
 	}
+}
+
+// replicas maps each store a test backend made to a function that opens
+// another store on the same database, as a second replica would.
+var replicas sync.Map // *Store → func(t *testing.T) *Store
+
+// replicaOf opens a second store on s's database.
+func replicaOf(t *testing.T, s *Store) *Store {
+	t.Helper()
+	open, ok := replicas.Load(s)
+	if !ok {
+		t.Fatal("the backend registered no way to open a replica of this store")
+	}
+	return open.(func(*testing.T) *Store)(t)
 }
 
 // testActor performs the changes in these tests.
@@ -286,6 +305,55 @@ func testMigrateIdempotent(t *testing.T, s *Store, _ *fakeClock) {
 		if len(applied) != 0 {
 			t.Errorf("Migrate #%d applied %v, want nothing", i+2, applied)
 		}
+	}
+}
+
+// testMigrateNewerSchema is a rolling upgrade seen from the replica still
+// on the previous build: the next build's migration adds columns (the only
+// kind of change migrations/README.md allows) while this store is running
+// with its statements prepared, and everything keeps working, Migrate
+// included.
+func testMigrateNewerSchema(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	exercise := func(name string) {
+		t.Helper()
+		_, nk := createIntegration(t, s, IntegrationInput{Name: name, Scopes: []string{"read"}})
+		sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+		if !tokenActive(t, s, sig) {
+			t.Errorf("%s: token inactive", name)
+		}
+		if _, _, err := s.ListIntegrations(ctx, Page{}); err != nil {
+			t.Errorf("%s: ListIntegrations: %v", name, err)
+		}
+		nk2 := regenerate(t, s, name, time.Minute)
+		if !clientWorks(t, s, nk2.ClientID) || !clientWorks(t, s, nk.ClientID) {
+			t.Errorf("%s: pairs do not work after regeneration with grace", name)
+		}
+		_, _, adminToken := createAdmin(t, s, name+"-admin", 30)
+		if _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
+			t.Errorf("%s: AuthenticateAdmin: %v", name, err)
+		}
+		if _, _, err := s.ListAuditEvents(ctx, Page{}); err != nil {
+			t.Errorf("%s: ListAuditEvents: %v", name, err)
+		}
+	}
+	exercise("before") // prepares every statement on the old schema
+	for _, stmt := range []string{
+		"ALTER TABLE integrations ADD COLUMN owner_team TEXT NOT NULL DEFAULT ''",
+		"ALTER TABLE key_pairs ADD COLUMN label TEXT",
+		"ALTER TABLE access_tokens ADD COLUMN client_ip TEXT",
+		"ALTER TABLE admins ADD COLUMN email TEXT",
+		"ALTER TABLE admin_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'all'",
+		"ALTER TABLE audit_events ADD COLUMN request_id TEXT",
+		"INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future.sql', CURRENT_TIMESTAMP)",
+	} {
+		if err := s.w.WithContext(ctx).Exec(stmt).Error; err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	exercise("after")
+	if applied, err := s.Migrate(ctx); err != nil || len(applied) != 0 {
+		t.Errorf("Migrate on a newer schema = %v, %v; want nothing applied and no error", applied, err)
 	}
 }
 
@@ -1317,9 +1385,23 @@ func testAccessTokenCreateForRevokedPair(t *testing.T, s *Store, clk *fakeClock)
 }
 
 func testAccessTokenConcurrentRegenerate(t *testing.T, s *Store, clk *fakeClock) {
+	concurrentRegenerate(t, s, s, clk)
+}
+
+// testAccessTokenConcurrentRegenerateOnReplica issues tokens through one
+// store while another, on the same database, regenerates the pair: what
+// two replicas do.
+func testAccessTokenConcurrentRegenerateOnReplica(t *testing.T, s *Store, clk *fakeClock) {
+	concurrentRegenerate(t, replicaOf(t, s), s, clk)
+}
+
+// concurrentRegenerate regenerates a pair through s while workers issue
+// tokens for it through issuer: no token may be stored for the old pair
+// once RegenerateKeyPair has returned, and none stored before stays active.
+func concurrentRegenerate(t *testing.T, issuer, s *Store, clk *fakeClock) {
 	ctx := t.Context()
 	_, old := createIntegration(t, s, IntegrationInput{Name: "busy", Scopes: []string{"read"}})
-	stale := getClient(t, s, old.ClientID)
+	stale := getClient(t, issuer, old.ClientID)
 
 	const workers = 8
 	const attemptsAfter = 5 // attempts each worker makes once regeneration returned
@@ -1351,7 +1433,7 @@ func testAccessTokenConcurrentRegenerate(t *testing.T, s *Store, clk *fakeClock)
 				c := fosite.Client(stale)
 				if w%2 == 1 {
 					var err error
-					c, err = s.GetClient(ctx, old.ClientID)
+					c, err = issuer.GetClient(ctx, old.ClientID)
 					if errors.Is(err, fosite.ErrNotFound) {
 						if !startedAfter {
 							readyOnce() // never got a token in; do not hold up the test
@@ -1364,7 +1446,7 @@ func testAccessTokenConcurrentRegenerate(t *testing.T, s *Store, clk *fakeClock)
 					}
 				}
 				sig := fmt.Sprintf("sig-%d-%d", w, i)
-				err := s.CreateAccessTokenSession(ctx, sig, tokenRequest(c, clk.Now(), time.Hour))
+				err := issuer.CreateAccessTokenSession(ctx, sig, tokenRequest(c, clk.Now(), time.Hour))
 				switch {
 				case err == nil && startedAfter:
 					t.Errorf("worker %d: token %s for the old pair stored after RegenerateKeyPair returned", w, sig)
@@ -1460,6 +1542,21 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 	if err := s.Ping(ctx); err == nil {
 		t.Error("Ping on a closed store = nil, want an error")
 	}
+	// The admin operations report the same sentinel, so the admin API
+	// answers 503 rather than 500.
+	_, err = s.GetIntegration(ctx, "down")
+	check("GetIntegration", err)
+	_, _, err = s.ListIntegrations(ctx, Page{})
+	check("ListIntegrations", err)
+	_, _, err = s.CreateIntegration(ctx, IntegrationInput{Name: "other"}, testActor)
+	check("CreateIntegration", err)
+	_, err = s.RegenerateKeyPair(ctx, "down", 0, testActor)
+	check("RegenerateKeyPair", err)
+	check("DeleteIntegration", s.DeleteIntegration(ctx, "down", testActor))
+	_, err = s.AuthenticateAdmin(ctx, NewAdminToken())
+	check("AuthenticateAdmin", err)
+	_, _, err = s.ListAuditEvents(ctx, Page{})
+	check("ListAuditEvents", err)
 }
 
 // --- Admins ---
@@ -2097,5 +2194,111 @@ func testPurgeArguments(t *testing.T, s *Store, clk *fakeClock) {
 	}
 	if got, err := s.Purge(t.Context(), 1); err != nil || got != 1 {
 		t.Errorf("Purge(batch 1) = %d, %v; want 1, nil", got, err)
+	}
+}
+
+// --- Replicas: two stores on one database ---
+
+func testReplicaSeesChangesAtOnce(t *testing.T, a *Store, clk *fakeClock) {
+	ctx := t.Context()
+	b := replicaOf(t, a)
+
+	_, first := createIntegration(t, a, IntegrationInput{Name: "shared", CanIntrospect: true})
+	if !clientWorks(t, b, first.ClientID) {
+		t.Fatal("a pair created on A does not work on B")
+	}
+	sig, _ := issueToken(t, a, clk, first.ClientID, time.Hour)
+	if !tokenActive(t, b, sig) {
+		t.Fatal("a token issued on A is inactive on B")
+	}
+
+	second := regenerate(t, b, "shared", 0)
+	if clientWorks(t, a, first.ClientID) {
+		t.Error("the pair regenerated away on B still works on A")
+	}
+	if tokenActive(t, a, sig) {
+		t.Error("the old pair's token is active on A after regeneration on B")
+	}
+	if !clientWorks(t, a, second.ClientID) {
+		t.Error("the new pair made on B does not work on A")
+	}
+
+	sig2, req2 := issueToken(t, b, clk, second.ClientID, time.Hour)
+	if err := a.RevokeAccessToken(ctx, req2.GetID()); err != nil {
+		t.Fatalf("RevokeAccessToken on A: %v", err)
+	}
+	if tokenActive(t, b, sig2) {
+		t.Error("a token revoked on A is active on B")
+	}
+
+	admin, _, adminToken := createAdmin(t, a, "carol", 30)
+	if got, err := b.AuthenticateAdmin(ctx, adminToken); err != nil || got.ID != admin.ID {
+		t.Errorf("B.AuthenticateAdmin(token made on A) = %v, %v; want admin %d", got, err, admin.ID)
+	}
+
+	sig3, _ := issueToken(t, a, clk, second.ClientID, time.Hour)
+	if err := b.DeleteIntegration(ctx, "shared", testActor); err != nil {
+		t.Fatalf("DeleteIntegration on B: %v", err)
+	}
+	if tokenActive(t, a, sig3) || clientWorks(t, a, second.ClientID) {
+		t.Error("the deleted integration's pair or token still works on A")
+	}
+}
+
+// testReplicaConcurrentRegenerate regenerates one integration from two
+// stores at once: every call succeeds, and exactly one pair is current
+// afterwards, the one the last regeneration made; every other pair made on
+// the way is revoked.
+func testReplicaConcurrentRegenerate(t *testing.T, a *Store, clk *fakeClock) {
+	ctx := t.Context()
+	b := replicaOf(t, a)
+	_, first := createIntegration(t, a, IntegrationInput{Name: "contested"})
+
+	const perStore, rounds = 4, 5
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		ids = []string{first.ClientID}
+	)
+	for w := range 2 * perStore {
+		st := a
+		if w%2 == 1 {
+			st = b
+		}
+		wg.Go(func() {
+			for range rounds {
+				nk, err := st.RegenerateKeyPair(ctx, "contested", 0, testActor)
+				if err != nil {
+					t.Errorf("RegenerateKeyPair: %v", err)
+					return
+				}
+				mu.Lock()
+				ids = append(ids, nk.ClientID)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if got := countRows(t, a, "SELECT COUNT(*) FROM key_pairs WHERE expires_at IS NULL"); got != 1 {
+		t.Fatalf("%d current key pairs after concurrent regeneration, want exactly 1", got)
+	}
+	current := getIntegration(t, b, "contested").KeyPair.ClientID
+	working := 0
+	for _, id := range ids {
+		if clientWorks(t, a, id) {
+			working++
+			if id != current {
+				t.Errorf("client %s works but is not the current pair %s", id, current)
+			}
+		}
+	}
+	if working != 1 {
+		t.Errorf("%d of %d pairs work, want exactly 1", working, len(ids))
+	}
+	if got, want := countRows(t, a, "SELECT COUNT(*) FROM audit_events WHERE action = ?", "key_pair.regenerate"), int64(2*perStore*rounds); got != want {
+		t.Errorf("%d regeneration audit events, want %d", got, want)
 	}
 }

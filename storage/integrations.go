@@ -67,6 +67,7 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	var kp *KeyPair
 	var nk *NewKeyPair
 	err = s.tx(ctx, func(tx *gorm.DB) error {
+		row.ID = 0 // a retried transaction must not reuse the ID of the attempt rolled back
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
@@ -127,7 +128,7 @@ func (s *Store) attachKeyPairs(ctx context.Context, igs []*Integration) error {
 		Where("integration_id IN ? AND (expires_at IS NULL OR expires_at > ?)", ids, s.clock()).
 		Order("id").Find(&pairs).Error
 	if err != nil {
-		return fmt.Errorf("load key pairs: %w", err)
+		return unavailable("load key pairs", err)
 	}
 	for i := range pairs {
 		kp := &pairs[i]
@@ -154,7 +155,7 @@ func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, s
 		q = q.Where("name > ?", after)
 	}
 	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", fmt.Errorf("list integrations: %w", err)
+		return nil, "", unavailable("list integrations", err)
 	}
 	next := ""
 	if len(rows) > p.limit() {
@@ -314,8 +315,17 @@ func translate(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	case errors.Is(err, gorm.ErrDuplicatedKey):
 		return fmt.Errorf("%s: %w", op, ErrConflict)
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnavailable):
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	return unavailable(op, err)
+}
+
+// unavailable marks err, which came from the database, as ErrUnavailable:
+// the caller answers 503 and may try again, rather than reporting a fault
+// in the request.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
 // Scopes returns every scope some integration may be granted, sorted, for
@@ -323,7 +333,7 @@ func translate(op string, err error) error {
 func (s *Store) Scopes(ctx context.Context) ([]string, error) {
 	var lists []string
 	if err := s.r.WithContext(ctx).Model(&integrationRow{}).Distinct("scopes").Pluck("scopes", &lists).Error; err != nil {
-		return nil, fmt.Errorf("list scopes: %w", err)
+		return nil, unavailable("list scopes", err)
 	}
 	seen := map[string]bool{}
 	out := []string{}

@@ -56,8 +56,13 @@ func loadMigrations(dialect string) ([]migration, error) {
 // in order, each in its own transaction together with its record in
 // schema_migrations. Running it again is a no-op. It returns the versions
 // it applied.
+//
+// On PostgreSQL it holds an advisory lock throughout, so replicas that
+// start together migrate once, one after the other. A database migrated by
+// a newer build is left alone: migrations only ever add (see
+// migrations/README.md), so this build keeps working on it.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
-	ms, err := loadMigrations("sqlite")
+	ms, err := loadMigrations(s.dialect)
 	if err != nil {
 		return nil, err
 	}
@@ -67,15 +72,40 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	var applied []int
+	run := func(conn *sql.Conn) error {
+		applied, err = s.migrate(ctx, conn, ms)
+		return err
+	}
+	if s.dialect == "postgres" {
+		_, err = s.withAdvisoryLock(ctx, lockMigrate, true, run)
+	} else {
+		var conn *sql.Conn
+		if conn, err = db.Conn(ctx); err == nil {
+			err = run(conn)
+			conn.Close()
+		}
+	}
+	if err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
+	}
+	return applied, nil
+}
+
+func (s *Store) migrate(ctx context.Context, conn *sql.Conn, ms []migration) ([]int, error) {
+	timeType := "DATETIME"
+	if s.dialect == "postgres" {
+		timeType = "TIMESTAMPTZ"
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
-		name       TEXT     NOT NULL,
-		applied_at DATETIME NOT NULL)`); err != nil {
+		name       TEXT NOT NULL,
+		applied_at `+timeType+` NOT NULL)`); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var applied []int
 	for _, m := range ms {
-		done, err := s.applyMigration(ctx, db, m)
+		done, err := s.applyMigration(ctx, conn, m)
 		if err != nil {
 			return applied, fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
@@ -83,18 +113,26 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			applied = append(applied, m.version)
 		}
 	}
+	var newest sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(version) FROM schema_migrations").Scan(&newest); err != nil {
+		return applied, fmt.Errorf("read schema version: %w", err)
+	}
+	if known := ms[len(ms)-1].version; newest.Int64 > int64(known) {
+		s.log.Info("the database schema is newer than this build; running on it unchanged",
+			"database_version", newest.Int64, "build_version", known)
+	}
 	return applied, nil
 }
 
 // applyMigration runs m unless it is recorded, and reports whether it ran.
-func (s *Store) applyMigration(ctx context.Context, db *sql.DB, m migration) (bool, error) {
-	tx, err := db.BeginTx(ctx, nil)
+func (s *Store) applyMigration(ctx context.Context, conn *sql.Conn, m migration) (bool, error) {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback()
 	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = $1", m.version).Scan(&n); err != nil {
 		return false, err
 	}
 	if n > 0 {
@@ -103,7 +141,7 @@ func (s *Store) applyMigration(ctx context.Context, db *sql.DB, m migration) (bo
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return false, err
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
 		m.version, m.name, s.clock()); err != nil {
 		return false, err
 	}

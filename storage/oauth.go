@@ -57,8 +57,13 @@ type clientRow struct {
 	I integrationRow `gorm:"embedded"`
 }
 
+// integrationColumns names the columns of integrationRow: a column a newer
+// migration adds must not change what this build reads.
+const integrationColumns = `i.id, i.name, i.description, i.scopes, i.audience, i.can_introspect,
+	i.token_lifetime_seconds, i.created_by, i.created_at, i.updated_at`
+
 const clientSelect = `SELECT k.id AS key_pair_id, k.client_id, k.secret_hash, k.expires_at, k.last_used_at,
-	k.created_at AS key_created_at, i.*
+	k.created_at AS key_created_at, ` + integrationColumns + `
 	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id`
 
 func (r *clientRow) client() *Client {
@@ -141,18 +146,36 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 			row.Kid = &kid
 		}
 	}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	// Not s.tx: on PostgreSQL this runs at READ COMMITTED, where the row
+	// lock below orders it against regeneration and deletion, which
+	// re-check the pair after the lock is theirs. Token requests never
+	// conflict with each other, so they never retry.
+	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		now := s.clock()
+		works := "id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))"
+		// The use is recorded at most once per lastUsedWriteResolution, so
+		// a busy client does not queue its token requests on one row.
 		res := tx.Model(&KeyPair{}).
-			Where("id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))", c.KeyPairID, now, row.ExpiresAt).
+			Where(works+" AND (last_used_at IS NULL OR last_used_at <= ?)",
+				c.KeyPairID, now, row.ExpiresAt, now.Add(-lastUsedWriteResolution)).
 			Update("last_used_at", now)
 		if res.Error != nil {
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			return errorsx.WithStack(fosite.ErrInvalidClient.
-				WithHint("The key pair was revoked or regenerated while the token was being issued.").
-				WithWrap(ErrKeyPairChanged))
+			// Shared lock: token requests proceed together, while a
+			// regeneration or deletion of the pair waits for them (and
+			// they for it).
+			var ids []int64
+			if err := tx.Raw("SELECT id FROM key_pairs WHERE "+works+s.forShare(),
+				c.KeyPairID, now, row.ExpiresAt).Scan(&ids).Error; err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return errorsx.WithStack(fosite.ErrInvalidClient.
+					WithHint("The key pair was revoked or regenerated while the token was being issued.").
+					WithWrap(ErrKeyPairChanged))
+			}
 		}
 		return tx.Create(&row).Error
 	})
@@ -185,7 +208,7 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, ses
 	}
 	err := s.r.WithContext(ctx).Raw(`SELECT t.request_id, t.scopes AS token_scopes, t.audience AS token_audience,
 		t.issued_at, t.expires_at AS token_expires_at, k.id AS key_pair_id, k.client_id, k.secret_hash, k.expires_at,
-		k.last_used_at, k.created_at AS key_created_at, i.*
+		k.last_used_at, k.created_at AS key_created_at, `+integrationColumns+`
 		FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
 		WHERE t.signature = ?`, signature).Scan(&rows).Error
 	if err != nil {

@@ -2,20 +2,42 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
 
 // Purge deletes what can never be used again: expired access tokens, key
 // pairs past their grace deadline (with the tokens issued to them),
-// expired admin tokens and retired signing keys no live token needs. It works in batches of at most batch rows, each in
-// its own short transaction, so a large backlog never holds the writer for
-// long. It returns how many rows it deleted, or ErrInvalid if batch < 1.
+// expired admin tokens and retired signing keys no live token needs. It
+// works in batches of at most batch rows, each in its own short
+// transaction, so a large backlog never holds the writer, or locks many
+// rows, for long. It returns how many rows it deleted, or ErrInvalid if
+// batch < 1.
+//
+// On PostgreSQL one replica purges at a time: while another holds the
+// janitor's advisory lock, Purge deletes nothing and returns at once.
 func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 	if batch < 1 {
 		// A batch that deletes nothing would never end the loop below.
 		return 0, invalidf("purge batch size must be at least 1, not %d", batch)
 	}
+	if s.dialect != "postgres" {
+		return s.purge(ctx, batch)
+	}
+	var n int64
+	_, err := s.withAdvisoryLock(ctx, lockJanitor, false, func(*sql.Conn) error {
+		var err error
+		n, err = s.purge(ctx, batch)
+		return err
+	})
+	if err != nil && n == 0 {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	return n, err
+}
+
+func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 	now := s.clock()
 	steps := []struct {
 		name string

@@ -327,7 +327,7 @@ func (s *Store) ActiveSigningKey(ctx context.Context) (*SigningKey, error) {
 func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	var rows []signingKeyRow
 	if err := s.r.WithContext(ctx).Order("active DESC, created_at DESC").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
+		return nil, unavailable("list signing keys", err)
 	}
 	now := s.clock()
 	out := make([]*SigningKey, 0, len(rows))
@@ -342,7 +342,7 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 			var last dbTime
 			if err := s.r.WithContext(ctx).Raw(`SELECT MAX(expires_at) FROM access_tokens WHERE kid = ? AND expires_at > ?`,
 				r.Kid, now).Row().Scan(&last); err != nil {
-				return nil, fmt.Errorf("list signing keys: %w", err)
+				return nil, unavailable("list signing keys", err)
 			}
 			k.PublishedUntil = publishedUntil(r.RetiredAt, time.Time(last), now)
 		}

@@ -18,10 +18,16 @@ func TestSQLite(t *testing.T) {
 // newSQLiteStore opens and migrates a store on a fresh SQLite file.
 func newSQLiteStore(t *testing.T, now func() time.Time) *Store {
 	t.Helper()
-	s, applied := openSQLite(t, filepath.Join(t.TempDir(), "latchkey.db"), now, testSecret)
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	s, applied := openSQLite(t, path, now, testSecret)
 	if want := allMigrationVersions(t, "sqlite"); !slices.Equal(applied, want) {
 		t.Fatalf("Migrate on a fresh database applied %v, want %v", applied, want)
 	}
+	replicas.Store(s, func(t *testing.T) *Store {
+		r, _ := openSQLite(t, path, now, testSecret)
+		return r
+	})
+	t.Cleanup(func() { replicas.Delete(s) })
 	return s
 }
 

@@ -9,9 +9,11 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -40,8 +42,12 @@ var (
 
 // Options configures Open.
 type Options struct {
-	// Driver is "sqlite"; DSN is the database file path.
+	// Driver is "sqlite", with DSN the database file path, or "postgres",
+	// with DSN a postgres:// URL.
 	Driver, DSN string
+	// Pool sizes the connection pool: PostgreSQL's, or SQLite's readers
+	// (SQLite always has exactly one writer).
+	Pool Pool
 	// Secrets are the system secrets, current first. Hashes of stored
 	// credentials are keyed by keys derived from them.
 	Secrets [][]byte
@@ -52,13 +58,44 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Pool holds connection pool limits; a zero field takes its default.
+type Pool struct {
+	MaxConns        int           // open connections; default 2×GOMAXPROCS, at least 4 (SQLite) or 10 (PostgreSQL)
+	MaxIdleConns    int           // default MaxConns
+	ConnMaxLifetime time.Duration // default 30 minutes on PostgreSQL, unlimited on SQLite
+	ConnMaxIdleTime time.Duration // default 5 minutes on PostgreSQL, unlimited on SQLite
+}
+
+func (p Pool) apply(db *sql.DB, minConns int, lifetime, idle time.Duration) {
+	n := p.MaxConns
+	if n == 0 {
+		n = max(minConns, runtime.GOMAXPROCS(0)*2)
+	}
+	idleN := p.MaxIdleConns
+	if idleN == 0 {
+		idleN = n
+	}
+	if p.ConnMaxLifetime != 0 {
+		lifetime = p.ConnMaxLifetime
+	}
+	if p.ConnMaxIdleTime != 0 {
+		idle = p.ConnMaxIdleTime
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(min(idleN, n))
+	db.SetConnMaxLifetime(lifetime)
+	db.SetConnMaxIdleTime(idle)
+}
+
 // Store is latchkey's persistence. It is safe for concurrent use.
 //
 // On SQLite it holds one writer connection and a pool of readers: writes
 // queue in Go instead of spinning on SQLITE_BUSY, and WAL lets readers run
-// beside the writer.
+// beside the writer. On PostgreSQL both are one pool, and the database's
+// locks order concurrent writers, including those of other replicas.
 type Store struct {
 	w, r    *gorm.DB
+	dialect string // "sqlite" or "postgres"
 	now     func() time.Time
 	log     *slog.Logger
 	hasher  *Hasher // admin tokens and client secrets
@@ -88,9 +125,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.dialect = o.Driver
 	switch o.Driver {
 	case "sqlite":
-		if err := s.openSQLite(o.DSN); err != nil {
+		if err := s.openSQLite(o.DSN, o.Pool); err != nil {
+			return nil, err
+		}
+	case "postgres":
+		if err := s.openPostgres(o.DSN, o.Pool); err != nil {
 			return nil, err
 		}
 	default:
@@ -112,10 +154,13 @@ func (s *Store) gormConfig() *gorm.Config {
 		SkipDefaultTransaction: true,
 		PrepareStmt:            true,
 		TranslateError:         true,
+		// Name every column instead of SELECT *: a column added by a newer
+		// replica's migration must not change what an older one reads.
+		QueryFields: true,
 	}
 }
 
-func (s *Store) openSQLite(path string) error {
+func (s *Store) openSQLite(path string, pool Pool) error {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("open sqlite %s: %w", path, err)
@@ -151,9 +196,7 @@ func (s *Store) openSQLite(path string) error {
 		wdb.Close()
 		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	n := max(4, runtime.GOMAXPROCS(0)*2)
-	rdb.SetMaxOpenConns(n)
-	rdb.SetMaxIdleConns(n)
+	pool.apply(rdb, 4, 0, 0)
 	s.w, s.r = w, r
 	return nil
 }
@@ -191,7 +234,33 @@ func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microseco
 // it rejects a malformed or mistyped secret from its checksum alone.
 func (s *Store) ClientSecretHasher() *Hasher { return s.secrets }
 
-// tx runs fn in one write transaction.
+// tx runs fn in one write transaction that behaves as if it ran alone. On
+// SQLite the single writer guarantees that. On PostgreSQL the transaction
+// is SERIALIZABLE, and fn runs again (up to maxTxAttempts times) when the
+// database reports a serialization failure or deadlock, so fn must set all
+// its results afresh on every run.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.w.WithContext(ctx).Transaction(fn)
+	if s.dialect != "postgres" {
+		return s.w.WithContext(ctx).Transaction(fn)
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.w.WithContext(ctx).Transaction(fn, &sql.TxOptions{Isolation: sql.LevelSerializable})
+		if !retryable(err) || attempt == maxTxAttempts {
+			return err
+		}
+		// Jittered backoff, so the transactions that collided do not
+		// collide again in lockstep.
+		d := time.Duration(attempt*attempt) * time.Millisecond
+		d += time.Duration(rand.Int64N(int64(d)))
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(d):
+		}
+	}
 }
+
+// maxTxAttempts bounds the retries of a serializable transaction; conflicts
+// come from admin operations on the same object, which are rare.
+const maxTxAttempts = 10

@@ -1,0 +1,169 @@
+package storage
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// postgresEnv names the PostgreSQL the tests may use. Unset, the PostgreSQL
+// tests skip; set (as .ci/run does), they fail when it is unreachable.
+const postgresEnv = "LATCHKEY_TEST_POSTGRES_DSN"
+
+func TestPostgres(t *testing.T) {
+	runConformance(t, newPostgresStore)
+}
+
+// postgresSchema creates a fresh schema in the test PostgreSQL, dropped
+// when the test ends, and returns a DSN whose search_path is that schema.
+func postgresSchema(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(postgresEnv)
+	if base == "" {
+		t.Skipf("%s is not set; PostgreSQL tests skipped", postgresEnv)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("%s: %v", postgresEnv, err)
+	}
+	schema := "lk_test_" + strings.ToLower(rand.Text()[:12])
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatalf("PostgreSQL named by %s is unreachable: %v", postgresEnv, err)
+	}
+	t.Cleanup(func() {
+		defer admin.Close()
+		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", postgresEnv, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// newPostgresStore opens and migrates a store on a fresh schema.
+func newPostgresStore(t *testing.T, now func() time.Time) *Store {
+	t.Helper()
+	dsn := postgresSchema(t)
+	s, applied := openPostgres(t, dsn, now, testSecret)
+	if want := allMigrationVersions(t, "postgres"); !slices.Equal(applied, want) {
+		t.Fatalf("Migrate on a fresh schema applied %v, want %v", applied, want)
+	}
+	replicas.Store(s, func(t *testing.T) *Store {
+		r, _ := openPostgres(t, dsn, now, testSecret)
+		return r
+	})
+	t.Cleanup(func() { replicas.Delete(s) })
+	return s
+}
+
+// openPostgres opens the store at dsn, migrates it, and closes it when the
+// test ends.
+func openPostgres(t testing.TB, dsn string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
+	t.Helper()
+	s, err := Open(t.Context(), Options{Driver: "postgres", DSN: dsn, Secrets: secrets, Now: now})
+	if err != nil {
+		t.Fatalf("Open(postgres): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	applied, err := s.Migrate(t.Context())
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s, applied
+}
+
+// TestPostgresMigrateConcurrently starts several replicas' migrations on
+// an empty schema at once: the advisory lock lets exactly one apply each
+// migration, and every one of them returns without error.
+func TestPostgresMigrateConcurrently(t *testing.T) {
+	dsn := postgresSchema(t)
+	const replicas = 6
+	stores := make([]*Store, replicas)
+	for i := range stores {
+		s, err := Open(t.Context(), Options{Driver: "postgres", DSN: dsn, Secrets: [][]byte{testSecret}})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	applied := make([][]int, replicas)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() {
+			var err error
+			if applied[i], err = s.Migrate(t.Context()); err != nil {
+				t.Errorf("replica %d: Migrate: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var all []int
+	for _, a := range applied {
+		all = append(all, a...)
+	}
+	slices.Sort(all)
+	if want := allMigrationVersions(t, "postgres"); !slices.Equal(all, want) {
+		t.Errorf("migrations applied across replicas = %v, want each of %v exactly once", all, want)
+	}
+	if got := countRows(t, stores[0], "SELECT COUNT(*) FROM schema_migrations"); got != int64(len(all)) {
+		t.Errorf("schema_migrations holds %d rows, want %d", got, len(all))
+	}
+}
+
+// TestPostgresJanitorLock checks that a replica whose janitor finds another
+// replica's janitor running deletes nothing, and purges once it is free.
+func TestPostgresJanitorLock(t *testing.T) {
+	clk := newFakeClock()
+	dsn := postgresSchema(t)
+	s, _ := openPostgres(t, dsn, clk.Now, testSecret)
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "janitor"})
+	issueToken(t, s, clk, nk.ClientID, time.Minute)
+	clk.Advance(2 * time.Minute)
+
+	other, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lock := func(fn string) {
+		t.Helper()
+		if _, err := conn.ExecContext(t.Context(), "SELECT "+fn+"($1, hashtext(current_schema()))", lockJanitor); err != nil {
+			t.Fatalf("%s: %v", fn, err)
+		}
+	}
+	lock("pg_advisory_lock")
+	n, err := s.Purge(t.Context(), 10)
+	if err != nil || n != 0 {
+		t.Errorf("Purge while another janitor runs = %d, %v; want 0, nil", n, err)
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 1 {
+		t.Errorf("%d tokens left, want the expired one untouched", got)
+	}
+	lock("pg_advisory_unlock")
+	if n, err := s.Purge(t.Context(), 10); err != nil || n != 1 {
+		t.Errorf("Purge once the lock is free = %d, %v; want 1, nil", n, err)
+	}
+}
