@@ -34,6 +34,13 @@ const (
 	// a year is the longest any key should sign.
 	minKeyRotation = time.Hour
 	maxKeyRotation = 8760 * time.Hour
+	// A pool beyond this is a typo: PostgreSQL's own default allows 100
+	// connections for every client together.
+	maxConns          = 1000
+	minConnTime       = time.Second
+	maxConnTime       = 24 * time.Hour
+	minRequestTimeout = time.Second
+	maxRequestTimeout = 5 * time.Minute
 
 	// minSecretBytes matches the key size of the HMAC and AEAD primitives the
 	// secret feeds, so a shorter secret would silently weaken them.
@@ -71,6 +78,17 @@ type Config struct {
 	// SigningKeyRotation is how old the active signing key may get before
 	// it is rotated automatically; 0 turns automatic rotation off.
 	SigningKeyRotation time.Duration
+	// DatabaseMaxConns caps open database connections (PostgreSQL's pool,
+	// or SQLite's readers); 0 sizes it from the CPU count.
+	DatabaseMaxConns int
+	// DatabaseMaxIdleConns caps idle connections; 0 means DatabaseMaxConns.
+	DatabaseMaxIdleConns    int
+	DatabaseConnMaxLifetime time.Duration
+	DatabaseConnMaxIdleTime time.Duration
+	// RequestTimeout bounds how long a request may wait on the database
+	// before it is answered 503, so an unreachable database never hangs
+	// clients.
+	RequestTimeout time.Duration
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -91,6 +109,10 @@ func Default() Config {
 		LogFormat:        "text",
 		Dev:              false,
 		JanitorInterval:  time.Minute,
+
+		DatabaseConnMaxLifetime: 30 * time.Minute,
+		DatabaseConnMaxIdleTime: 5 * time.Minute,
+		RequestTimeout:          10 * time.Second,
 	}
 }
 
@@ -114,6 +136,10 @@ const (
 	acceptedJanitor     = `a Go duration between 1s and 24h, e.g. "1m"`
 	acceptedRotation    = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
 	acceptedBool        = `true, false, 1, 0`
+	acceptedConns       = `0 (sized from the CPU count) or a whole number up to 1000`
+	acceptedIdleConns   = `0 (same as database_max_conns) or a whole number up to 1000`
+	acceptedConnTime    = `a Go duration between 1s and 24h, e.g. "30m"`
+	acceptedTimeout     = `a Go duration between 1s and 5m, e.g. "10s"`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -166,6 +192,16 @@ func settings() []setting {
 				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
 			}
 			*field(c) = d
+			return nil
+		}
+	}
+	count := func(field func(c *Config) *int, accepted string) func(*Config, value) error {
+		return func(c *Config, v value) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v.scalar))
+			if err != nil || n < 0 || n > maxConns {
+				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
+			}
+			*field(c) = n
 			return nil
 		}
 	}
@@ -268,7 +304,43 @@ func settings() []setting {
 			show:  func(c *Config) string { return c.SigningKeyRotation.String() },
 			set:   dur(func(c *Config) *time.Duration { return &c.SigningKeyRotation }, keyRotationOK, acceptedRotation),
 		},
+		{
+			key: "database_max_conns", env: "LATCHKEY_DATABASE_MAX_CONNS", flag: "database-max-conns",
+			usage: "most open database connections per process; 0 sizes the pool from the CPU count",
+			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxConns) },
+			set:   count(func(c *Config) *int { return &c.DatabaseMaxConns }, acceptedConns),
+		},
+		{
+			key: "database_max_idle_conns", env: "LATCHKEY_DATABASE_MAX_IDLE_CONNS", flag: "database-max-idle-conns",
+			usage: "most idle database connections kept open; 0 is database_max_conns",
+			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxIdleConns) },
+			set:   count(func(c *Config) *int { return &c.DatabaseMaxIdleConns }, acceptedIdleConns),
+		},
+		{
+			key: "database_conn_max_lifetime", env: "LATCHKEY_DATABASE_CONN_MAX_LIFETIME", flag: "database-conn-max-lifetime",
+			usage: "close a database connection after this long, as a Go `duration`",
+			show:  func(c *Config) string { return c.DatabaseConnMaxLifetime.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.DatabaseConnMaxLifetime }, connTimeOK, acceptedConnTime),
+		},
+		{
+			key: "database_conn_max_idle_time", env: "LATCHKEY_DATABASE_CONN_MAX_IDLE_TIME", flag: "database-conn-max-idle-time",
+			usage: "close a database connection idle this long, as a Go `duration`",
+			show:  func(c *Config) string { return c.DatabaseConnMaxIdleTime.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.DatabaseConnMaxIdleTime }, connTimeOK, acceptedConnTime),
+		},
+		{
+			key: "request_timeout", env: "LATCHKEY_REQUEST_TIMEOUT", flag: "request-timeout",
+			usage: "answer 503 when a request has waited this long on the database, as a Go `duration`",
+			show:  func(c *Config) string { return c.RequestTimeout.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.RequestTimeout }, requestTimeoutOK, acceptedTimeout),
+		},
 	}
+}
+
+func connTimeOK(d time.Duration) bool { return d >= minConnTime && d <= maxConnTime }
+
+func requestTimeoutOK(d time.Duration) bool {
+	return d >= minRequestTimeout && d <= maxRequestTimeout
 }
 
 // splitList turns a comma-separated env or flag value into entries. A blank
@@ -417,6 +489,11 @@ type fileConfig struct {
 	Dev              yaml.Node `yaml:"dev"`
 	JanitorInterval  yaml.Node `yaml:"janitor_interval"`
 	KeyRotation      yaml.Node `yaml:"signing_key_rotation"`
+	MaxConns         yaml.Node `yaml:"database_max_conns"`
+	MaxIdleConns     yaml.Node `yaml:"database_max_idle_conns"`
+	ConnMaxLifetime  yaml.Node `yaml:"database_conn_max_lifetime"`
+	ConnMaxIdleTime  yaml.Node `yaml:"database_conn_max_idle_time"`
+	RequestTimeout   yaml.Node `yaml:"request_timeout"`
 }
 
 func (f *fileConfig) nodes() map[string]*yaml.Node {
@@ -435,6 +512,12 @@ func (f *fileConfig) nodes() map[string]*yaml.Node {
 		"dev":                  &f.Dev,
 		"janitor_interval":     &f.JanitorInterval,
 		"signing_key_rotation": &f.KeyRotation,
+
+		"database_max_conns":          &f.MaxConns,
+		"database_max_idle_conns":     &f.MaxIdleConns,
+		"database_conn_max_lifetime":  &f.ConnMaxLifetime,
+		"database_conn_max_idle_time": &f.ConnMaxIdleTime,
+		"request_timeout":             &f.RequestTimeout,
 	}
 }
 
@@ -561,6 +644,11 @@ func (c *Config) problems() map[string][]string {
 	if msg := checkDatabase(c.Database); msg != "" {
 		add("database", "%q %s; accepted values: %s", displayDSN(c.Database), msg, acceptedDatabase)
 	}
+	if len(c.Secrets) == 0 && c.DatabaseDriver() == "postgres" {
+		// Replicas must share the secret that keys every stored hash; one
+		// generated per replica would make each reject the others' tokens.
+		add("secret", "is required with a postgres database, and every replica must share it; accepted values: %s", acceptedSecret)
+	}
 	for i, s := range c.Secrets {
 		if len(s) < minSecretBytes {
 			add("secret", "entry %d (hidden) is %d bytes, too short; accepted values: %s", i+1, len(s), acceptedSecret)
@@ -581,6 +669,21 @@ func (c *Config) problems() map[string][]string {
 	}
 	if !keyRotationOK(c.SigningKeyRotation) {
 		add("signing_key_rotation", "%q is not valid; accepted values: %s", c.SigningKeyRotation.String(), acceptedRotation)
+	}
+	if c.DatabaseMaxConns < 0 || c.DatabaseMaxConns > maxConns {
+		add("database_max_conns", "%d is not valid; accepted values: %s", c.DatabaseMaxConns, acceptedConns)
+	}
+	if c.DatabaseMaxIdleConns < 0 || c.DatabaseMaxIdleConns > maxConns {
+		add("database_max_idle_conns", "%d is not valid; accepted values: %s", c.DatabaseMaxIdleConns, acceptedIdleConns)
+	}
+	if !connTimeOK(c.DatabaseConnMaxLifetime) {
+		add("database_conn_max_lifetime", "%q is not valid; accepted values: %s", c.DatabaseConnMaxLifetime.String(), acceptedConnTime)
+	}
+	if !connTimeOK(c.DatabaseConnMaxIdleTime) {
+		add("database_conn_max_idle_time", "%q is not valid; accepted values: %s", c.DatabaseConnMaxIdleTime.String(), acceptedConnTime)
+	}
+	if !requestTimeoutOK(c.RequestTimeout) {
+		add("request_timeout", "%q is not valid; accepted values: %s", c.RequestTimeout.String(), acceptedTimeout)
 	}
 	return p
 }

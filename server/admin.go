@@ -73,6 +73,10 @@ func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "request cancelled")
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable; nothing was changed, try again")
 	default:
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error; see the server log")

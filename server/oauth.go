@@ -164,7 +164,7 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 	switch {
 	case errors.Is(err, context.Canceled):
 		err = fosite.ErrTemporarilyUnavailable // the client went away
-	case errors.Is(err, storage.ErrUnavailable):
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Error("oauth request failed", "path", r.URL.Path, "err", storageCause(err))
 		err = fosite.ErrTemporarilyUnavailable
 	}

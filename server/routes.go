@@ -1,6 +1,10 @@
 package server
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
+)
 
 // routes lists latchkey's whole HTTP surface.
 func (s *Server) routes() {
@@ -41,9 +45,19 @@ func (s *Server) routes() {
 }
 
 // wrap adds what every request gets: the access log and panic guard, the
-// body limit, and JSON answers for unknown paths and methods.
+// body limit, the deadline, and JSON answers for unknown paths and methods.
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
-	return logRequests(s.log, limitBody(securityHeaders(jsonMuxErrors(mux))))
+	return logRequests(s.log, limitBody(securityHeaders(deadline(s.opts.RequestTimeout, jsonMuxErrors(mux)))))
+}
+
+// deadline gives each request's context a deadline, so a database that
+// stops answering turns into a 503 within d instead of a hung client.
+func deadline(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {

@@ -40,6 +40,9 @@ type Options struct {
 	// SigningAlgorithm is the algorithm of new signing keys: ES256 (the
 	// default), EdDSA or RS256.
 	SigningAlgorithm string
+	// RequestTimeout bounds each request's wait on the database; past it
+	// the request is answered 503. Zero means 10 seconds.
+	RequestTimeout time.Duration
 	// SeparateAdmin serves /admin/* only from AdminHandler.
 	SeparateAdmin bool
 	// Logger receives the access log and unexpected errors; nil discards.
@@ -77,6 +80,9 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	}
 	if o.SigningAlgorithm == "" {
 		o.SigningAlgorithm = storage.ES256
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Second
 	}
 	if o.TokenFormat != "opaque" && o.TokenFormat != "jwt" {
 		return nil, fmt.Errorf("server: token format %q is not opaque or jwt", o.TokenFormat)

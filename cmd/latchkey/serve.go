@@ -53,15 +53,16 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err != nil {
 		return nil, err
 	}
-	if d := cfg.DatabaseDriver(); d != "sqlite" {
-		return nil, fmt.Errorf("database: %s is not supported by this build yet; accepted values: sqlite://PATH", d)
-	}
 	o := &opened{cfg: cfg, log: newLogger(cfg, stderr), rest: rest}
 	if o.secrets, err = systemSecrets(cfg, o.log); err != nil {
 		return nil, err
 	}
 	o.store, err = storage.Open(ctx, storage.Options{
 		Driver: cfg.DatabaseDriver(), DSN: cfg.DatabaseDSN(), Secrets: o.secrets, Logger: o.log,
+		Pool: storage.Pool{
+			MaxConns: cfg.DatabaseMaxConns, MaxIdleConns: cfg.DatabaseMaxIdleConns,
+			ConnMaxLifetime: cfg.DatabaseConnMaxLifetime, ConnMaxIdleTime: cfg.DatabaseConnMaxIdleTime,
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -71,8 +72,8 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 
 // systemSecrets returns the configured secrets or, with none configured, a
 // secret generated once into the SQLite data directory with mode 0600, so
-// `latchkey serve` runs with nothing set up. open admits only SQLite, whose
-// single node needs no secret shared with other hosts.
+// `latchkey serve` runs with nothing set up. Configuration validation
+// requires a secret with PostgreSQL, whose replicas must share it.
 func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 	if len(cfg.Secrets) > 0 {
 		out := make([][]byte, len(cfg.Secrets))
@@ -204,7 +205,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv, err := server.New(ctx, st, server.Options{
 		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
 		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: log,
-		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm,
+		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm, RequestTimeout: cfg.RequestTimeout,
 	})
 	if err != nil {
 		return err
@@ -230,10 +231,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			// Past the request timeout, so a request waiting on the
+			// database still gets its 503 written.
+			WriteTimeout:   max(30*time.Second, cfg.RequestTimeout+5*time.Second),
+			IdleTimeout:    2 * time.Minute,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}})
 		return nil
 	}
