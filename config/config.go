@@ -126,20 +126,21 @@ var (
 )
 
 const (
-	acceptedAddress     = `host:port or :port, e.g. ":8080"`
-	acceptedAdminListen = `empty (admin API on listen) or a host:port different from listen`
-	acceptedIssuer      = `an absolute https URL without query or fragment; http only for localhost, 127.0.0.0/8, ::1, or when dev is true`
-	acceptedDatabase    = `sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db), postgres://... or postgresql://...`
-	acceptedSecret      = `empty, or one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
-	acceptedBootstrap   = `empty, or a token of at least 32 characters`
-	acceptedLifetime    = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
-	acceptedJanitor     = `a Go duration between 1s and 24h, e.g. "1m"`
-	acceptedRotation    = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
-	acceptedBool        = `true, false, 1, 0`
-	acceptedConns       = `0 (sized from the CPU count) or a whole number up to 1000`
-	acceptedIdleConns   = `0 (same as database_max_conns) or a whole number up to 1000`
-	acceptedConnTime    = `a Go duration between 1s and 24h, e.g. "30m"`
-	acceptedTimeout     = `a Go duration between 1s and 5m, e.g. "10s"`
+	acceptedAddress      = `host:port or :port, e.g. ":8080"`
+	acceptedAdminListen  = `empty (admin API on listen) or a host:port different from listen`
+	acceptedIssuer       = `an absolute https URL without query or fragment; http only for localhost, 127.0.0.0/8, ::1, or when dev is true`
+	acceptedDatabase     = `sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db), postgres://... or postgresql://...`
+	acceptedSecret       = `empty, or one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
+	acceptedSharedSecret = `one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
+	acceptedBootstrap    = `empty, or a token of at least 32 characters`
+	acceptedLifetime     = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
+	acceptedJanitor      = `a Go duration between 1s and 24h, e.g. "1m"`
+	acceptedRotation     = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
+	acceptedBool         = `true, false, 1, 0`
+	acceptedConns        = `0 (sized from the CPU count) or a whole number up to 1000`
+	acceptedIdleConns    = `0 (same as database_max_conns) or a whole number up to 1000`
+	acceptedConnTime     = `a Go duration between 1s and 24h, e.g. "30m"`
+	acceptedTimeout      = `a Go duration between 1s and 5m, e.g. "10s"`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -647,7 +648,7 @@ func (c *Config) problems() map[string][]string {
 	if len(c.Secrets) == 0 && c.DatabaseDriver() == "postgres" {
 		// Replicas must share the secret that keys every stored hash; one
 		// generated per replica would make each reject the others' tokens.
-		add("secret", "is required with a postgres database, and every replica must share it; accepted values: %s", acceptedSecret)
+		add("secret", "is required with a postgres database, and every replica must share it; accepted values: %s", acceptedSharedSecret)
 	}
 	for i, s := range c.Secrets {
 		if len(s) < minSecretBytes {

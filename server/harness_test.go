@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchkey/latchkey/server"
 	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/storage/storagetest"
 )
 
 const testBootstrap = "bootstrap-token-for-tests-0123456789abcdef"
@@ -72,7 +73,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// env is one latchkey server over real HTTP on a real SQLite file.
+// env is one latchkey server over real HTTP on a real database: a SQLite
+// file, or a PostgreSQL schema under TestPostgres.
 type env struct {
 	t      testing.TB
 	srv    *httptest.Server
@@ -80,32 +82,47 @@ type env struct {
 	store  *storage.Store
 	clock  *clock
 	logs   *syncBuffer
-	dbPath string
+	dbPath string // the SQLite file, or the PostgreSQL DSN
 }
 
 // testSecrets are the system secrets of a test server.
 var testSecrets = [][]byte{[]byte("test-system-secret-0123456789abcdef")}
 
-// newEnv starts a server on a fresh SQLite file; opts may adjust the
-// options before New.
+// newEnv starts a server on a fresh database; opts may adjust the options
+// before New.
 func newEnv(t testing.TB, opts ...func(*server.Options)) *env {
 	t.Helper()
-	e, err := openEnv(t, filepath.Join(t.TempDir(), "latchkey.db"), newClock(), testSecrets, opts...)
+	e, err := openEnv(t, newDatabase(t), newClock(), testSecrets, opts...)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
 	return e
 }
 
-// openEnv starts a server on the SQLite file at dbPath with the given
-// system secrets (current first) and clock. Two envs on one file are two
-// replicas; one after another, a restart.
+// newDatabase returns a fresh database for one test: a PostgreSQL schema
+// for the tests TestPostgres runs, else a SQLite file.
+func newDatabase(t testing.TB) string {
+	t.Helper()
+	if onPostgres(t) {
+		return storagetest.PostgresDSN(t)
+	}
+	return filepath.Join(t.TempDir(), "latchkey.db")
+}
+
+// openEnv starts a server on the database at dbPath (a SQLite file or a
+// postgres:// DSN) with the given system secrets (current first) and
+// clock. Two envs on one database are two replicas; one after another, a
+// restart.
 func openEnv(t testing.TB, dbPath string, clk *clock, secrets [][]byte, opts ...func(*server.Options)) (*env, error) {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, clock: clk, logs: &syncBuffer{}, dbPath: dbPath}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: dbPath, Secrets: secrets, Now: clk.Now, Logger: log})
+	driver := "sqlite"
+	if strings.HasPrefix(dbPath, "postgres://") {
+		driver = "postgres"
+	}
+	st, err := storage.Open(ctx, storage.Options{Driver: driver, DSN: dbPath, Secrets: secrets, Now: clk.Now, Logger: log})
 	if err != nil {
 		return nil, err
 	}

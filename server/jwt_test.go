@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -62,7 +61,7 @@ type jwtClaims struct {
 	Expiry   *jwt.NumericDate `json:"exp"`
 }
 
-// startEnv starts a server on the SQLite file at dbPath: what a restart,
+// startEnv starts a server on the database at dbPath: what a restart,
 // or a second replica, looks like. It fails the test on a start-up error
 // and, when the test ends, on any server error.
 func startEnv(t *testing.T, dbPath string, clk *clock, secrets [][]byte, opts ...func(*server.Options)) *env {
@@ -818,7 +817,7 @@ var (
 // and a changed signing_algorithm rotates without dropping the old key.
 func TestJWTRestart(t *testing.T) {
 	clk := newClock()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
+	path := newDatabase(t)
 	secrets := [][]byte{secretA}
 
 	first := startEnv(t, path, clk, secrets, withJWT(storage.ES256))
@@ -901,7 +900,7 @@ func TestJWTRestart(t *testing.T) {
 // made under the old one keeps working, and afterwards [new] alone starts.
 func TestSecretRotation(t *testing.T) {
 	clk := newClock()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
+	path := newDatabase(t)
 
 	before := startEnv(t, path, clk, [][]byte{secretA})
 	rs := before.resourceServer()
@@ -965,7 +964,7 @@ func TestSecretRotation(t *testing.T) {
 // rotation stay valid and the same key keeps signing.
 func TestJWTSecretRotation(t *testing.T) {
 	clk := newClock()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
+	path := newDatabase(t)
 	before := startEnv(t, path, clk, [][]byte{secretA}, withJWT(storage.EdDSA))
 	rs := before.resourceServer()
 	job := before.createIntegration(map[string]any{"name": "job"})
@@ -987,7 +986,7 @@ func TestJWTSecretRotation(t *testing.T) {
 // none of them.
 func TestDefaultTokenFormat(t *testing.T) {
 	clk := newClock()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
+	path := newDatabase(t)
 	e := startEnv(t, path, clk, [][]byte{secretA})
 	rs := e.resourceServer()
 	job := e.createIntegration(map[string]any{"name": "job", "scopes": []string{"read"}})
@@ -1033,7 +1032,7 @@ func TestDefaultTokenFormat(t *testing.T) {
 // replica b, within its key cache lifetime, still signs with the old key.
 func TestJWTRotationStaleReplica(t *testing.T) {
 	clk := newClock()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
+	path := newDatabase(t)
 	a := startEnv(t, path, clk, [][]byte{secretA}, withJWT(""))
 	b := startEnv(t, path, clk, [][]byte{secretA}, withJWT(""))
 	job := a.createIntegration(map[string]any{"name": "job"})

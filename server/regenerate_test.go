@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -529,12 +528,9 @@ func testRegenerateGraceRace(t *testing.T, opts ...func(*server.Options)) {
 			t.Fatal(err)
 		}
 		regenerated := deadline.Add(-grace * time.Second)
-		db, err := sql.Open("sqlite3", "file:"+e.dbPath+"?mode=ro")
-		if err != nil {
-			t.Fatal(err)
-		}
+		db := e.rawDB()
 		rows, err := db.Query(`SELECT t.issued_at, t.expires_at FROM access_tokens t
-			JOIN key_pairs k ON k.id = t.key_pair_id WHERE k.client_id = ?`, old.ID)
+			JOIN key_pairs k ON k.id = t.key_pair_id WHERE k.client_id = $1`, old.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -262,18 +262,27 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 	}
 	var nk *NewKeyPair
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		// Read the clock once the writer is ours, so the deadline counts
-		// from the moment the change becomes visible.
-		now := s.clock()
-		deadline := now.Add(grace)
 		var row integrationRow
 		if err := tx.Select("id").Where("name = ?", name).Take(&row).Error; err != nil {
 			return err
 		}
-		var old KeyPair
-		oldErr := tx.Where("integration_id = ? AND expires_at IS NULL", row.ID).Take(&old).Error
-		if oldErr != nil && !errors.Is(oldErr, gorm.ErrRecordNotFound) {
-			return oldErr
+		// Lock the pairs, then read the clock, so the deadline counts from
+		// the moment no token request can slip past: one that stored its
+		// token before the lock was ours was issued before now, and one
+		// after waits for this change and then sees it. On SQLite the
+		// writer, already ours, is that lock.
+		var pairs []KeyPair
+		if err := tx.Raw("SELECT id, client_id, expires_at FROM key_pairs WHERE integration_id = ?"+s.forUpdate(),
+			row.ID).Scan(&pairs).Error; err != nil {
+			return err
+		}
+		now := s.clock()
+		deadline := now.Add(grace)
+		var old *KeyPair
+		for i := range pairs {
+			if pairs[i].ExpiresAt == nil {
+				old = &pairs[i]
+			}
 		}
 		if err := tx.Model(&KeyPair{}).
 			Where("integration_id = ? AND expires_at > ?", row.ID, now).
@@ -292,7 +301,7 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 			return err
 		}
 		details := map[string]any{"client_id": kp.ClientID, "grace_seconds": int64(grace / time.Second)}
-		if oldErr == nil {
+		if old != nil {
 			nk.PreviousExpiresAt = &deadline
 			details["previous_client_id"] = old.ClientID
 			details["previous_expires_at"] = deadline

@@ -106,3 +106,12 @@ func (s *Store) forShare() string {
 	}
 	return ""
 }
+
+// forUpdate is the row-lock clause that makes a read wait for, and hold off,
+// every other writer of the rows it read.
+func (s *Store) forUpdate() string {
+	if s.dialect == "postgres" {
+		return " FOR UPDATE"
+	}
+	return ""
+}

@@ -1,62 +1,23 @@
 package storage
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"net/url"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// postgresEnv names the PostgreSQL the tests may use. Unset, the PostgreSQL
-// tests skip; set (as .ci/run does), they fail when it is unreachable.
-const postgresEnv = "LATCHKEY_TEST_POSTGRES_DSN"
+	"github.com/latchkey/latchkey/storage/storagetest"
+)
 
 func TestPostgres(t *testing.T) {
 	runConformance(t, newPostgresStore)
 }
 
-// postgresSchema creates a fresh schema in the test PostgreSQL, dropped
-// when the test ends, and returns a DSN whose search_path is that schema.
-func postgresSchema(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		t.Skipf("%s is not set; PostgreSQL tests skipped", postgresEnv)
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	schema := "lk_test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatalf("PostgreSQL named by %s is unreachable: %v", postgresEnv, err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // newPostgresStore opens and migrates a store on a fresh schema.
 func newPostgresStore(t *testing.T, now func() time.Time) *Store {
 	t.Helper()
-	dsn := postgresSchema(t)
+	dsn := storagetest.PostgresDSN(t)
 	s, applied := openPostgres(t, dsn, now, testSecret)
 	if want := allMigrationVersions(t, "postgres"); !slices.Equal(applied, want) {
 		t.Fatalf("Migrate on a fresh schema applied %v, want %v", applied, want)
@@ -93,7 +54,7 @@ func openPostgres(t testing.TB, dsn string, now func() time.Time, secrets ...[]b
 // an empty schema at once: the advisory lock lets exactly one apply each
 // migration, and every one of them returns without error.
 func TestPostgresMigrateConcurrently(t *testing.T) {
-	dsn := postgresSchema(t)
+	dsn := storagetest.PostgresDSN(t)
 	const replicas = 6
 	stores := make([]*Store, replicas)
 	for i := range stores {
@@ -132,7 +93,7 @@ func TestPostgresMigrateConcurrently(t *testing.T) {
 // replica's janitor running deletes nothing, and purges once it is free.
 func TestPostgresJanitorLock(t *testing.T) {
 	clk := newFakeClock()
-	dsn := postgresSchema(t)
+	dsn := storagetest.PostgresDSN(t)
 	s, _ := openPostgres(t, dsn, clk.Now, testSecret)
 	_, nk := createIntegration(t, s, IntegrationInput{Name: "janitor"})
 	issueToken(t, s, clk, nk.ClientID, time.Minute)

@@ -1,60 +1,17 @@
 package main
 
 import (
-	"crypto/rand"
-	"database/sql"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/latchkey/latchkey/storage/storagetest"
 )
 
-// postgresEnv names the PostgreSQL the tests may use. Unset, the PostgreSQL
-// tests skip; set (as .ci/run does), they fail when it is unreachable.
-const postgresEnv = "LATCHKEY_TEST_POSTGRES_DSN"
-
-// postgresDSN creates a fresh schema in the test PostgreSQL and returns a
-// DSN whose search_path is that schema; the schema is dropped when the test
-// ends.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		t.Skipf("%s is not set; PostgreSQL tests skipped", postgresEnv)
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	defer db.Close()
-	schema := "lk_test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := db.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("PostgreSQL at %s is unreachable: %v", postgresEnv, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// postgresDSN is a fresh PostgreSQL schema for one test; see storagetest.
+func postgresDSN(t testing.TB) string { return storagetest.PostgresDSN(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
