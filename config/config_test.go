@@ -70,6 +70,10 @@ func TestDefault(t *testing.T) {
 		LogLevel:         "info",
 		LogFormat:        "text",
 		JanitorInterval:  time.Minute,
+
+		DatabaseConnMaxLifetime: 30 * time.Minute,
+		DatabaseConnMaxIdleTime: 5 * time.Minute,
+		RequestTimeout:          10 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -99,6 +103,13 @@ func TestLoadEverySourceSetsEveryKey(t *testing.T) {
 		LogFormat:        "json",
 		Dev:              true,
 		JanitorInterval:  30 * time.Second,
+
+		SigningKeyRotation:      48 * time.Hour,
+		DatabaseMaxConns:        25,
+		DatabaseMaxIdleConns:    5,
+		DatabaseConnMaxLifetime: 10 * time.Minute,
+		DatabaseConnMaxIdleTime: 2 * time.Minute,
+		RequestTimeout:          20 * time.Second,
 	}
 	file := writeConfig(t, `
 listen: "127.0.0.1:9000"
@@ -114,6 +125,12 @@ log_level: debug
 log_format: json
 dev: true
 janitor_interval: 30s
+signing_key_rotation: 48h
+database_max_conns: 25
+database_max_idle_conns: 5
+database_conn_max_lifetime: 10m
+database_conn_max_idle_time: 2m
+request_timeout: 20s
 `)
 	tests := []struct {
 		name string
@@ -138,6 +155,13 @@ janitor_interval: 30s
 				"LATCHKEY_LOG_FORMAT":        "json",
 				"LATCHKEY_DEV":               "1",
 				"LATCHKEY_JANITOR_INTERVAL":  "30s",
+
+				"LATCHKEY_SIGNING_KEY_ROTATION":        "2880m",
+				"LATCHKEY_DATABASE_MAX_CONNS":          "25",
+				"LATCHKEY_DATABASE_MAX_IDLE_CONNS":     "5",
+				"LATCHKEY_DATABASE_CONN_MAX_LIFETIME":  "600s",
+				"LATCHKEY_DATABASE_CONN_MAX_IDLE_TIME": "120s",
+				"LATCHKEY_REQUEST_TIMEOUT":             "20000ms",
 			},
 		},
 		{
@@ -156,6 +180,12 @@ janitor_interval: 30s
 				"--log-format", "json",
 				"--dev",
 				"--janitor-interval", "30s",
+				"--signing-key-rotation", "48h",
+				"--database-max-conns", "25",
+				"--database-max-idle-conns=5",
+				"--database-conn-max-lifetime", "10m",
+				"--database-conn-max-idle-time", "2m",
+				"--request-timeout", "20s",
 			},
 		},
 	}
@@ -174,7 +204,8 @@ janitor_interval: 30s
 }
 
 func TestLoadPrecedence(t *testing.T) {
-	file := writeConfig(t, "token_format: jwt\nlog_level: warn\ndev: false\ntoken_lifetime: 1h\n")
+	file := writeConfig(t, "token_format: jwt\nlog_level: warn\ndev: false\ntoken_lifetime: 1h\n"+
+		"database_max_conns: 8\nrequest_timeout: 30s\n")
 	tests := []struct {
 		name string
 		args []string
@@ -237,6 +268,29 @@ func TestLoadPrecedence(t *testing.T) {
 			args: []string{"--config", file},
 			env:  map[string]string{"LATCHKEY_TOKEN_LIFETIME": "90m"},
 			want: func(c *Config) any { return c.TokenLifetime }, val: 90 * time.Minute,
+		},
+		{
+			name: "file int beats default",
+			args: []string{"--config", file},
+			want: func(c *Config) any { return c.DatabaseMaxConns }, val: 8,
+		},
+		{
+			name: "env int beats file int",
+			args: []string{"--config", file},
+			env:  map[string]string{"LATCHKEY_DATABASE_MAX_CONNS": "16"},
+			want: func(c *Config) any { return c.DatabaseMaxConns }, val: 16,
+		},
+		{
+			name: "flag int zero beats env int",
+			args: []string{"--config", file, "--database-max-conns=0"},
+			env:  map[string]string{"LATCHKEY_DATABASE_MAX_CONNS": "16"},
+			want: func(c *Config) any { return c.DatabaseMaxConns }, val: 0,
+		},
+		{
+			name: "flag duration beats env and file duration",
+			args: []string{"--config", file, "--request-timeout", "5s"},
+			env:  map[string]string{"LATCHKEY_REQUEST_TIMEOUT": "1m"},
+			want: func(c *Config) any { return c.RequestTimeout }, val: 5 * time.Second,
 		},
 		{
 			name: "flag config path beats env config path",
@@ -345,6 +399,20 @@ func TestConfigFileErrors(t *testing.T) {
 			},
 			wantSubs: []string{"log_level", "line 1"},
 		},
+		{
+			name: "mapping for a duration key",
+			args: func(t *testing.T) []string {
+				return []string{"--config", writeConfig(t, "listen: \":9000\"\nrequest_timeout: {seconds: 10}\n")}
+			},
+			wantSubs: []string{"request_timeout", "line 2", "single value"},
+		},
+		{
+			name: "list for an int key",
+			args: func(t *testing.T) []string {
+				return []string{"--config", writeConfig(t, "database_max_conns: [25]\n")}
+			},
+			wantSubs: []string{"database_max_conns", "line 1", "single value"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -432,6 +500,22 @@ func TestInvalidValues(t *testing.T) {
 		{name: "janitor_interval too long", env: map[string]string{"LATCHKEY_JANITOR_INTERVAL": "25h"}, key: "janitor_interval", accepted: "between 1s and 24h"},
 		{name: "signing_key_rotation too short", args: []string{"--signing-key-rotation", "10m"}, key: "signing_key_rotation", accepted: "0 (off) or a Go duration between 1h and 8760h"},
 		{name: "signing_key_rotation unparsable", env: map[string]string{"LATCHKEY_SIGNING_KEY_ROTATION": "monthly"}, key: "signing_key_rotation", accepted: "0 (off)"},
+		{name: "database_max_conns unparsable", env: map[string]string{"LATCHKEY_DATABASE_MAX_CONNS": "many"}, key: "database_max_conns", accepted: "0 (sized from the CPU count) or a whole number up to 1000"},
+		{name: "database_max_conns fractional", args: []string{"--database-max-conns", "2.5"}, key: "database_max_conns", accepted: "whole number up to 1000"},
+		{name: "database_max_conns negative", args: []string{"--database-max-conns=-1"}, key: "database_max_conns", accepted: "whole number up to 1000"},
+		{name: "database_max_conns too many", env: map[string]string{"LATCHKEY_DATABASE_MAX_CONNS": "1001"}, key: "database_max_conns", accepted: "whole number up to 1000"},
+		{name: "database_max_idle_conns unparsable", args: []string{"--database-max-idle-conns", "few"}, key: "database_max_idle_conns", accepted: "0 (same as database_max_conns) or a whole number up to 1000"},
+		{name: "database_max_idle_conns negative", env: map[string]string{"LATCHKEY_DATABASE_MAX_IDLE_CONNS": "-1"}, key: "database_max_idle_conns", accepted: "whole number up to 1000"},
+		{name: "database_max_idle_conns too many", args: []string{"--database-max-idle-conns=1001"}, key: "database_max_idle_conns", accepted: "whole number up to 1000"},
+		{name: "database_conn_max_lifetime unparsable", env: map[string]string{"LATCHKEY_DATABASE_CONN_MAX_LIFETIME": "forever"}, key: "database_conn_max_lifetime", accepted: "between 1s and 24h"},
+		{name: "database_conn_max_lifetime zero", args: []string{"--database-conn-max-lifetime", "0s"}, key: "database_conn_max_lifetime", accepted: "between 1s and 24h"},
+		{name: "database_conn_max_lifetime too long", env: map[string]string{"LATCHKEY_DATABASE_CONN_MAX_LIFETIME": "25h"}, key: "database_conn_max_lifetime", accepted: "between 1s and 24h"},
+		{name: "database_conn_max_idle_time unparsable", args: []string{"--database-conn-max-idle-time", "idle"}, key: "database_conn_max_idle_time", accepted: "between 1s and 24h"},
+		{name: "database_conn_max_idle_time too short", env: map[string]string{"LATCHKEY_DATABASE_CONN_MAX_IDLE_TIME": "500ms"}, key: "database_conn_max_idle_time", accepted: "between 1s and 24h"},
+		{name: "database_conn_max_idle_time too long", args: []string{"--database-conn-max-idle-time=24h1s"}, key: "database_conn_max_idle_time", accepted: "between 1s and 24h"},
+		{name: "request_timeout unparsable", env: map[string]string{"LATCHKEY_REQUEST_TIMEOUT": "soon"}, key: "request_timeout", accepted: "between 1s and 5m"},
+		{name: "request_timeout too short", args: []string{"--request-timeout", "999ms"}, key: "request_timeout", accepted: "between 1s and 5m"},
+		{name: "request_timeout too long", env: map[string]string{"LATCHKEY_REQUEST_TIMEOUT": "6m"}, key: "request_timeout", accepted: "between 1s and 5m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -448,10 +532,57 @@ func TestInvalidValues(t *testing.T) {
 }
 
 func TestBadValuesInFile(t *testing.T) {
-	path := writeConfig(t, "token_lifetime: 36000\ndev: maybe\njanitor_interval: soon\n")
-	err := loadErr(t, []string{"--config", path}, nil)
-	for _, key := range []string{"token_lifetime", "dev", "janitor_interval"} {
-		problemLine(t, err, key)
+	type entry struct{ key, value, accepted string }
+	tests := []struct {
+		name    string
+		entries []entry
+	}{
+		{
+			name: "unparsable",
+			entries: []entry{
+				{"token_lifetime", "36000", "between 1m and 720h"},
+				{"dev", "maybe", "true, false, 1, 0"},
+				{"janitor_interval", "soon", "between 1s and 24h"},
+			},
+		},
+		{
+			name: "wrong yaml types",
+			entries: []entry{
+				{"database_max_conns", "2.5", "whole number up to 1000"},
+				{"database_max_idle_conns", "true", "whole number up to 1000"},
+				{"database_conn_max_lifetime", "30", "between 1s and 24h"},
+				{"database_conn_max_idle_time", "1.5", "between 1s and 24h"},
+				{"request_timeout", "false", "between 1s and 5m"},
+			},
+		},
+		{
+			name: "out of range",
+			entries: []entry{
+				{"database_max_conns", "-3", "whole number up to 1000"},
+				{"database_max_idle_conns", "1001", "whole number up to 1000"},
+				{"database_conn_max_lifetime", "48h", "between 1s and 24h"},
+				{"database_conn_max_idle_time", "0s", "between 1s and 24h"},
+				{"request_timeout", "1h", "between 1s and 5m"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var content strings.Builder
+			for _, e := range tt.entries {
+				content.WriteString(e.key + ": " + e.value + "\n")
+			}
+			err := loadErr(t, []string{"--config", writeConfig(t, content.String())}, nil)
+			for _, e := range tt.entries {
+				line := problemLine(t, err, e.key)
+				if !strings.Contains(line, strconv.Quote(e.value)) {
+					t.Errorf("line %q does not quote the bad value %q", line, e.value)
+				}
+				if !strings.Contains(line, "accepted values: ") || !strings.Contains(line, e.accepted) {
+					t.Errorf("line %q does not list accepted values %q", line, e.accepted)
+				}
+			}
+		})
 	}
 }
 
@@ -467,9 +598,16 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 		"--log-format", "xml",
 		"--dev=perhaps",
 		"--janitor-interval", "0s",
+		"--database-max-conns=-1",
+		"--database-max-idle-conns", "lots",
+		"--database-conn-max-lifetime", "0s",
+		"--database-conn-max-idle-time", "25h",
+		"--request-timeout", "never",
 	}, nil)
 	keys := []string{"listen", "issuer", "database", "token_lifetime", "token_format",
-		"signing_algorithm", "log_level", "log_format", "dev", "janitor_interval"}
+		"signing_algorithm", "log_level", "log_format", "dev", "janitor_interval",
+		"database_max_conns", "database_max_idle_conns", "database_conn_max_lifetime",
+		"database_conn_max_idle_time", "request_timeout"}
 	for _, key := range keys {
 		problemLine(t, err, key)
 	}
@@ -570,9 +708,11 @@ func TestIssuerTrailingSlashTrimmed(t *testing.T) {
 }
 
 func TestDatabase(t *testing.T) {
+	secrets := []string{secretA}
 	tests := []struct {
 		name       string
 		database   string
+		secrets    []string
 		wantOK     bool
 		wantDriver string
 		wantDSN    string
@@ -582,8 +722,11 @@ func TestDatabase(t *testing.T) {
 		{name: "sqlite relative dir", database: "sqlite://data/latchkey.db", wantOK: true, wantDriver: "sqlite", wantDSN: "data/latchkey.db", wantDir: "data"},
 		{name: "sqlite absolute", database: "sqlite:///var/lib/latchkey/latchkey.db", wantOK: true, wantDriver: "sqlite", wantDSN: "/var/lib/latchkey/latchkey.db", wantDir: "/var/lib/latchkey"},
 		{name: "sqlite empty path", database: "sqlite://", wantOK: false, wantDriver: "sqlite", wantDSN: "", wantDir: "."},
-		{name: "postgres", database: "postgres://u:p@db:5432/latchkey?sslmode=disable", wantOK: true, wantDriver: "postgres", wantDSN: "postgres://u:p@db:5432/latchkey?sslmode=disable"},
-		{name: "postgresql", database: "postgresql://db/latchkey", wantOK: true, wantDriver: "postgres", wantDSN: "postgresql://db/latchkey"},
+		{name: "sqlite with secret", database: "sqlite://latchkey.db", secrets: secrets, wantOK: true, wantDriver: "sqlite", wantDSN: "latchkey.db", wantDir: "."},
+		{name: "postgres", database: "postgres://u:p@db:5432/latchkey?sslmode=disable", secrets: secrets, wantOK: true, wantDriver: "postgres", wantDSN: "postgres://u:p@db:5432/latchkey?sslmode=disable"},
+		{name: "postgresql", database: "postgresql://db/latchkey", secrets: secrets, wantOK: true, wantDriver: "postgres", wantDSN: "postgresql://db/latchkey"},
+		{name: "postgres without secret", database: "postgres://db/latchkey", wantOK: false, wantDriver: "postgres", wantDSN: "postgres://db/latchkey"},
+		{name: "postgresql without secret", database: "postgresql://db/latchkey", wantOK: false, wantDriver: "postgres", wantDSN: "postgresql://db/latchkey"},
 		{name: "unsupported scheme", database: "mysql://db/latchkey", wantOK: false},
 		{name: "no scheme", database: "latchkey.db", wantOK: false},
 		{name: "empty", database: "", wantOK: false},
@@ -591,9 +734,22 @@ func TestDatabase(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Default()
-			c.Database = tt.database
-			if err := c.Validate(); (err == nil) != tt.wantOK {
+			c.Database, c.Secrets = tt.database, tt.secrets
+			err := c.Validate()
+			if (err == nil) != tt.wantOK {
 				t.Errorf("Validate() = %v, want ok=%v", err, tt.wantOK)
+			}
+			if err != nil && c.DatabaseDriver() == "postgres" {
+				// A valid postgres DSN fails only for the missing secret.
+				line := problemLine(t, err, "secret")
+				if line != err.Error() {
+					t.Errorf("Validate() = %q, want only the secret line", err)
+				}
+				for _, sub := range []string{"is required with a postgres database", "every replica must share it", "accepted values: "} {
+					if !strings.Contains(line, sub) {
+						t.Errorf("line %q does not contain %q", line, sub)
+					}
+				}
 			}
 			if got := c.DatabaseDriver(); got != tt.wantDriver {
 				t.Errorf("DatabaseDriver() = %q, want %q", got, tt.wantDriver)
@@ -603,6 +759,88 @@ func TestDatabase(t *testing.T) {
 			}
 			if got := c.DataDir(); got != tt.wantDir {
 				t.Errorf("DataDir() = %q, want %q", got, tt.wantDir)
+			}
+		})
+	}
+}
+
+// TestPostgresSecretViaLoad checks the secret requirement after sources
+// are merged, so a secret from any source satisfies it and clearing one
+// does not slip through.
+func TestPostgresSecretViaLoad(t *testing.T) {
+	const pg = "postgres://db.example.com/latchkey"
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		wantOK bool
+	}{
+		{name: "sqlite without secret", env: map[string]string{"LATCHKEY_DATABASE": "sqlite://data/latchkey.db"}, wantOK: true},
+		{name: "postgres without secret", env: map[string]string{"LATCHKEY_DATABASE": pg}},
+		{name: "postgresql without secret", args: []string{"--database", "postgresql://db.example.com/latchkey"}},
+		{name: "postgres with empty env secret", env: map[string]string{"LATCHKEY_DATABASE": pg, "LATCHKEY_SECRET": ""}},
+		{name: "postgres with env secret", env: map[string]string{"LATCHKEY_DATABASE": pg, "LATCHKEY_SECRET": secretA}, wantOK: true},
+		{name: "postgres with file secret", args: []string{"--config", writeConfig(t, "database: "+pg+"\nsecret: "+secretA+"\n")}, wantOK: true},
+		{name: "postgres with file secret cleared by flag", args: []string{"--config", writeConfig(t, "database: "+pg+"\nsecret: "+secretA+"\n"), "--secret="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.wantOK {
+				mustLoad(t, tt.args, tt.env)
+				return
+			}
+			line := problemLine(t, loadErr(t, tt.args, tt.env), "secret")
+			if !strings.Contains(line, "is required with a postgres database") || !strings.Contains(line, "accepted values: ") {
+				t.Errorf("line %q does not say secret is required with postgres", line)
+			}
+		})
+	}
+}
+
+// TestValidatePoolAndTimeout covers the range checks Validate applies to a
+// hand-built Config, which never passes through the string conversion.
+func TestValidatePoolAndTimeout(t *testing.T) {
+	tests := []struct {
+		name     string
+		set      func(c *Config)
+		key      string // empty when the value is valid
+		bad      string
+		accepted string
+	}{
+		{name: "max conns zero", set: func(c *Config) { c.DatabaseMaxConns = 0 }},
+		{name: "max conns 1000", set: func(c *Config) { c.DatabaseMaxConns = 1000 }},
+		{name: "max conns negative", set: func(c *Config) { c.DatabaseMaxConns = -1 }, key: "database_max_conns", bad: "-1", accepted: "0 (sized from the CPU count) or a whole number up to 1000"},
+		{name: "max conns 1001", set: func(c *Config) { c.DatabaseMaxConns = 1001 }, key: "database_max_conns", bad: "1001", accepted: "whole number up to 1000"},
+		{name: "max idle conns 1000", set: func(c *Config) { c.DatabaseMaxIdleConns = 1000 }},
+		{name: "max idle conns negative", set: func(c *Config) { c.DatabaseMaxIdleConns = -1 }, key: "database_max_idle_conns", bad: "-1", accepted: "0 (same as database_max_conns) or a whole number up to 1000"},
+		{name: "max idle conns 1001", set: func(c *Config) { c.DatabaseMaxIdleConns = 1001 }, key: "database_max_idle_conns", bad: "1001", accepted: "whole number up to 1000"},
+		{name: "conn lifetime bounds", set: func(c *Config) { c.DatabaseConnMaxLifetime, c.DatabaseConnMaxIdleTime = time.Second, 24*time.Hour }},
+		{name: "conn lifetime zero", set: func(c *Config) { c.DatabaseConnMaxLifetime = 0 }, key: "database_conn_max_lifetime", bad: `"0s"`, accepted: "between 1s and 24h"},
+		{name: "conn idle time too long", set: func(c *Config) { c.DatabaseConnMaxIdleTime = 25 * time.Hour }, key: "database_conn_max_idle_time", bad: `"25h0m0s"`, accepted: "between 1s and 24h"},
+		{name: "request timeout bounds", set: func(c *Config) { c.RequestTimeout = 5 * time.Minute }},
+		{name: "request timeout too short", set: func(c *Config) { c.RequestTimeout = 999 * time.Millisecond }, key: "request_timeout", bad: `"999ms"`, accepted: "between 1s and 5m"},
+		{name: "request timeout too long", set: func(c *Config) { c.RequestTimeout = 5*time.Minute + time.Second }, key: "request_timeout", bad: `"5m1s"`, accepted: "between 1s and 5m"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.set(&c)
+			err := c.Validate()
+			if tt.key == "" {
+				if err != nil {
+					t.Errorf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Validate() = nil, want error")
+			}
+			line := problemLine(t, err, tt.key)
+			if want := tt.key + ": " + tt.bad + " is not valid"; !strings.HasPrefix(line, want) {
+				t.Errorf("line %q does not start with %q", line, want)
+			}
+			if !strings.Contains(line, "accepted values: ") || !strings.Contains(line, tt.accepted) {
+				t.Errorf("line %q does not list accepted values %q", line, tt.accepted)
 			}
 		})
 	}
