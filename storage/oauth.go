@@ -10,7 +10,6 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/x/errorsx"
-	"gorm.io/gorm"
 )
 
 // The interfaces fosite's compose package type-asserts at run time, pinned
@@ -32,7 +31,10 @@ type Client struct {
 	ClientID   string
 	SecretHash []byte
 	// ExpiresAt is the pair's grace deadline; nil for the current pair.
-	ExpiresAt   *time.Time
+	ExpiresAt *time.Time
+	// LastUsedAt is when the pair last got a token, to the resolution of
+	// lastUsedWriteResolution; nil if never.
+	LastUsedAt  *time.Time
 	Integration Integration
 }
 
@@ -68,7 +70,7 @@ const clientSelect = `SELECT k.id AS key_pair_id, k.client_id, k.secret_hash, k.
 
 func (r *clientRow) client() *Client {
 	return &Client{KeyPairID: r.KeyPairID, ClientID: r.ClientID, SecretHash: r.SecretHash,
-		ExpiresAt: r.ExpiresAt, Integration: *r.I.integration()}
+		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, Integration: *r.I.integration()}
 }
 
 // GetClient returns the working key pair with client ID id, or
@@ -124,67 +126,58 @@ const SessionKeyID = "kid"
 // request's client must be a *Client; RequestedAt is the issue time and the
 // session's access-token expiry is the token's.
 //
-// In the same transaction it marks the key pair used, and only if the pair
-// still works and will outlive the token: a token request that
-// authenticated just before its pair was revoked, or given a grace deadline
-// earlier than the token's expiry, fails here with invalid_client wrapping
-// ErrKeyPairChanged instead of storing a token that outlives its pair. The
-// caller may authenticate again and retry once.
+// The token is stored only if its key pair still works and will outlive
+// it, checked by the same statement that stores it: a token request that
+// authenticated just before its pair was revoked, or given a grace
+// deadline earlier than the token's expiry, fails here with invalid_client
+// wrapping ErrKeyPairChanged instead of storing a token that outlives its
+// pair. The caller may authenticate again and retry once.
+//
+// It also records the pair's last use, at most once per
+// lastUsedWriteResolution, so a busy client does not queue its token
+// requests on one row.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
 	c, ok := req.GetClient().(*Client)
 	if !ok {
 		return fmt.Errorf("create access token: client is %T, not *storage.Client", req.GetClient())
 	}
-	row := accessTokenRow{
-		Signature: signature, RequestID: req.GetID(), KeyPairID: c.KeyPairID,
-		Scopes: joinList(req.GetGrantedScopes()), Audience: joinList(req.GetGrantedAudience()),
-		IssuedAt:  req.GetRequestedAt().UTC().Truncate(time.Microsecond),
-		ExpiresAt: req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond),
-	}
+	var kid *string
 	if ds, ok := req.GetSession().(*fosite.DefaultSession); ok {
-		if kid, ok := ds.Extra[SessionKeyID].(string); ok {
-			row.Kid = &kid
+		if k, ok := ds.Extra[SessionKeyID].(string); ok {
+			kid = &k
 		}
 	}
-	// Not s.tx: on PostgreSQL this runs at READ COMMITTED, where the row
-	// lock below orders it against regeneration and deletion, which
-	// re-check the pair after the lock is theirs. Token requests never
-	// conflict with each other, so they never retry.
-	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		now := s.clock()
-		works := "id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))"
-		// The use is recorded at most once per lastUsedWriteResolution, so
-		// a busy client does not queue its token requests on one row.
-		res := tx.Model(&KeyPair{}).
-			Where(works+" AND (last_used_at IS NULL OR last_used_at <= ?)",
-				c.KeyPairID, now, row.ExpiresAt, now.Add(-lastUsedWriteResolution)).
-			Update("last_used_at", now)
-		if res.Error != nil {
-			return res.Error
+	issued := req.GetRequestedAt().UTC().Truncate(time.Microsecond)
+	expires := req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond)
+	now := s.clock()
+	// One statement, no transaction: on PostgreSQL the shared row lock
+	// makes it wait for a regeneration or deletion of the pair in
+	// progress and then re-check the pair, while token requests for the
+	// same pair never wait for each other. SQLite's single writer orders
+	// it by itself.
+	res := s.w.WithContext(ctx).Exec(`INSERT INTO access_tokens
+		(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
+		SELECT ?, ?, id, ?, ?, ?, ?, ? FROM key_pairs
+		WHERE id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))`+s.forShare(),
+		signature, req.GetID(), kid, joinList(req.GetGrantedScopes()), joinList(req.GetGrantedAudience()), issued, expires,
+		c.KeyPairID, now, expires)
+	if res.Error != nil {
+		return fmt.Errorf("create access token: %w: %w", ErrUnavailable, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return errorsx.WithStack(fosite.ErrInvalidClient.
+			WithHint("The key pair was revoked or regenerated while the token was being issued.").
+			WithWrap(ErrKeyPairChanged))
+	}
+	if c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= lastUsedWriteResolution {
+		err := s.w.WithContext(ctx).Model(&KeyPair{}).
+			Where("id = ? AND (last_used_at IS NULL OR last_used_at <= ?)", c.KeyPairID, now.Add(-lastUsedWriteResolution)).
+			Update("last_used_at", now).Error
+		if err != nil {
+			// The token is stored and valid; only the report of its use
+			// is late.
+			s.log.Warn("key pair: could not record its last use", "client_id", c.ClientID, "err", err)
 		}
-		if res.RowsAffected == 0 {
-			// Shared lock: token requests proceed together, while a
-			// regeneration or deletion of the pair waits for them (and
-			// they for it).
-			var ids []int64
-			if err := tx.Raw("SELECT id FROM key_pairs WHERE "+works+s.forShare(),
-				c.KeyPairID, now, row.ExpiresAt).Scan(&ids).Error; err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				return errorsx.WithStack(fosite.ErrInvalidClient.
-					WithHint("The key pair was revoked or regenerated while the token was being issued.").
-					WithWrap(ErrKeyPairChanged))
-			}
-		}
-		return tx.Create(&row).Error
-	})
-	if err != nil {
-		var rfc *fosite.RFC6749Error
-		if errors.As(err, &rfc) {
-			return err
-		}
-		return fmt.Errorf("create access token: %w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
