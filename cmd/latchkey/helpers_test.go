@@ -28,7 +28,8 @@ var (
 )
 
 // latchkeyBinary builds the latchkey command once per test run, for tests
-// that need real processes (signals, several replicas).
+// that need real processes (signals, several replicas). The flags are the
+// Dockerfile's, so this build and TestDockerCompose's share the build cache.
 func latchkeyBinary(t testing.TB) string {
 	t.Helper()
 	binaryOnce.Do(func() {
@@ -38,7 +39,7 @@ func latchkeyBinary(t testing.TB) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "latchkey")
-		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", binaryPath, ".").CombinedOutput()
 		if err != nil {
 			binaryErr = err
 			binaryPath = string(out)
