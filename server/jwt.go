@@ -79,8 +79,14 @@ func (k *keyring) current(ctx context.Context) (*keySnapshot, error) {
 // after a few seconds.
 func (k *keyring) load(ctx context.Context) (*keySnapshot, error) {
 	// The snapshot serves every request, not just this one: a client
-	// that hangs up must not abort the refresh.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// that hangs up must not abort the refresh. The request's deadline
+	// still holds, so an unreachable database costs this request no more
+	// than request_timeout.
+	deadline := time.Now().Add(5 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	prev := k.snap.Load()
 	next, err := k.read(ctx, prev)

@@ -261,16 +261,23 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		return nil, invalidf("grace_seconds must be between 0 and %d", int64(MaxGrace/time.Second))
 	}
 	var nk *NewKeyPair
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var row integrationRow
-		if err := tx.Select("id").Where("name = ?", name).Take(&row).Error; err != nil {
+	err := s.lockingTx(ctx, func(tx *gorm.DB) error {
+		// The integration's row lock queues regenerations of one
+		// integration, from any replica, one behind the other; each then
+		// reads the pairs as the previous one left them.
+		var ids []int64
+		if err := tx.Raw("SELECT id FROM integrations WHERE name = ?"+s.forUpdate(), name).Scan(&ids).Error; err != nil {
 			return err
 		}
+		if len(ids) == 0 {
+			return ErrNotFound
+		}
+		row := integrationRow{ID: ids[0]}
 		// Lock the pairs, then read the clock, so the deadline counts from
 		// the moment no token request can slip past: one that stored its
 		// token before the lock was ours was issued before now, and one
 		// after waits for this change and then sees it. On SQLite the
-		// writer, already ours, is that lock.
+		// writer, already ours, is all these locks.
 		var pairs []KeyPair
 		if err := tx.Raw("SELECT id, client_id, expires_at FROM key_pairs WHERE integration_id = ?"+s.forUpdate(),
 			row.ID).Scan(&pairs).Error; err != nil {

@@ -145,6 +145,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
+// gormConfig is the configuration of every gorm handle. On PostgreSQL,
+// gorm's prepared-statement cache stays off: pgx caches statements per
+// connection already, and statements gorm prepares inside a transaction
+// are deallocated at commit with pgx's own 5 s timeout, which an
+// unreachable database would add to the request after its commit.
 func (s *Store) gormConfig() *gorm.Config {
 	return &gorm.Config{
 		// gorm's logger prints statements with their arguments, which
@@ -152,7 +157,7 @@ func (s *Store) gormConfig() *gorm.Config {
 		Logger:                 logger.Discard,
 		NowFunc:                func() time.Time { return s.clock() },
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
+		PrepareStmt:            s.dialect != "postgres",
 		TranslateError:         true,
 		// Name every column instead of SELECT *: a column added by a newer
 		// replica's migration must not change what an older one reads.
@@ -240,12 +245,25 @@ func (s *Store) ClientSecretHasher() *Hasher { return s.secrets }
 // database reports a serialization failure or deadlock, so fn must set all
 // its results afresh on every run.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.runTx(ctx, sql.LevelSerializable, fn)
+}
+
+// lockingTx is tx at READ COMMITTED, for a change that orders itself
+// against concurrent ones by locking rows (SELECT … FOR UPDATE) before it
+// reads what it acts on: each statement then sees every change committed
+// before its lock was granted. Writers of one hot row queue on the lock
+// instead of failing and retrying, as they would under SERIALIZABLE.
+func (s *Store) lockingTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.runTx(ctx, sql.LevelReadCommitted, fn)
+}
+
+func (s *Store) runTx(ctx context.Context, iso sql.IsolationLevel, fn func(tx *gorm.DB) error) error {
 	if s.dialect != "postgres" {
 		return s.w.WithContext(ctx).Transaction(fn)
 	}
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.w.WithContext(ctx).Transaction(fn, &sql.TxOptions{Isolation: sql.LevelSerializable})
+		err = s.w.WithContext(ctx).Transaction(fn, &sql.TxOptions{Isolation: iso})
 		if !retryable(err) || attempt == maxTxAttempts {
 			return err
 		}
