@@ -16,38 +16,7 @@ func TestPostgres(t *testing.T) {
 
 // newPostgresStore opens and migrates a store on a fresh schema.
 func newPostgresStore(t *testing.T, now func() time.Time) *Store {
-	t.Helper()
-	dsn := storagetest.PostgresDSN(t)
-	s, applied := openPostgres(t, dsn, now, testSecret)
-	if want := allMigrationVersions(t, "postgres"); !slices.Equal(applied, want) {
-		t.Fatalf("Migrate on a fresh schema applied %v, want %v", applied, want)
-	}
-	replicas.Store(s, func(t *testing.T) *Store {
-		r, _ := openPostgres(t, dsn, now, testSecret)
-		return r
-	})
-	t.Cleanup(func() { replicas.Delete(s) })
-	return s
-}
-
-// openPostgres opens the store at dsn, migrates it, and closes it when the
-// test ends.
-func openPostgres(t testing.TB, dsn string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
-	t.Helper()
-	s, err := Open(t.Context(), Options{Driver: "postgres", DSN: dsn, Secrets: secrets, Now: now})
-	if err != nil {
-		t.Fatalf("Open(postgres): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	applied, err := s.Migrate(t.Context())
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	return s, applied
+	return newStoreOn(t, "postgres", storagetest.PostgresDSN(t), now)
 }
 
 // TestPostgresMigrateConcurrently starts several replicas' migrations on
@@ -94,7 +63,7 @@ func TestPostgresMigrateConcurrently(t *testing.T) {
 func TestPostgresJanitorLock(t *testing.T) {
 	clk := newFakeClock()
 	dsn := storagetest.PostgresDSN(t)
-	s, _ := openPostgres(t, dsn, clk.Now, testSecret)
+	s, _ := openStore(t, "postgres", dsn, clk.Now, testSecret)
 	_, nk := createIntegration(t, s, IntegrationInput{Name: "janitor"})
 	issueToken(t, s, clk, nk.ClientID, time.Minute)
 	clk.Advance(2 * time.Minute)

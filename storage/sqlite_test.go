@@ -17,27 +17,38 @@ func TestSQLite(t *testing.T) {
 
 // newSQLiteStore opens and migrates a store on a fresh SQLite file.
 func newSQLiteStore(t *testing.T, now func() time.Time) *Store {
+	return newStoreOn(t, "sqlite", filepath.Join(t.TempDir(), "latchkey.db"), now)
+}
+
+// openSQLite opens the SQLite database at path with the given system
+// secrets, migrates it, and closes it when the test ends.
+func openSQLite(t *testing.T, path string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
+	return openStore(t, "sqlite", path, now, secrets...)
+}
+
+// newStoreOn opens and migrates a store on an empty database, checks that
+// every migration ran, and registers how to open a replica of it.
+func newStoreOn(t *testing.T, driver, dsn string, now func() time.Time) *Store {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
-	s, applied := openSQLite(t, path, now, testSecret)
-	if want := allMigrationVersions(t, "sqlite"); !slices.Equal(applied, want) {
-		t.Fatalf("Migrate on a fresh database applied %v, want %v", applied, want)
+	s, applied := openStore(t, driver, dsn, now, testSecret)
+	if want := allMigrationVersions(t, driver); !slices.Equal(applied, want) {
+		t.Fatalf("Migrate on an empty %s database applied %v, want %v", driver, applied, want)
 	}
 	replicas.Store(s, func(t *testing.T) *Store {
-		r, _ := openSQLite(t, path, now, testSecret)
+		r, _ := openStore(t, driver, dsn, now, testSecret)
 		return r
 	})
 	t.Cleanup(func() { replicas.Delete(s) })
 	return s
 }
 
-// openSQLite opens the SQLite database at path with the given system
-// secrets, migrates it, and closes it when the test ends.
-func openSQLite(t *testing.T, path string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
+// openStore opens the database, migrates it, and closes it when the test
+// ends.
+func openStore(t testing.TB, driver, dsn string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
 	t.Helper()
-	s, err := Open(t.Context(), Options{Driver: "sqlite", DSN: path, Secrets: secrets, Now: now})
+	s, err := Open(t.Context(), Options{Driver: driver, DSN: dsn, Secrets: secrets, Now: now})
 	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
+		t.Fatalf("Open(%s): %v", driver, err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
