@@ -69,7 +69,8 @@ var _ fosite.RevocationHandler = (*revocationHandler)(nil)
 // RevokeToken revokes token if caller's integration owns it. Unknown,
 // invalid and inactive tokens succeed (§2.2): there is nothing to revoke.
 func (h *revocationHandler) RevokeToken(ctx context.Context, token string, _ fosite.TokenType, caller fosite.Client) error {
-	ar, err := h.store.GetAccessTokenSession(ctx, h.strategy.AccessTokenSignature(ctx, token), nil)
+	signature := h.strategy.AccessTokenSignature(ctx, token)
+	ar, err := h.store.GetAccessTokenSession(ctx, signature, nil)
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil
 	}
@@ -82,7 +83,9 @@ func (h *revocationHandler) RevokeToken(ctx context.Context, token string, _ fos
 	if ar.GetClient().(*storage.Client).Integration.ID != caller.(*storage.Client).Integration.ID {
 		return errorsx.WithStack(fosite.ErrUnauthorizedClient.WithHint("The token was issued to another integration."))
 	}
-	return h.store.RevokeAccessToken(ctx, ar.GetID())
+	// By signature, the table's key: a client-credentials request issues
+	// one token, so this is all RFC 7009 §2.1 asks to revoke.
+	return h.store.DeleteAccessTokenSession(ctx, signature)
 }
 
 // prefixedHMACStrategy is fosite's HMAC token strategy with latchkey's

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -47,30 +48,52 @@ func (c *Client) GetScopes() fosite.Arguments        { return c.Integration.Scop
 func (c *Client) IsPublic() bool                     { return false }
 func (c *Client) GetAudience() fosite.Arguments      { return c.Integration.Audience }
 
-// clientRow is a key pair joined with its integration.
-type clientRow struct {
-	KeyPairID    int64
-	ClientID     string
-	SecretHash   []byte
-	ExpiresAt    *time.Time
-	LastUsedAt   *time.Time
-	KeyCreatedAt time.Time
-	// Named and tagged: gorm does not scan into unexported embedded structs.
-	I integrationRow `gorm:"embedded"`
-}
-
-// integrationColumns names the columns of integrationRow: a column a newer
-// migration adds must not change what this build reads.
-const integrationColumns = `i.id, i.name, i.description, i.scopes, i.audience, i.can_introspect,
+// clientColumns and the scan below read a key pair joined with its
+// integration. The token and introspection endpoints run these lookups on
+// every request, so they go through database/sql directly: gorm's
+// reflection cost more than the query.
+const clientColumns = `k.id, k.client_id, k.secret_hash, k.expires_at, k.last_used_at,
+	i.id, i.name, i.description, i.scopes, i.audience, i.can_introspect,
 	i.token_lifetime_seconds, i.created_by, i.created_at, i.updated_at`
 
-const clientSelect = `SELECT k.id AS key_pair_id, k.client_id, k.secret_hash, k.expires_at, k.last_used_at,
-	k.created_at AS key_created_at, ` + integrationColumns + `
-	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id`
+const getClientSQL = `SELECT ` + clientColumns + `
+	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id WHERE k.client_id = $1`
 
-func (r *clientRow) client() *Client {
-	return &Client{KeyPairID: r.KeyPairID, ClientID: r.ClientID, SecretHash: r.SecretHash,
-		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, Integration: *r.I.integration()}
+const getTokenSQL = `SELECT t.request_id, t.scopes, t.audience, t.issued_at, t.expires_at, ` + clientColumns + `
+	FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
+	WHERE t.signature = $1`
+
+// scanClient returns the destinations of clientColumns, in order, and the
+// function that turns them into a Client once scanned.
+func scanClient() ([]any, func() *Client) {
+	var (
+		c                 Client
+		expires, lastUsed sql.NullTime
+		scopes, aud       string
+		lifetime          sql.NullInt64
+		ig                = &c.Integration
+	)
+	dest := []any{&c.KeyPairID, &c.ClientID, &c.SecretHash, &expires, &lastUsed,
+		&ig.ID, &ig.Name, &ig.Description, &scopes, &aud, &ig.CanIntrospect,
+		&lifetime, &ig.CreatedBy, &ig.CreatedAt, &ig.UpdatedAt}
+	return dest, func() *Client {
+		c.ExpiresAt = nullTime(expires)
+		c.LastUsedAt = nullTime(lastUsed)
+		ig.Scopes, ig.Audience = splitList(scopes), splitList(aud)
+		ig.CreatedAt, ig.UpdatedAt = ig.CreatedAt.UTC(), ig.UpdatedAt.UTC()
+		if lifetime.Valid {
+			ig.TokenLifetimeSeconds = &lifetime.Int64
+		}
+		return &c
+	}
+}
+
+func nullTime(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	u := t.Time.UTC()
+	return &u
 }
 
 // GetClient returns the working key pair with client ID id, or
@@ -80,14 +103,19 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	if !ValidClientID(id) {
 		return nil, fosite.ErrNotFound
 	}
-	var rows []clientRow
-	if err := s.r.WithContext(ctx).Raw(clientSelect+` WHERE k.client_id = ?`, id).Scan(&rows).Error; err != nil {
-		return nil, fmt.Errorf("get client: %w: %w", ErrUnavailable, err)
-	}
-	if len(rows) == 0 || !s.working(rows[0].ExpiresAt) {
+	dest, client := scanClient()
+	err := s.queryRow(ctx, s.rdb, getClientSQL, id).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fosite.ErrNotFound
 	}
-	return rows[0].client(), nil
+	if err != nil {
+		return nil, fmt.Errorf("get client: %w: %w", ErrUnavailable, err)
+	}
+	c := client()
+	if !s.working(c.ExpiresAt) {
+		return nil, fosite.ErrNotFound
+	}
+	return c, nil
 }
 
 func (s *Store) working(expiresAt *time.Time) bool {
@@ -147,36 +175,93 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 			kid = &k
 		}
 	}
-	issued := req.GetRequestedAt().UTC().Truncate(time.Microsecond)
-	expires := req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond)
 	now := s.clock()
-	// One statement, no transaction: on PostgreSQL the shared row lock
-	// makes it wait for a regeneration or deletion of the pair in
-	// progress and then re-check the pair, while token requests for the
-	// same pair never wait for each other. SQLite's single writer orders
-	// it by itself.
-	res := s.w.WithContext(ctx).Exec(`INSERT INTO access_tokens
-		(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
-		SELECT ?, ?, id, ?, ?, ?, ?, ? FROM key_pairs
-		WHERE id = ? AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?))`+s.forShare(),
-		signature, req.GetID(), kid, joinList(req.GetGrantedScopes()), joinList(req.GetGrantedAudience()), issued, expires,
-		c.KeyPairID, now, expires)
-	if res.Error != nil {
-		return fmt.Errorf("create access token: %w: %w", ErrUnavailable, res.Error)
+	expires := req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond)
+	t := &tokenInsert{
+		args: []any{signature, req.GetID(), kid, joinList(req.GetGrantedScopes()), joinList(req.GetGrantedAudience()),
+			req.GetRequestedAt().UTC().Truncate(time.Microsecond), expires, c.KeyPairID, now, expires},
+		keyPairID: c.KeyPairID,
+		now:       now,
+		touch:     c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= lastUsedWriteResolution,
 	}
-	if res.RowsAffected == 0 {
+	var err error
+	if s.commits != nil {
+		err = s.commits.insert(ctx, t)
+	} else {
+		err = s.insertToken(ctx, nil, t)
+	}
+	if err != nil {
+		return fmt.Errorf("create access token: %w: %w", ErrUnavailable, err)
+	}
+	if !t.stored {
 		return errorsx.WithStack(fosite.ErrInvalidClient.
 			WithHint("The key pair was revoked or regenerated while the token was being issued.").
 			WithWrap(ErrKeyPairChanged))
 	}
-	if c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= lastUsedWriteResolution {
-		err := s.w.WithContext(ctx).Model(&KeyPair{}).
-			Where("id = ? AND (last_used_at IS NULL OR last_used_at <= ?)", c.KeyPairID, now.Add(-lastUsedWriteResolution)).
-			Update("last_used_at", now).Error
+	return nil
+}
+
+// tokenInsert is one token to store, with what the store learns doing it.
+type tokenInsert struct {
+	args      []any // of insertTokenSQL
+	keyPairID int64
+	now       time.Time
+	touch     bool // record the pair's use
+	stored    bool // the pair still worked and outlives the token
+}
+
+// insertTokenSQL stores a token only if its key pair works and outlives
+// it: the check and the insert are one statement. On PostgreSQL the shared
+// row lock makes it wait for a regeneration or deletion of the pair in
+// progress and then re-check the pair, while token requests for one pair
+// never wait for each other.
+func (s *Store) insertTokenSQL() string {
+	return `INSERT INTO access_tokens
+		(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
+		SELECT $1, $2, id, $3, $4, $5, $6, $7 FROM key_pairs
+		WHERE id = $8 AND (expires_at IS NULL OR (expires_at > $9 AND expires_at >= $10))` + s.forShare()
+}
+
+// exec runs query in tx, or on the writer pool when tx is nil, through the
+// writer's prepared statement on SQLite. Inside a transaction it only uses
+// a statement prepared before: preparing one would wait for the writer
+// connection the transaction holds.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if tx != nil {
+		if st, ok := s.stmts.Load(stmtKey{s.wdb, query}); ok {
+			return tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
+		}
+		return tx.ExecContext(ctx, query, args...)
+	}
+	st, err := s.prepared(ctx, s.wdb, query)
+	if err != nil || st == nil {
+		return s.wdb.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+const touchKeyPairSQL = `UPDATE key_pairs SET last_used_at = $1
+	WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)`
+
+// insertToken runs t in tx (nil: on its own) and records whether the
+// token was stored.
+func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, t *tokenInsert) error {
+	res, err := s.exec(ctx, tx, s.insertTokenSQL(), t.args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	t.stored = n == 1
+	if t.stored && t.touch {
+		_, err := s.exec(ctx, tx, touchKeyPairSQL,
+			t.now, t.keyPairID, t.now.Add(-lastUsedWriteResolution))
 		if err != nil {
 			// The token is stored and valid; only the report of its use
 			// is late.
-			s.log.Warn("key pair: could not record its last use", "client_id", c.ClientID, "err", err)
+			s.log.Warn("key pair: could not record its last use", "key_pair", t.keyPairID, "err", err)
 		}
 	}
 	return nil
@@ -191,47 +276,40 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, ses
 	if signature == "" {
 		return nil, fosite.ErrNotFound
 	}
-	var rows []struct {
-		RequestID      string
-		TokenScopes    string
-		TokenAudience  string
-		IssuedAt       time.Time
-		TokenExpiresAt time.Time
-		C              clientRow `gorm:"embedded"`
+	var (
+		requestID, scopeList, audList string
+		issued, expires               time.Time
+	)
+	dest, client := scanClient()
+	err := s.queryRow(ctx, s.rdb, getTokenSQL, signature).Scan(append([]any{&requestID, &scopeList, &audList, &issued, &expires}, dest...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fosite.ErrNotFound
 	}
-	err := s.r.WithContext(ctx).Raw(`SELECT t.request_id, t.scopes AS token_scopes, t.audience AS token_audience,
-		t.issued_at, t.expires_at AS token_expires_at, k.id AS key_pair_id, k.client_id, k.secret_hash, k.expires_at,
-		k.last_used_at, k.created_at AS key_created_at, `+integrationColumns+`
-		FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
-		WHERE t.signature = ?`, signature).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("get access token: %w: %w", ErrUnavailable, err)
 	}
-	if len(rows) == 0 {
-		return nil, fosite.ErrNotFound
-	}
-	r := rows[0]
-	if !r.TokenExpiresAt.After(s.clock()) || !s.working(r.C.ExpiresAt) {
+	c := client()
+	if !expires.After(s.clock()) || !s.working(c.ExpiresAt) {
 		return nil, fosite.ErrNotFound
 	}
 	// A token issued before its pair entered a grace period dies with the
 	// pair: report the earlier of the two deadlines.
-	exp := r.TokenExpiresAt
-	if r.C.ExpiresAt != nil && r.C.ExpiresAt.Before(exp) {
-		exp = *r.C.ExpiresAt
+	exp := expires.UTC()
+	if c.ExpiresAt != nil && c.ExpiresAt.Before(exp) {
+		exp = *c.ExpiresAt
 	}
 	if session == nil {
 		session = new(fosite.DefaultSession)
 	}
 	session.SetExpiresAt(fosite.AccessToken, exp)
 	if ds, ok := session.(*fosite.DefaultSession); ok {
-		ds.Subject = r.C.I.Name
+		ds.Subject = c.Integration.Name
 	}
-	scopes, aud := splitList(r.TokenScopes), splitList(r.TokenAudience)
+	scopes, aud := splitList(scopeList), splitList(audList)
 	return &fosite.Request{
-		ID:                r.RequestID,
-		RequestedAt:       r.IssuedAt,
-		Client:            r.C.client(),
+		ID:                requestID,
+		RequestedAt:       issued.UTC(),
+		Client:            c,
 		RequestedScope:    scopes,
 		GrantedScope:      scopes,
 		RequestedAudience: aud,
@@ -251,6 +329,8 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 
 // RevokeAccessToken revokes every access token of the token request
 // requestID (RFC 7009 §2.1). Revoking what is already gone succeeds.
+// latchkey's revocation endpoint deletes by signature instead; on SQLite
+// request_id has no index, so this scans the table.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	if err := s.w.WithContext(ctx).Where("request_id = ?", requestID).Delete(&accessTokenRow{}).Error; err != nil {
 		return fmt.Errorf("revoke access token: %w: %w", ErrUnavailable, err)

@@ -50,7 +50,7 @@ func (s *Store) openPostgres(dsn string, pool Pool) error {
 		return fmt.Errorf("open postgres %s: %w", u.Redacted(), err)
 	}
 	pool.apply(sqlDB, 10, 30*time.Minute, 5*time.Minute)
-	s.w, s.r = db, db
+	s.w, s.r, s.wdb, s.rdb = db, db, sqlDB, sqlDB
 	return nil
 }
 

@@ -14,12 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -96,6 +94,17 @@ func (p Pool) apply(db *sql.DB, minConns int, lifetime, idle time.Duration) {
 type Store struct {
 	w, r    *gorm.DB
 	dialect string // "sqlite" or "postgres"
+	// wdb and rdb are the pools under w and r, for the hot paths that
+	// skip gorm.
+	wdb, rdb *sql.DB
+	// commits batches token inserts on SQLite; nil on PostgreSQL, where
+	// concurrent inserts need no batching.
+	commits *groupCommit
+	// checkpoints runs SQLite's WAL checkpoints; nil on PostgreSQL.
+	checkpoints *checkpointer
+	// stmts caches the hot paths' prepared statements on SQLite, keyed by
+	// pool and query; pgx caches them by itself.
+	stmts   sync.Map // stmtKey → *sql.Stmt
 	now     func() time.Time
 	log     *slog.Logger
 	hasher  *Hasher // admin tokens and client secrets
@@ -165,50 +174,56 @@ func (s *Store) gormConfig() *gorm.Config {
 	}
 }
 
-func (s *Store) openSQLite(path string, pool Pool) error {
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("open sqlite %s: %w", path, err)
-		}
+type stmtKey struct {
+	db    *sql.DB
+	query string
+}
+
+// prepared returns query prepared on db, preparing it on first use. On
+// PostgreSQL it returns nil: call db directly and let pgx cache.
+func (s *Store) prepared(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+	if s.dialect == "postgres" {
+		return nil, nil
 	}
-	// _txlock=immediate takes the write lock at BEGIN, so two transactions
-	// never both read and then deadlock upgrading to write.
-	base := "file:" + path + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_synchronous=NORMAL"
-	w, err := gorm.Open(sqlite.Open(base+"&_txlock=immediate"), s.gormConfig())
+	k := stmtKey{db, query}
+	if st, ok := s.stmts.Load(k); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, query)
 	if err != nil {
-		return fmt.Errorf("open sqlite %s: %w", path, err)
+		return nil, err
 	}
-	wdb, err := w.DB()
-	if err != nil {
-		return fmt.Errorf("open sqlite %s: %w", path, err)
+	if prev, loaded := s.stmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	// The writer must exist first: it switches the file to WAL before any
-	// reader opens it read-only-ish.
-	if err := wdb.Ping(); err != nil {
-		wdb.Close()
-		return fmt.Errorf("open sqlite %s: %w", path, err)
+	return st, nil
+}
+
+// queryRow runs a one-row query on db through its prepared statement.
+func (s *Store) queryRow(ctx context.Context, db *sql.DB, query string, args ...any) *sql.Row {
+	st, err := s.prepared(ctx, db, query)
+	if err != nil || st == nil {
+		// A failed prepare fails the same way here, as a row error.
+		return db.QueryRowContext(ctx, query, args...)
 	}
-	r, err := gorm.Open(sqlite.Open(base+"&_query_only=true"), s.gormConfig())
-	if err != nil {
-		wdb.Close()
-		return fmt.Errorf("open sqlite %s: %w", path, err)
-	}
-	rdb, err := r.DB()
-	if err != nil {
-		wdb.Close()
-		return fmt.Errorf("open sqlite %s: %w", path, err)
-	}
-	pool.apply(rdb, 4, 0, 0)
-	s.w, s.r = w, r
-	return nil
+	return st.QueryRowContext(ctx, args...)
 }
 
 // Close releases the database connections.
 func (s *Store) Close() error {
+	if s.commits != nil {
+		s.commits.close()
+	}
 	var errs []error
+	if s.checkpoints != nil {
+		errs = append(errs, s.checkpoints.close())
+	}
+	s.stmts.Range(func(k, st any) bool {
+		errs = append(errs, st.(*sql.Stmt).Close())
+		s.stmts.Delete(k)
+		return true
+	})
 	for _, db := range []*gorm.DB{s.r, s.w} {
 		if db == nil {
 			continue
