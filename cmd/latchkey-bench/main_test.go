@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
+)
+
+const testBootstrap = "bootstrap-token-for-bench-tests-0123456789"
+
+var testSecrets = [][]byte{[]byte("test-system-secret-0123456789abcdef")}
+
+func noEnv(string) string { return "" }
+
+// latchkey is an in-process latchkey on a fresh SQLite file.
+type latchkey struct {
+	url, db string
+	store   *storage.Store
+}
+
+func startLatchkey(t *testing.T) *latchkey {
+	t.Helper()
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "latchkey.db")
+	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: db, Secrets: testSecrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(ctx, st, server.Options{
+		Issuer: "http://127.0.0.1", TokenLifetime: 10 * time.Hour, Secrets: testSecrets, BootstrapToken: testBootstrap,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &latchkey{url: srv.URL, db: db, store: st}
+}
+
+// admin calls the admin API as the bootstrap admin and decodes the answer.
+func (l *latchkey) admin(t *testing.T, method, path, body string, want int) map[string]any {
+	t.Helper()
+	req, err := http.NewRequest(method, l.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testBootstrap)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, b)
+	}
+	out := map[string]any{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// load runs the load command with -json for about a second and decodes
+// its report.
+func load(t *testing.T, args ...string) report {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"latchkey-bench", "load", "-c", "4", "-d", "1s", "-warmup", "100ms", "-json"}, args...)
+	if err := run(context.Background(), args, noEnv, &stdout, &stderr); err != nil {
+		t.Fatalf("load %v: %v\n%s", args, err, stderr.String())
+	}
+	var r report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("load: output is not a report: %v\n%s", err, stdout.String())
+	}
+	t.Logf("%s: %d requests, %.0f/s, p99 %.3fms, status %v, errors %v", r.Mode, r.Requests, r.RPS, r.Latency.P99, r.Status, r.Errors)
+	return r
+}
+
+func TestLoadModes(t *testing.T) {
+	l := startLatchkey(t)
+	tests := []struct {
+		mode   string
+		extra  []string
+		status string // the only status expected
+		kinds  []string
+	}{
+		{mode: "token", status: "200"},
+		{mode: "introspect", status: "200"},
+		{mode: "mixed", extra: []string{"-mix", "5"}, status: "200", kinds: []string{"token", "introspect"}},
+		{mode: "badsecret", status: "401"},
+		{mode: "badsecret", extra: []string{"-malformed"}, status: "401"},
+		// The portable engine, and the epoll engine with two loops.
+		{mode: "mixed", extra: []string{"-engine", "goroutines", "-mix", "5"}, status: "200", kinds: []string{"token", "introspect"}},
+		{mode: "badsecret", extra: []string{"-engine", "goroutines"}, status: "401"},
+		{mode: "token", extra: []string{"-t", "2"}, status: "200"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(append([]string{tc.mode}, tc.extra...), ""), func(t *testing.T) {
+			args := append([]string{"-url", l.url, "-admin-token", testBootstrap, "-mode", tc.mode}, tc.extra...)
+			r := load(t, args...)
+			if r.Requests == 0 || r.RPS <= 0 {
+				t.Fatalf("no requests counted: %+v", r)
+			}
+			if got := r.Status[tc.status]; got != r.Requests || len(r.Status) != 1 {
+				t.Errorf("status %v, want all %d requests %s", r.Status, r.Requests, tc.status)
+			}
+			if r.TransportErrors != 0 || r.Stalled != 0 {
+				t.Errorf("transport errors %v, stalled %d", r.Errors, r.Stalled)
+			}
+			if r.Latency.P50 <= 0 || r.Latency.P50 > r.Latency.P99 || r.Latency.P99 > r.Latency.Max {
+				t.Errorf("latency percentiles out of order: %+v", r.Latency)
+			}
+			for _, k := range tc.kinds {
+				if r.Kinds[k].Requests == 0 {
+					t.Errorf("no %s requests in %+v", k, r.Kinds)
+				}
+			}
+			if tc.mode == "mixed" && r.Kinds["introspect"].Requests < 2*r.Kinds["token"].Requests {
+				t.Errorf("mixed with -mix 5: %d introspections for %d tokens", r.Kinds["introspect"].Requests, r.Kinds["token"].Requests)
+			}
+		})
+	}
+	// Every run deletes what it created.
+	items := l.admin(t, "GET", "/admin/integrations", "", http.StatusOK)["items"].([]any)
+	if len(items) != 0 {
+		t.Errorf("integrations left behind: %v", items)
+	}
+}
+
+// syncBuffer collects the output of a command running in a goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestFloor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"latchkey-bench", "floor", "-listen", "127.0.0.1:0"}, noEnv, &stdout, &stderr)
+	}()
+	addr := ""
+	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); {
+		if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(stdout.String()); m != nil {
+			addr = m[1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if addr == "" {
+		cancel()
+		t.Fatalf("floor did not start: %s %s", stdout.String(), stderr.String())
+	}
+
+	resp, err := http.Post("http://"+addr+"/anything", "application/x-www-form-urlencoded", strings.NewReader("a=b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !json.Valid(b) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("floor answered %d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+
+	// No admin token: floor mode needs no setup.
+	for _, engine := range []string{defaultEngine, "goroutines"} {
+		r := load(t, "-url", "http://"+addr, "-mode", "floor", "-engine", engine)
+		if r.Requests == 0 || r.Status["200"] != r.Requests || r.TransportErrors != 0 {
+			t.Errorf("floor run, %s engine: %+v", engine, r)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("floor: %v", err)
+	}
+}
+
+func TestSeed(t *testing.T) {
+	l := startLatchkey(t)
+	kp := l.admin(t, "POST", "/admin/integrations", `{"name":"owner","scopes":["read"]}`, http.StatusCreated)["key_pair"].(map[string]any)
+	clientID, secret := kp["client_id"].(string), kp["client_secret"].(string)
+	// A token latchkey wrote itself, to compare the seeded rows with.
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest("POST", l.url+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	dsn := "sqlite://" + l.db
+	seed := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args = append([]string{"latchkey-bench", "seed", "-database", dsn, "-batch", "3000"}, args...)
+		if err := run(context.Background(), args, noEnv, &stdout, &stderr); err != nil {
+			t.Fatalf("seed %v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	seed("-tokens", "10000", "-client-id", clientID)
+	out := seed("-tokens", "4000", "-expired")
+	if want := "access_tokens: 14001 rows (10001 live, 4000 expired)"; !strings.Contains(out, want) {
+		t.Errorf("seed printed %q, want %q", out, want)
+	}
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"latchkey-bench", "count", "-database", dsn}, noEnv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := "access_tokens: 14001 rows (10001 live, 4000 expired)\n"; stdout.String() != want {
+		t.Errorf("count printed %q, want %q", stdout.String(), want)
+	}
+
+	// The seeded times have the shape of latchkey's own, so its janitor,
+	// which compares them as text on SQLite, purges exactly the expired.
+	db, err := sql.Open("sqlite3", "file:"+l.db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	shapes := map[string]int{}
+	// Concatenated, so the driver returns the stored text and does not
+	// parse it into a time.Time.
+	rows, err := db.Query(`SELECT issued_at || '', expires_at || '' FROM access_tokens`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape := regexp.MustCompile(`[0-9]`)
+	for rows.Next() {
+		var issued, expires string
+		if err := rows.Scan(&issued, &expires); err != nil {
+			t.Fatal(err)
+		}
+		shapes[shape.ReplaceAllString(issued, "9")+" "+shape.ReplaceAllString(expires, "9")]++
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	// One shape, or two when a time happens to end in a zero that the
+	// driver trims; never a different layout.
+	for s := range shapes {
+		if !regexp.MustCompile(`^9999-99-99 99:99:99(\.9+)?\+99:99 9999-99-99 99:99:99(\.9+)?\+99:99$`).MatchString(s) {
+			t.Errorf("a time is stored as %q", s)
+		}
+	}
+	n, err := l.store.Purge(context.Background(), 1000)
+	if err != nil || n != 4000 {
+		t.Errorf("purge deleted %d rows (%v), want the 4000 expired", n, err)
+	}
+	var left int
+	if err := db.QueryRow(`SELECT count(*) FROM access_tokens`).Scan(&left); err != nil || left != 10001 {
+		t.Errorf("%d rows left (%v), want 10001", left, err)
+	}
+}
+
+func TestWrongSecretIsWellFormed(t *testing.T) {
+	for range 100 {
+		s := wrongSecret()
+		if !storage.ValidChecksummed(s, storage.ClientSecretPrefix) {
+			t.Fatalf("%q does not pass latchkey's checksum test", s)
+		}
+		if b := breakChecksum(s); storage.ValidChecksummed(b, storage.ClientSecretPrefix) || len(b) != len(s) {
+			t.Fatalf("%q (from %q) passes latchkey's checksum test", b, s)
+		}
+	}
+}
+
+func TestHistQuantiles(t *testing.T) {
+	h := newHist()
+	// 1µs .. 100ms, uniformly: the q-quantile is q*100ms.
+	const n = 100000
+	for i := 1; i <= n; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		got, want := float64(h.quantile(q)), q*float64(n*time.Microsecond)
+		if math.Abs(got-want)/want > 0.005 {
+			t.Errorf("p%v = %v, want %v within 0.5%%", q*100, time.Duration(got), time.Duration(want))
+		}
+	}
+	if h.max != int64(n*time.Microsecond) || h.quantile(1) != n*time.Microsecond {
+		t.Errorf("max %v, p100 %v", time.Duration(h.max), h.quantile(1))
+	}
+	for v := int64(0); v < 1<<20; v += 7 {
+		if got := histValue(histIndex(v)); math.Abs(float64(got-v)) > float64(v)/histHalf+1 {
+			t.Fatalf("value %d is reported as %d", v, got)
+		}
+	}
+}
+
+func TestParseResponse(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		status    int
+		keep      bool
+		err       error // at the end of the stream
+		closeEnds bool  // only the end of the stream completes it
+	}{
+		{name: "content length", raw: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", status: 200, keep: true},
+		{name: "chunked", raw: "HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: Chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nTrailer: t\r\n\r\n", status: 401, keep: true},
+		{name: "connection close", raw: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno", status: 503},
+		{name: "until eof", raw: "HTTP/1.1 200 OK\r\n\r\nall of it", status: 200, closeEnds: true},
+		{name: "no content", raw: "HTTP/1.1 204 No Content\r\n\r\n", status: 204, keep: true},
+		{name: "interim", raw: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", status: 200, keep: true},
+		{name: "http/1.0", raw: "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", status: 200},
+		{name: "garbage", raw: "SSH-2.0-OpenSSH\r\n\r\n", err: errMalformed},
+		{name: "bad length", raw: "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", err: errMalformed},
+		{name: "truncated", raw: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", err: io.ErrUnexpectedEOF},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Byte by byte, as a slow connection delivers it: incomplete
+			// until the last byte (or the end of the stream).
+			next := "HTTP/1.1 200 OK\r\n"
+			b := []byte(tc.raw + next)
+			for i := 0; i < len(tc.raw); i++ {
+				_, _, n, err := parseResponse(b[:i], false)
+				if err != nil && !errors.Is(err, tc.err) || n != 0 {
+					t.Fatalf("after %d of %d bytes: n %d, %v; want incomplete", i, len(tc.raw), n, err)
+				}
+			}
+			if tc.err != nil {
+				if _, _, _, err := parseResponse([]byte(tc.raw), true); !errors.Is(err, tc.err) {
+					t.Fatalf("error %v, want %v", err, tc.err)
+				}
+				return
+			}
+			raw, eof := b, false
+			if tc.closeEnds {
+				raw, eof = []byte(tc.raw), true
+			}
+			status, keep, n, err := parseResponse(raw, eof)
+			if err != nil || status != tc.status || keep != tc.keep || n != len(tc.raw) {
+				t.Errorf("got %d, keep %v, %d bytes, %v; want %d, keep %v, %d bytes", status, keep, n, err, tc.status, tc.keep, len(tc.raw))
+			}
+			if testing.AllocsPerRun(100, func() { parseResponse(raw, eof) }) != 0 {
+				t.Errorf("parseResponse allocates")
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"load", "-h"}, 0},
+		{[]string{"seed", "-h"}, 0},
+		{[]string{"load", "-mode", "nope", "-admin-token", "x"}, 2},
+		{[]string{"load", "-mode", "token"}, 2}, // no admin token
+		{[]string{"load", "-url", "https://example.com", "-mode", "floor"}, 2},
+		{[]string{"seed", "-database", "mysql://x", "-tokens", "1"}, 2},
+		{[]string{"frobnicate"}, 2},
+	}
+	for _, tc := range tests {
+		err := run(context.Background(), append([]string{"latchkey-bench"}, tc.args...), noEnv, io.Discard, io.Discard)
+		if got := exitCode(err); err == nil || got != tc.code {
+			t.Errorf("%v: %v, exit code %d; want %d", tc.args, err, got, tc.code)
+		}
+		if tc.code == 0 && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%v: %v, want flag.ErrHelp", tc.args, err)
+		}
+	}
+	// The admin token may come from the environment.
+	env := func(k string) string { return map[string]string{"LATCHKEY_ADMIN_TOKEN": "x"}[k] }
+	err := run(context.Background(), []string{"latchkey-bench", "load", "-mode", "token", "-url", "http://127.0.0.1:1", "-d", "1ms"}, env, io.Discard, io.Discard)
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "create integration") {
+		t.Errorf("with LATCHKEY_ADMIN_TOKEN set: %v, want a failure to reach the admin API", err)
+	}
+}

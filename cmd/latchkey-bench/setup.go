@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// setup creates, through the admin API, the integrations a load run needs,
+// and deletes them again. Everything here runs once per run, so it uses
+// net/http.
+type setup struct {
+	adminURL, adminToken, url string
+	hc                        *http.Client
+	suffix                    string
+	created                   []string
+	log                       io.Writer
+}
+
+func newSetup(adminURL, token, baseURL string, log io.Writer) *setup {
+	return &setup{
+		adminURL: strings.TrimRight(adminURL, "/"), adminToken: token, url: strings.TrimRight(baseURL, "/"),
+		hc: &http.Client{Timeout: 30 * time.Second}, suffix: randomSuffix(), log: log,
+	}
+}
+
+type keyPair struct{ id, secret string }
+
+// integration creates the integration prefix-<suffix> with the given
+// fields and returns its key pair.
+func (s *setup) integration(ctx context.Context, prefix string, fields map[string]any) (keyPair, error) {
+	name := prefix + "-" + s.suffix
+	body := map[string]any{"name": name, "description": "created by latchkey-bench; deleted when it ends"}
+	for k, v := range fields {
+		body[k] = v
+	}
+	var out struct {
+		KeyPair struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret"`
+		} `json:"key_pair"`
+	}
+	if err := s.admin(ctx, "POST", "/admin/integrations", body, http.StatusCreated, &out); err != nil {
+		return keyPair{}, fmt.Errorf("create integration %s: %w", name, err)
+	}
+	s.created = append(s.created, name)
+	if out.KeyPair.ClientID == "" || out.KeyPair.ClientSecret == "" {
+		return keyPair{}, fmt.Errorf("create integration %s: no key pair in the answer", name)
+	}
+	return keyPair{out.KeyPair.ClientID, out.KeyPair.ClientSecret}, nil
+}
+
+// cleanup deletes every integration the run created, and with them the
+// tokens it was issued.
+func (s *setup) cleanup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, name := range s.created {
+		err := s.admin(ctx, "DELETE", "/admin/integrations/"+url.PathEscape(name), nil, http.StatusNoContent, nil)
+		if err != nil {
+			fmt.Fprintf(s.log, "latchkey-bench: could not delete integration %s: %v\n", name, err)
+		}
+	}
+	s.created = nil
+}
+
+func (s *setup) admin(ctx context.Context, method, path string, body any, want int, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.adminURL+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	status, b, err := s.do(req)
+	if err != nil {
+		return err
+	}
+	if status != want {
+		return fmt.Errorf("%s %s: status %d: %s", method, path, status, snippet(b))
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// oauth posts form to an OAuth endpoint with the key pair's Basic auth.
+func (s *setup) oauth(ctx context.Context, path string, kp keyPair, form url.Values) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", s.url+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(kp.id), url.QueryEscape(kp.secret))
+	return s.do(req)
+}
+
+// token gets an access token for kp.
+func (s *setup) token(ctx context.Context, kp keyPair) (string, error) {
+	status, b, err := s.oauth(ctx, "/oauth2/token", kp, url.Values{"grant_type": {"client_credentials"}})
+	if err != nil {
+		return "", fmt.Errorf("get a token: %w", err)
+	}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if status != http.StatusOK || json.Unmarshal(b, &out) != nil || out.AccessToken == "" {
+		return "", fmt.Errorf("get a token: status %d: %s", status, snippet(b))
+	}
+	return out.AccessToken, nil
+}
+
+// checkActive makes sure the token introspects active, so that the run
+// measures the lookup of a live token and not the cheap "inactive" answer.
+func (s *setup) checkActive(ctx context.Context, rs keyPair, token string) error {
+	status, b, err := s.oauth(ctx, "/oauth2/introspect", rs, url.Values{"token": {token}})
+	if err != nil {
+		return fmt.Errorf("introspect: %w", err)
+	}
+	var out struct {
+		Active bool `json:"active"`
+	}
+	if status != http.StatusOK || json.Unmarshal(b, &out) != nil || !out.Active {
+		return fmt.Errorf("introspect the fresh token: status %d: %s (want active)", status, snippet(b))
+	}
+	return nil
+}
+
+func (s *setup) do(req *http.Request) (int, []byte, error) {
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
