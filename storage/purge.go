@@ -67,6 +67,7 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			if err := ctx.Err(); err != nil {
 				return total, err
 			}
+			start := time.Now()
 			res := s.w.WithContext(ctx).Exec(st.sql, append(st.args, batch)...)
 			if res.Error != nil {
 				return total, fmt.Errorf("purge %s: %w", st.name, res.Error)
@@ -74,6 +75,13 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			total += res.RowsAffected
 			if res.RowsAffected < int64(batch) {
 				break
+			}
+			// A backlog is worked off at half the writer's time at most:
+			// token requests queued behind a batch get the writer for as
+			// long again before the next one.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Since(start)):
 			}
 		}
 	}
