@@ -109,7 +109,7 @@ func (g *groupCommit) commit(batch []*pendingToken) {
 	defer cancel()
 	// Prepared while the writer connection is free; a failure here (no
 	// tables yet) shows up again, as the statements' own errors.
-	_, _ = g.s.prepared(ctx, g.db, g.s.insertTokenSQL())
+	_, _ = g.s.prepared(ctx, g.db, g.s.insertSQL)
 	_, _ = g.s.prepared(ctx, g.db, touchKeyPairSQL)
 	tx, err := g.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -203,7 +203,7 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 
 // tokenInsert is one token to store, with what the store learns doing it.
 type tokenInsert struct {
-	args      []any // of insertTokenSQL
+	args      []any // of Store.insertSQL
 	keyPairID int64
 	now       time.Time
 	touch     bool // record the pair's use
@@ -212,15 +212,13 @@ type tokenInsert struct {
 
 // insertTokenSQL stores a token only if its key pair works and outlives
 // it: the check and the insert are one statement. On PostgreSQL the shared
-// row lock makes it wait for a regeneration or deletion of the pair in
-// progress and then re-check the pair, while token requests for one pair
-// never wait for each other.
-func (s *Store) insertTokenSQL() string {
-	return `INSERT INTO access_tokens
-		(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
-		SELECT $1, $2, id, $3, $4, $5, $6, $7 FROM key_pairs
-		WHERE id = $8 AND (expires_at IS NULL OR (expires_at > $9 AND expires_at >= $10))` + s.forShare()
-}
+// row lock (appended by Open, as Store.insertSQL) makes it wait for a
+// regeneration or deletion of the pair in progress and then re-check the
+// pair, while token requests for one pair never wait for each other.
+const insertTokenSQL = `INSERT INTO access_tokens
+	(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
+	SELECT $1, $2, id, $3, $4, $5, $6, $7 FROM key_pairs
+	WHERE id = $8 AND (expires_at IS NULL OR (expires_at > $9 AND expires_at >= $10))`
 
 // exec runs query in tx, or on the writer pool when tx is nil, through the
 // writer's prepared statement on SQLite. Inside a transaction it only uses
@@ -246,7 +244,7 @@ const touchKeyPairSQL = `UPDATE key_pairs SET last_used_at = $1
 // insertToken runs t in tx (nil: on its own) and records whether the
 // token was stored.
 func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, t *tokenInsert) error {
-	res, err := s.exec(ctx, tx, s.insertTokenSQL(), t.args...)
+	res, err := s.exec(ctx, tx, s.insertSQL, t.args...)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,9 @@ func (p Pool) apply(db *sql.DB, minConns int, lifetime, idle time.Duration) {
 type Store struct {
 	w, r    *gorm.DB
 	dialect string // "sqlite" or "postgres"
+	// insertSQL is insertTokenSQL with the dialect's row lock, built once:
+	// every token request runs it.
+	insertSQL string
 	// wdb and rdb are the pools under w and r, for the hot paths that
 	// skip gorm.
 	wdb, rdb *sql.DB
@@ -135,6 +138,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.dialect = o.Driver
+	s.insertSQL = insertTokenSQL + s.forShare()
 	switch o.Driver {
 	case "sqlite":
 		if err := s.openSQLite(o.DSN, o.Pool); err != nil {
