@@ -4,12 +4,14 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -41,6 +43,12 @@ const (
 	maxConnTime       = 24 * time.Hour
 	minRequestTimeout = time.Second
 	maxRequestTimeout = 5 * time.Minute
+	// A shutdown longer than this outlasts every orchestrator's patience
+	// (Kubernetes gives 30s by default).
+	minShutdownTimeout = time.Second
+	maxShutdownTimeout = 10 * time.Minute
+	// Rate limits are per minute; beyond this they no longer limit.
+	maxRateLimit = 1_000_000
 
 	// minSecretBytes matches the key size of the HMAC and AEAD primitives the
 	// secret feeds, so a shorter secret would silently weaken them.
@@ -89,6 +97,28 @@ type Config struct {
 	// before it is answered 503, so an unreachable database never hangs
 	// clients.
 	RequestTimeout time.Duration
+	// ShutdownTimeout bounds how long requests in flight at a stop signal
+	// may run before the process exits anyway.
+	ShutdownTimeout time.Duration
+	// TLSCert and TLSKey, both or neither, serve HTTPS on every listener.
+	TLSCert string
+	TLSKey  string
+	// TrustedProxies lists the addresses (IPs or CIDRs) whose
+	// X-Forwarded-For header is believed; from anyone else it is ignored.
+	TrustedProxies []string
+	// RateLimitFailures is how many failed client authentications per
+	// minute a client ID, and separately a remote address, may make once
+	// RateLimitFailuresBurst is used up; 0 turns the limit off.
+	RateLimitFailures      int
+	RateLimitFailuresBurst int
+	// RateLimitAdminFailures is the same for failed admin-token attempts,
+	// per remote address.
+	RateLimitAdminFailures      int
+	RateLimitAdminFailuresBurst int
+	// MetricsIntegrationLabel adds the integration's name as a label to
+	// the per-client metrics; off by default because every integration
+	// then becomes a set of time series.
+	MetricsIntegrationLabel bool
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -113,6 +143,12 @@ func Default() Config {
 		DatabaseConnMaxLifetime: 30 * time.Minute,
 		DatabaseConnMaxIdleTime: 5 * time.Minute,
 		RequestTimeout:          10 * time.Second,
+		ShutdownTimeout:         20 * time.Second,
+
+		RateLimitFailures:           60,
+		RateLimitFailuresBurst:      20,
+		RateLimitAdminFailures:      10,
+		RateLimitAdminFailuresBurst: 10,
 	}
 }
 
@@ -141,6 +177,11 @@ const (
 	acceptedIdleConns    = `0 (same as database_max_conns) or a whole number up to 1000`
 	acceptedConnTime     = `a Go duration between 1s and 24h, e.g. "30m"`
 	acceptedTimeout      = `a Go duration between 1s and 5m, e.g. "10s"`
+	acceptedShutdown     = `a Go duration between 1s and 10m, e.g. "20s"`
+	acceptedTLSFile      = `empty, or the path of a PEM file; tls_cert and tls_key are set together`
+	acceptedProxies      = `IP addresses or CIDR ranges, e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`
+	acceptedRate         = `0 (off) or a whole number of failures per minute up to 1000000`
+	acceptedBurst        = `a whole number from 1 up to 1000000`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -203,6 +244,26 @@ func settings() []setting {
 				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
 			}
 			*field(c) = n
+			return nil
+		}
+	}
+	rate := func(field func(c *Config) *int, accepted string) func(*Config, value) error {
+		return func(c *Config, v value) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v.scalar))
+			if err != nil || n < 0 || n > maxRateLimit {
+				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
+			}
+			*field(c) = n
+			return nil
+		}
+	}
+	boolean := func(field func(c *Config) *bool) func(*Config, value) error {
+		return func(c *Config, v value) error {
+			b, err := strconv.ParseBool(v.scalar)
+			if err != nil {
+				return fmt.Errorf("%q is not a valid boolean; accepted values: %s", v.scalar, acceptedBool)
+			}
+			*field(c) = b
 			return nil
 		}
 	}
@@ -284,14 +345,7 @@ func settings() []setting {
 			key: "dev", env: "LATCHKEY_DEV", flag: "dev", isBool: true,
 			usage: "development mode: allow a plain-http issuer on any host",
 			show:  func(c *Config) string { return strconv.FormatBool(c.Dev) },
-			set: func(c *Config, v value) error {
-				b, err := strconv.ParseBool(v.scalar)
-				if err != nil {
-					return fmt.Errorf("%q is not a valid boolean; accepted values: %s", v.scalar, acceptedBool)
-				}
-				c.Dev = b
-				return nil
-			},
+			set:   boolean(func(c *Config) *bool { return &c.Dev }),
 		},
 		{
 			key: "janitor_interval", env: "LATCHKEY_JANITOR_INTERVAL", flag: "janitor-interval",
@@ -335,7 +389,72 @@ func settings() []setting {
 			show:  func(c *Config) string { return c.RequestTimeout.String() },
 			set:   dur(func(c *Config) *time.Duration { return &c.RequestTimeout }, requestTimeoutOK, acceptedTimeout),
 		},
+		{
+			key: "shutdown_timeout", env: "LATCHKEY_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout",
+			usage: "on SIGTERM, how long requests in flight may still run, as a Go `duration`",
+			show:  func(c *Config) string { return c.ShutdownTimeout.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, shutdownTimeoutOK, acceptedShutdown),
+		},
+		{
+			key: "tls_cert", env: "LATCHKEY_TLS_CERT", flag: "tls-cert",
+			usage: "PEM certificate chain `file`; with tls_key, every listener serves HTTPS",
+			show:  func(c *Config) string { return c.TLSCert },
+			set:   str(func(c *Config) *string { return &c.TLSCert }),
+		},
+		{
+			key: "tls_key", env: "LATCHKEY_TLS_KEY", flag: "tls-key",
+			usage: "PEM private key `file` for tls_cert",
+			show:  func(c *Config) string { return c.TLSKey },
+			set:   str(func(c *Config) *string { return &c.TLSKey }),
+		},
+		{
+			key: "trusted_proxies", env: "LATCHKEY_TRUSTED_PROXIES", flag: "trusted-proxies",
+			usage: "comma-separated `addresses` (IPs or CIDRs) whose X-Forwarded-For is believed",
+			show:  func(c *Config) string { return strings.Join(c.TrustedProxies, ",") },
+			set: func(c *Config, v value) error {
+				if v.isList {
+					c.TrustedProxies = append([]string(nil), v.list...)
+					return nil
+				}
+				c.TrustedProxies = splitList(v.scalar)
+				return nil
+			},
+		},
+		{
+			key: "rate_limit_failures", env: "LATCHKEY_RATE_LIMIT_FAILURES", flag: "rate-limit-failures",
+			usage: "failed client authentications per minute allowed per client ID and per address (0: off)",
+			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailures) },
+			set:   rate(func(c *Config) *int { return &c.RateLimitFailures }, acceptedRate),
+		},
+		{
+			key: "rate_limit_failures_burst", env: "LATCHKEY_RATE_LIMIT_FAILURES_BURST", flag: "rate-limit-failures-burst",
+			usage: "failed client authentications allowed at once before rate_limit_failures applies",
+			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailuresBurst) },
+			set:   rate(func(c *Config) *int { return &c.RateLimitFailuresBurst }, acceptedBurst),
+		},
+		{
+			key: "rate_limit_admin_failures", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES", flag: "rate-limit-admin-failures",
+			usage: "failed admin-token attempts per minute allowed per address (0: off)",
+			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailures) },
+			set:   rate(func(c *Config) *int { return &c.RateLimitAdminFailures }, acceptedRate),
+		},
+		{
+			key: "rate_limit_admin_failures_burst", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST", flag: "rate-limit-admin-failures-burst",
+			usage: "failed admin-token attempts allowed at once before rate_limit_admin_failures applies",
+			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailuresBurst) },
+			set:   rate(func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, acceptedBurst),
+		},
+		{
+			key: "metrics_integration_label", env: "LATCHKEY_METRICS_INTEGRATION_LABEL", flag: "metrics-integration-label", isBool: true,
+			usage: "label per-client metrics with the integration name (one set of series per integration)",
+			show:  func(c *Config) string { return strconv.FormatBool(c.MetricsIntegrationLabel) },
+			set:   boolean(func(c *Config) *bool { return &c.MetricsIntegrationLabel }),
+		},
 	}
+}
+
+func shutdownTimeoutOK(d time.Duration) bool {
+	return d >= minShutdownTimeout && d <= maxShutdownTimeout
 }
 
 func connTimeOK(d time.Duration) bool { return d >= minConnTime && d <= maxConnTime }
@@ -495,6 +614,15 @@ type fileConfig struct {
 	ConnMaxLifetime  yaml.Node `yaml:"database_conn_max_lifetime"`
 	ConnMaxIdleTime  yaml.Node `yaml:"database_conn_max_idle_time"`
 	RequestTimeout   yaml.Node `yaml:"request_timeout"`
+	ShutdownTimeout  yaml.Node `yaml:"shutdown_timeout"`
+	TLSCert          yaml.Node `yaml:"tls_cert"`
+	TLSKey           yaml.Node `yaml:"tls_key"`
+	TrustedProxies   yaml.Node `yaml:"trusted_proxies"`
+	RateLimit        yaml.Node `yaml:"rate_limit_failures"`
+	RateLimitBurst   yaml.Node `yaml:"rate_limit_failures_burst"`
+	AdminRateLimit   yaml.Node `yaml:"rate_limit_admin_failures"`
+	AdminRateBurst   yaml.Node `yaml:"rate_limit_admin_failures_burst"`
+	MetricsLabel     yaml.Node `yaml:"metrics_integration_label"`
 }
 
 func (f *fileConfig) nodes() map[string]*yaml.Node {
@@ -519,6 +647,16 @@ func (f *fileConfig) nodes() map[string]*yaml.Node {
 		"database_conn_max_lifetime":  &f.ConnMaxLifetime,
 		"database_conn_max_idle_time": &f.ConnMaxIdleTime,
 		"request_timeout":             &f.RequestTimeout,
+		"shutdown_timeout":            &f.ShutdownTimeout,
+
+		"tls_cert":                        &f.TLSCert,
+		"tls_key":                         &f.TLSKey,
+		"trusted_proxies":                 &f.TrustedProxies,
+		"rate_limit_failures":             &f.RateLimit,
+		"rate_limit_failures_burst":       &f.RateLimitBurst,
+		"rate_limit_admin_failures":       &f.AdminRateLimit,
+		"rate_limit_admin_failures_burst": &f.AdminRateBurst,
+		"metrics_integration_label":       &f.MetricsLabel,
 	}
 }
 
@@ -562,7 +700,7 @@ func readFile(path string, table []setting) (layer, error) {
 		if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") {
 			continue
 		}
-		v, err := nodeValue(n, s.key == "secret")
+		v, err := nodeValue(n, s.key == "secret" || s.key == "trusted_proxies")
 		if err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %s: %w", n.Line, s.key, err))
 			continue
@@ -686,7 +824,77 @@ func (c *Config) problems() map[string][]string {
 	if !requestTimeoutOK(c.RequestTimeout) {
 		add("request_timeout", "%q is not valid; accepted values: %s", c.RequestTimeout.String(), acceptedTimeout)
 	}
+	if !shutdownTimeoutOK(c.ShutdownTimeout) {
+		add("shutdown_timeout", "%q is not valid; accepted values: %s", c.ShutdownTimeout.String(), acceptedShutdown)
+	}
+	c.checkTLS(add)
+	if _, err := c.ProxyNets(); err != nil {
+		add("trusted_proxies", "%q: %s; accepted values: %s", strings.Join(c.TrustedProxies, ","), err, acceptedProxies)
+	}
+	checkRate := func(key string, n int, burst bool) {
+		switch {
+		case n < 0 || n > maxRateLimit:
+			add(key, "%q is not valid; accepted values: %s", strconv.Itoa(n), map[bool]string{false: acceptedRate, true: acceptedBurst}[burst])
+		case burst && n == 0:
+			add(key, "%q is not valid; accepted values: %s", "0", acceptedBurst)
+		}
+	}
+	checkRate("rate_limit_failures", c.RateLimitFailures, false)
+	checkRate("rate_limit_failures_burst", c.RateLimitFailuresBurst, true)
+	checkRate("rate_limit_admin_failures", c.RateLimitAdminFailures, false)
+	checkRate("rate_limit_admin_failures_burst", c.RateLimitAdminFailuresBurst, true)
 	return p
+}
+
+// checkTLS requires the certificate and key together and loadable, so a
+// mistyped path stops start-up instead of serving plain HTTP.
+func (c *Config) checkTLS(add func(key, format string, args ...any)) {
+	switch {
+	case c.TLSCert == "" && c.TLSKey == "":
+		return
+	case c.TLSCert == "":
+		add("tls_cert", "is empty while tls_key is set to %q; accepted values: %s", c.TLSKey, acceptedTLSFile)
+		return
+	case c.TLSKey == "":
+		add("tls_key", "is empty while tls_cert is set to %q; accepted values: %s", c.TLSCert, acceptedTLSFile)
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+		add("tls_cert", "%q with tls_key %q cannot be loaded (%s); accepted values: %s", c.TLSCert, c.TLSKey, tlsLoadError(err), acceptedTLSFile)
+	}
+}
+
+// tlsLoadError keeps the reason and drops what crypto/tls wraps around it,
+// which can quote PEM contents.
+func tlsLoadError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + " " + pe.Path + ": " + pe.Err.Error()
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, ";"); i > 0 {
+		msg = msg[:i]
+	}
+	return strings.TrimPrefix(msg, "tls: ")
+}
+
+// ProxyNets parses trusted_proxies; a bare IP is a one-address range.
+func (c *Config) ProxyNets() ([]netip.Prefix, error) {
+	nets := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d %q is not an IP address or CIDR range", i+1, s)
+		}
+		a = a.Unmap()
+		nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return nets, nil
 }
 
 func keyRotationOK(d time.Duration) bool {

@@ -1,10 +1,17 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -30,6 +37,39 @@ func writeConfig(t *testing.T, content string) string {
 		t.Fatalf("writing config file: %v", err)
 	}
 	return path
+}
+
+// writeCert writes a self-signed certificate and its key as PEM files.
+func writeCert(t *testing.T) (cert, key string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
 
 // envFrom turns a map into a getenv function so tests never touch the real
@@ -74,6 +114,12 @@ func TestDefault(t *testing.T) {
 		DatabaseConnMaxLifetime: 30 * time.Minute,
 		DatabaseConnMaxIdleTime: 5 * time.Minute,
 		RequestTimeout:          10 * time.Second,
+		ShutdownTimeout:         20 * time.Second,
+
+		RateLimitFailures:           60,
+		RateLimitFailuresBurst:      20,
+		RateLimitAdminFailures:      10,
+		RateLimitAdminFailuresBurst: 10,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -89,6 +135,7 @@ func TestDefault(t *testing.T) {
 }
 
 func TestLoadEverySourceSetsEveryKey(t *testing.T) {
+	cert, key := writeCert(t)
 	want := Config{
 		Listen:           "127.0.0.1:9000",
 		AdminListen:      "127.0.0.1:9001",
@@ -110,6 +157,16 @@ func TestLoadEverySourceSetsEveryKey(t *testing.T) {
 		DatabaseConnMaxLifetime: 10 * time.Minute,
 		DatabaseConnMaxIdleTime: 2 * time.Minute,
 		RequestTimeout:          20 * time.Second,
+		ShutdownTimeout:         45 * time.Second,
+
+		TLSCert:                     cert,
+		TLSKey:                      key,
+		TrustedProxies:              []string{"10.0.0.0/8", "192.0.2.7"},
+		RateLimitFailures:           120,
+		RateLimitFailuresBurst:      30,
+		RateLimitAdminFailures:      5,
+		RateLimitAdminFailuresBurst: 3,
+		MetricsIntegrationLabel:     true,
 	}
 	file := writeConfig(t, `
 listen: "127.0.0.1:9000"
@@ -131,6 +188,15 @@ database_max_idle_conns: 5
 database_conn_max_lifetime: 10m
 database_conn_max_idle_time: 2m
 request_timeout: 20s
+shutdown_timeout: 45s
+tls_cert: `+cert+`
+tls_key: `+key+`
+trusted_proxies: [10.0.0.0/8, 192.0.2.7]
+rate_limit_failures: 120
+rate_limit_failures_burst: 30
+rate_limit_admin_failures: 5
+rate_limit_admin_failures_burst: 3
+metrics_integration_label: true
 `)
 	tests := []struct {
 		name string
@@ -162,6 +228,16 @@ request_timeout: 20s
 				"LATCHKEY_DATABASE_CONN_MAX_LIFETIME":  "600s",
 				"LATCHKEY_DATABASE_CONN_MAX_IDLE_TIME": "120s",
 				"LATCHKEY_REQUEST_TIMEOUT":             "20000ms",
+				"LATCHKEY_SHUTDOWN_TIMEOUT":            "45s",
+
+				"LATCHKEY_TLS_CERT":                        cert,
+				"LATCHKEY_TLS_KEY":                         key,
+				"LATCHKEY_TRUSTED_PROXIES":                 "10.0.0.0/8,192.0.2.7",
+				"LATCHKEY_RATE_LIMIT_FAILURES":             "120",
+				"LATCHKEY_RATE_LIMIT_FAILURES_BURST":       "30",
+				"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES":       "5",
+				"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST": "3",
+				"LATCHKEY_METRICS_INTEGRATION_LABEL":       "true",
 			},
 		},
 		{
@@ -186,6 +262,15 @@ request_timeout: 20s
 				"--database-conn-max-lifetime", "10m",
 				"--database-conn-max-idle-time", "2m",
 				"--request-timeout", "20s",
+				"--shutdown-timeout", "45s",
+				"--tls-cert", cert,
+				"--tls-key=" + key,
+				"--trusted-proxies", "10.0.0.0/8, 192.0.2.7",
+				"--rate-limit-failures", "120",
+				"--rate-limit-failures-burst", "30",
+				"--rate-limit-admin-failures", "5",
+				"--rate-limit-admin-failures-burst", "3",
+				"--metrics-integration-label",
 			},
 		},
 	}
@@ -516,6 +601,19 @@ func TestInvalidValues(t *testing.T) {
 		{name: "request_timeout unparsable", env: map[string]string{"LATCHKEY_REQUEST_TIMEOUT": "soon"}, key: "request_timeout", accepted: "between 1s and 5m"},
 		{name: "request_timeout too short", args: []string{"--request-timeout", "999ms"}, key: "request_timeout", accepted: "between 1s and 5m"},
 		{name: "request_timeout too long", env: map[string]string{"LATCHKEY_REQUEST_TIMEOUT": "6m"}, key: "request_timeout", accepted: "between 1s and 5m"},
+		{name: "shutdown_timeout too short", args: []string{"--shutdown-timeout", "500ms"}, key: "shutdown_timeout", accepted: "between 1s and 10m"},
+		{name: "shutdown_timeout unparsable", env: map[string]string{"LATCHKEY_SHUTDOWN_TIMEOUT": "later"}, key: "shutdown_timeout", accepted: "between 1s and 10m"},
+		{name: "tls_cert without key", args: []string{"--tls-cert", "/etc/cert.pem"}, key: "tls_key", accepted: "set together"},
+		{name: "tls_key without cert", env: map[string]string{"LATCHKEY_TLS_KEY": "/etc/key.pem"}, key: "tls_cert", accepted: "set together"},
+		{name: "tls files missing", args: []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, key: "tls_cert", accepted: "PEM file"},
+		{name: "trusted_proxies", env: map[string]string{"LATCHKEY_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, key: "trusted_proxies", accepted: "CIDR ranges"},
+		{name: "trusted_proxies bad prefix", args: []string{"--trusted-proxies", "10.0.0.0/33"}, key: "trusted_proxies", accepted: "CIDR ranges"},
+		{name: "rate_limit_failures negative", args: []string{"--rate-limit-failures=-1"}, key: "rate_limit_failures", accepted: "0 (off)"},
+		{name: "rate_limit_failures unparsable", env: map[string]string{"LATCHKEY_RATE_LIMIT_FAILURES": "lots"}, key: "rate_limit_failures", accepted: "0 (off)"},
+		{name: "rate_limit_failures_burst zero", args: []string{"--rate-limit-failures-burst", "0"}, key: "rate_limit_failures_burst", accepted: "from 1 up to"},
+		{name: "rate_limit_admin_failures too many", env: map[string]string{"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES": "1000001"}, key: "rate_limit_admin_failures", accepted: "0 (off)"},
+		{name: "rate_limit_admin_failures_burst zero", env: map[string]string{"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST": "0"}, key: "rate_limit_admin_failures_burst", accepted: "from 1 up to"},
+		{name: "metrics_integration_label", env: map[string]string{"LATCHKEY_METRICS_INTEGRATION_LABEL": "sometimes"}, key: "metrics_integration_label", accepted: "true, false, 1, 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/token/hmac"
 	"github.com/ory/x/errorsx"
@@ -44,15 +43,18 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 		},
 		keys: s.keys, issuer: s.opts.Issuer, issueJWTs: s.opts.TokenFormat == "jwt", now: s.now,
 	}
-	// Compose always builds a *fosite.Fosite; the concrete type exposes
-	// AuthenticateClient, which introspection needs for client_secret_post.
-	return compose.Compose(cfg, s.store, strategy,
-		compose.OAuth2ClientCredentialsGrantFactory,
-		compose.OAuth2TokenIntrospectionFactory,
-		func(fosite.Configurator, any, any) any {
-			return &revocationHandler{store: s.store, strategy: strategy}
-		},
-	).(*fosite.Fosite)
+	// The handlers are wired by hand rather than through fosite/compose,
+	// which would link in OpenID Connect, PKCE, PAR and JWT-bearer code
+	// latchkey never runs.
+	cfg.TokenEndpointHandlers.Append(&oauth2.ClientCredentialsGrantHandler{
+		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: s.store, Config: cfg},
+		Config:       cfg,
+	})
+	cfg.TokenIntrospectionHandlers.Append(&oauth2.CoreValidator{CoreStrategy: strategy, CoreStorage: s.store, Config: cfg})
+	cfg.RevocationHandlers.Append(&revocationHandler{store: s.store, strategy: strategy})
+	// NewOAuth2Provider returns the concrete *fosite.Fosite, whose
+	// AuthenticateClient introspection needs for client_secret_post.
+	return fosite.NewOAuth2Provider(s.store, cfg)
 }
 
 // revocationHandler is RFC 7009 revocation where the integration, not the

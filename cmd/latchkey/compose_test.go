@@ -228,8 +228,8 @@ func TestDockerCompose(t *testing.T) {
 				t.Errorf("%s environment differs from migrate's:\n%v\n%v", name, env, migrateEnv)
 			}
 			grace, err := time.ParseDuration(s.StopGracePeriod)
-			if err != nil || grace <= shutdownTimeout {
-				t.Errorf("%s stop_grace_period %q; want more than latchkey's %s shutdown", name, s.StopGracePeriod, shutdownTimeout)
+			if err != nil || grace <= config.Default().ShutdownTimeout {
+				t.Errorf("%s stop_grace_period %q; want more than latchkey's %s shutdown", name, s.StopGracePeriod, config.Default().ShutdownTimeout)
 			}
 		}
 
@@ -1392,7 +1392,7 @@ func startComposeProc(t *testing.T, ctx context.Context, name string, argv, env 
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(syscall.SIGTERM) }
-	p.cmd.WaitDelay = shutdownTimeout + 5*time.Second
+	p.cmd.WaitDelay = config.Default().ShutdownTimeout + 5*time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -1419,7 +1419,7 @@ func (p *composeProc) stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(shutdownTimeout + 5*time.Second):
+	case <-time.After(config.Default().ShutdownTimeout + 5*time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

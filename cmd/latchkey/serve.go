@@ -21,9 +21,6 @@ import (
 	"github.com/latchkey/latchkey/storage"
 )
 
-// shutdownTimeout bounds how long in-flight requests may run after a stop
-// signal; token requests take milliseconds, so this is generous.
-const shutdownTimeout = 20 * time.Second
 
 // secretFile holds the generated system secret when none is configured.
 const secretFile = "latchkey.secret"
@@ -272,7 +269,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("server failed", "err", serveErr)
 	}
 	srv.SetReady(false)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	for _, l := range lns {
 		if err := l.srv.Shutdown(shutdownCtx); err != nil {
