@@ -21,6 +21,14 @@ const adminKey ctxKey = iota
 // puts the admin in the request context; anything else is 401.
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := infoFrom(r.Context()).addr
+		if tokens, wait := s.adminLimit.level(addr); tokens < 1 {
+			s.metrics.rateLimited.WithLabelValues("admin").Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
+			writeError(w, http.StatusTooManyRequests, "too_many_requests",
+				"too many failed admin-token attempts from this address; retry after the time in Retry-After")
+			return
+		}
 		// The scheme is case-insensitive (RFC 9110 §11.1).
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || token == "" {
@@ -37,6 +45,8 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			admin, err = s.store.AuthenticateAdmin(r.Context(), token)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
+			s.adminLimit.fail(addr)
+			s.metrics.adminFailures.Inc()
 			s.unauthorized(w, "invalid, expired or revoked admin token")
 			return
 		}
@@ -56,7 +66,7 @@ func (s *Server) unauthorized(w http.ResponseWriter, msg string) {
 func adminFrom(r *http.Request) *storage.Admin { return r.Context().Value(adminKey).(*storage.Admin) }
 
 func actor(r *http.Request) storage.Actor {
-	return storage.Actor{Type: "admin", Name: adminFrom(r).Name, RemoteAddr: remoteHost(r)}
+	return storage.Actor{Type: "admin", Name: adminFrom(r).Name, RemoteAddr: infoFrom(r.Context()).addr}
 }
 
 // adminError maps storage sentinels to the admin API's status codes and
@@ -74,11 +84,11 @@ func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "request cancelled")
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable; nothing was changed, try again")
 	default:
-		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error; see the server log")
 	}
 }

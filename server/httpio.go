@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // MaxBodyBytes caps every request body, on the OAuth and admin APIs alike.
@@ -102,17 +99,6 @@ func jsonKind(k string) string {
 	return "of another type"
 }
 
-// remoteHost is the client's address without the port, for the audit log.
-// latchkey does not trust X-Forwarded-For: a proxy in front is the
-// operator's to log.
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // limitBody rejects a declared oversize body at once and caps the rest, so
 // a handler reading past MaxBodyBytes gets an *http.MaxBytesError.
 func limitBody(next http.Handler) http.Handler {
@@ -127,57 +113,12 @@ func limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status a handler wrote, for the access log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// logRequests logs one line per request: method, path (never the query,
-// which a careless client may fill with credentials), status, duration.
-// A panic in a handler becomes a logged 500 instead of a dropped connection.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
-				if rec.status == 0 {
-					writeError(rec, http.StatusInternalServerError, "server_error", "internal error")
-				}
-			}
-			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", remoteHost(r))
-		}()
-		next.ServeHTTP(rec, r)
-	})
-}
-
 // jsonMuxErrors makes the mux's own 404 and 405 answers JSON error objects
 // like every other error, keeping its Allow header.
 func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			infoFrom(r.Context()).route = pattern
 			mux.ServeHTTP(w, r)
 			return
 		}

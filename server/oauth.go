@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +33,7 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 		GlobalSecret:             storage.DeriveKey(s.opts.Secrets[0], "access-token-hmac"),
 		RotatedGlobalSecrets:     rotated,
 		TokenEntropy:             32,
-		ClientSecretsHasher:      s.store.ClientSecretHasher(),
+		ClientSecretsHasher:      notingHasher{s.store.ClientSecretHasher()},
 		ScopeStrategy:            fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
 		// Only access tokens exist; never look a token up as a refresh token.
@@ -54,7 +56,40 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 	cfg.RevocationHandlers.Append(&revocationHandler{store: s.store, strategy: strategy})
 	// NewOAuth2Provider returns the concrete *fosite.Fosite, whose
 	// AuthenticateClient introspection needs for client_secret_post.
-	return fosite.NewOAuth2Provider(s.store, cfg)
+	return fosite.NewOAuth2Provider(notingStore{s.store}, cfg)
+}
+
+// notingStore is the store as fosite's client authentication sees it: it
+// notes in the request which integration the client ID names, or that it
+// names none, for the access log, the metrics and the rate limits.
+type notingStore struct{ *storage.Store }
+
+func (n notingStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := n.Store.GetClient(ctx, id)
+	ri := infoFrom(ctx)
+	switch {
+	case err == nil:
+		ri.integration = c.(*storage.Client).Integration.Name
+	case errors.Is(err, fosite.ErrNotFound):
+		ri.authFailure = "unknown_client"
+	}
+	return c, err
+}
+
+// notingHasher notes why a client secret was refused: not even shaped like
+// a secret (a typo, or someone guessing blindly), or simply wrong.
+type notingHasher struct{ fosite.Hasher }
+
+func (n notingHasher) Compare(ctx context.Context, hash, data []byte) error {
+	err := n.Hasher.Compare(ctx, hash, data)
+	if err != nil {
+		reason := "wrong_secret"
+		if !storage.ValidChecksummed(string(data), storage.ClientSecretPrefix) {
+			reason = "malformed_secret"
+		}
+		infoFrom(ctx).authFailure = reason
+	}
+	return err
 }
 
 // revocationHandler is RFC 7009 revocation where the integration, not the
@@ -155,11 +190,60 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 		case !basic && r.PostForm.Get("client_id") == "":
 			// Every endpoint here needs an authenticated client; a request
 			// without credentials is an authentication failure (§5.2).
+			infoFrom(r.Context()).authFailure = "missing_credentials"
 			s.writeOAuthError(w, r, fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body."))
+			s.authFailed(r, "")
 			return
 		}
-		next.ServeHTTP(w, r)
+		clientID := requestClientID(r)
+		if s.authLimits != nil {
+			if limit, wait := s.authLimits.check(infoFrom(r.Context()).addr, clientID); limit != "" {
+				s.metrics.rateLimited.WithLabelValues(limit).Inc()
+				w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
+				writeError(w, http.StatusTooManyRequests, "slow_down",
+					"Too many failed client authentications from this address or for this client; retry after the time in Retry-After.")
+				return
+			}
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusUnauthorized {
+			s.authFailed(r, clientID)
+		}
 	})
+}
+
+// requestClientID is the client ID a request presents, decoded as fosite
+// decodes it (RFC 6749 §2.3.1 form-encodes Basic credentials).
+func requestClientID(r *http.Request) string {
+	id, _, basic := r.BasicAuth()
+	if !basic {
+		return r.PostForm.Get("client_id")
+	}
+	if dec, err := url.QueryUnescape(id); err == nil {
+		return dec
+	}
+	return id
+}
+
+// authFailed counts a failed client authentication against the limits
+// and in the metrics.
+func (s *Server) authFailed(r *http.Request, clientID string) {
+	ri := infoFrom(r.Context())
+	if ri.authFailure == "" {
+		ri.authFailure = "invalid_client"
+	}
+	// A wrong secret for a real client ID is what guessing looks like; the
+	// ID's own limit counts only those.
+	known := ri.authFailure == "wrong_secret" || ri.authFailure == "malformed_secret"
+	if s.authLimits != nil {
+		s.authLimits.failed(ri.addr, clientID, known)
+	}
+	integration := ""
+	if known {
+		integration = ri.integration
+	}
+	s.metrics.authFailed(ri.authFailure, integration)
 }
 
 // writeOAuthError writes an RFC 6749 §5.2 error. A 401 carries a Basic
@@ -170,12 +254,12 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, context.Canceled):
 		err = fosite.ErrTemporarilyUnavailable // the client went away
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.Error("oauth request failed", "path", r.URL.Path, "err", storageCause(err))
+		s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "err", storageCause(err))
 		err = fosite.ErrTemporarilyUnavailable
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
-		s.log.Error("oauth request failed", "path", r.URL.Path, "err", rfc.WithExposeDebug(true).GetDescription())
+		s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "err", rfc.WithExposeDebug(true).GetDescription())
 	}
 	if rfc.CodeField == http.StatusUnauthorized {
 		if _, _, basic := r.BasicAuth(); basic || !r.PostForm.Has("client_id") {
@@ -227,6 +311,7 @@ func (s *Server) handleToken() http.Handler {
 			return
 		}
 		s.oauth.WriteAccessResponse(ctx, w, req, resp)
+		s.metrics.tokenIssued(s.opts.TokenFormat, infoFrom(ctx).integration)
 	})
 }
 
@@ -325,9 +410,11 @@ func (s *Server) handleIntrospect() http.Handler {
 				s.writeOAuthError(w, r, err)
 				return
 			}
+			s.metrics.introspections.WithLabelValues("inactive").Inc()
 			writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 			return
 		}
+		s.metrics.introspections.WithLabelValues("active").Inc()
 		writeJSON(w, http.StatusOK, s.describeToken(ar))
 	})
 }
@@ -370,6 +457,7 @@ func (s *Server) handleRevoke() http.Handler {
 			s.writeOAuthError(w, r, err)
 			return
 		}
+		s.metrics.revocations.Inc()
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 	})
@@ -409,7 +497,7 @@ func (s *Server) handleMetadata() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scopes, err := s.store.Scopes(r.Context())
 		if err != nil {
-			s.log.Error("metadata: list scopes", "err", err)
+			s.log.ErrorContext(r.Context(), "metadata: list scopes", "err", err)
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable")
 			return
 		}
@@ -432,7 +520,7 @@ func (s *Server) handleJWKS() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		snap, err := s.keys.current(r.Context())
 		if err != nil {
-			s.log.Error("jwks: load signing keys", "err", err)
+			s.log.ErrorContext(r.Context(), "jwks: load signing keys", "err", err)
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the signing keys are unavailable")
 			return
 		}

@@ -37,6 +37,7 @@ func (s *Server) routes() {
 	admin.Handle("GET /admin/audit", a(s.handleAuditList()))
 	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
 	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
+	admin.Handle("GET /metrics", s.metrics.handler())
 
 	s.public = s.wrap(public)
 	if s.opts.SeparateAdmin {
@@ -44,10 +45,11 @@ func (s *Server) routes() {
 	}
 }
 
-// wrap adds what every request gets: the access log and panic guard, the
-// body limit, the deadline, and JSON answers for unknown paths and methods.
+// wrap adds what every request gets: its ID, access log, metrics and panic
+// guard, the body limit, security headers, the deadline, and JSON answers
+// for unknown paths and methods.
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
-	return logRequests(s.log, limitBody(securityHeaders(deadline(s.opts.RequestTimeout, jsonMuxErrors(mux)))))
+	return s.observe(limitBody(s.securityHeaders(deadline(s.opts.RequestTimeout, jsonMuxErrors(mux)))))
 }
 
 // deadline gives each request's context a deadline, so a database that
@@ -60,9 +62,21 @@ func deadline(d time.Duration, next http.Handler) http.Handler {
 	})
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+// securityHeaders are for browsers that find their way to an API made for
+// machines: nothing may be sniffed into a script, framed, or (the
+// dashboard aside) load anything at all. HSTS goes out only over HTTPS,
+// directly or through a trusted proxy, where it is meaningful (RFC 6797
+// §7.2) and cannot lock a plain-HTTP development setup out.
+func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		if r.TLS != nil || s.forwardedTLS(r) {
+			h.Set("Strict-Transport-Security", "max-age=63072000")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

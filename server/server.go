@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,20 @@ type Options struct {
 	// RequestTimeout bounds each request's wait on the database; past it
 	// the request is answered 503. Zero means 10 seconds.
 	RequestTimeout time.Duration
-	// SeparateAdmin serves /admin/* only from AdminHandler.
+	// SeparateAdmin serves /admin/* and /metrics only from AdminHandler.
 	SeparateAdmin bool
+	// TrustedProxies are the peers whose X-Forwarded-For (and
+	// X-Forwarded-Proto) headers are believed.
+	TrustedProxies []netip.Prefix
+	// ClientAuthLimit limits failed client authentications at the OAuth
+	// endpoints, per client ID and per address; zero is no limit.
+	ClientAuthLimit RateLimit
+	// AdminAuthLimit limits failed admin-token attempts per address; zero
+	// is no limit.
+	AdminAuthLimit RateLimit
+	// MetricsIntegrationLabel labels per-client metrics with the
+	// integration's name.
+	MetricsIntegrationLabel bool
 	// Logger receives the access log and unexpected errors; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -61,6 +74,10 @@ type Server struct {
 	bootstrap *bootstrapAdmin
 	keys      *keyring
 	ready     atomic.Bool
+	metrics   *metrics
+	// authLimits and adminLimit are nil when their limits are off.
+	authLimits *authLimits
+	adminLimit *limiter
 
 	public, admin http.Handler
 }
@@ -92,9 +109,18 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.log = slog.New(requestIDHandler{s.log.Handler()})
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.metrics = newMetrics(store, o.MetricsIntegrationLabel)
+	if o.ClientAuthLimit.on() {
+		s.authLimits = &authLimits{
+			byClient: newLimiter(o.ClientAuthLimit, s.now),
+			byAddr:   newLimiter(o.ClientAuthLimit, s.now),
+		}
+	}
+	s.adminLimit = newLimiter(o.AdminAuthLimit, s.now)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
@@ -153,7 +179,7 @@ func (s *Server) handleReadyz() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.store.Ping(ctx); err != nil {
-			s.log.Warn("readiness check failed", "err", err)
+			s.log.WarnContext(r.Context(), "readiness check failed", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
 			return
 		}

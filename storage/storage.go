@@ -248,6 +248,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Pools returns the connection pools by role, for their statistics: on
+// SQLite the single writer and the readers, on PostgreSQL the one pool.
+func (s *Store) Pools() map[string]*sql.DB {
+	if s.wdb == s.rdb {
+		return map[string]*sql.DB{"main": s.wdb}
+	}
+	return map[string]*sql.DB{"writer": s.wdb, "reader": s.rdb}
+}
+
 // Now returns the store's clock reading, in UTC and truncated to the
 // microsecond every backend can store.
 func (s *Store) Now() time.Time { return s.clock() }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -199,13 +200,27 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else if len(applied) > 0 {
 		log.Info("applied migrations", "versions", applied)
 	}
+	proxies, err := cfg.ProxyNets()
+	if err != nil {
+		return err // Validate has run; this is unreachable
+	}
 	srv, err := server.New(ctx, st, server.Options{
 		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
 		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: log,
 		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm, RequestTimeout: cfg.RequestTimeout,
+		TrustedProxies:          proxies,
+		ClientAuthLimit:         server.RateLimit{PerMinute: cfg.RateLimitFailures, Burst: cfg.RateLimitFailuresBurst},
+		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
+		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
 	})
 	if err != nil {
 		return err
+	}
+	var certs *certReloader
+	if cfg.TLSCert != "" {
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return err
+		}
 	}
 
 	type listener struct {
@@ -224,7 +239,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", name, err)
 		}
-		lns = append(lns, listener{name, ln, &http.Server{
+		hs := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
@@ -234,7 +249,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			IdleTimeout:    2 * time.Minute,
 			MaxHeaderBytes: 64 << 10,
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}})
+		}
+		if certs != nil {
+			hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		}
+		lns = append(lns, listener{name, ln, hs})
 		return nil
 	}
 	if err := listen("public", cfg.Listen, srv.Handler()); err != nil {
@@ -248,10 +267,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	errc := make(chan error, len(lns))
 	for _, l := range lns {
-		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "issuer", cfg.Issuer)
-		fmt.Fprintf(stdout, "latchkey listening on %s (%s)\n", l.ln.Addr(), l.name)
+		scheme := "http"
+		if certs != nil {
+			scheme = "https"
+		}
+		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer)
+		fmt.Fprintf(stdout, "latchkey listening on %s (%s) for %s\n", l.ln.Addr(), l.name, scheme)
 		go func() {
-			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
+			serve := l.srv.Serve
+			if certs != nil {
+				serve = func(ln net.Listener) error { return l.srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.name, err)
 			}
 		}()
@@ -259,7 +286,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { runJanitor(janitorCtx, st, cfg, log) })
+	wg.Go(func() { runJanitor(janitorCtx, st, srv, cfg, log) })
 
 	var serveErr error
 	select {
@@ -285,7 +312,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 // runJanitor purges dead tokens and key pairs every janitor_interval until
 // ctx ends, and rotates the signing key once it is signing_key_rotation old.
-func runJanitor(ctx context.Context, st *storage.Store, cfg *config.Config, log *slog.Logger) {
+func runJanitor(ctx context.Context, st *storage.Store, srv *server.Server, cfg *config.Config, log *slog.Logger) {
 	t := time.NewTicker(cfg.JanitorInterval)
 	defer t.Stop()
 	for {
@@ -295,6 +322,9 @@ func runJanitor(ctx context.Context, st *storage.Store, cfg *config.Config, log 
 		case <-t.C:
 		}
 		n, err := st.Purge(ctx, 1000)
+		if ctx.Err() == nil {
+			srv.JanitorRun(n, err)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Error("janitor: purge failed", "err", err)
@@ -311,4 +341,73 @@ func runJanitor(ctx context.Context, st *storage.Store, cfg *config.Config, log 
 			}
 		}
 	}
+}
+
+// certReloader serves tls_cert and tls_key, and picks up new files when
+// they change on disk (a certificate renewed by cert-manager or certbot)
+// without a restart. It looks at most once every certCheckInterval; a
+// renewal that cannot be loaded is logged and the old certificate kept.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	mtime   time.Time
+	checked time.Time
+}
+
+const certCheckInterval = 10 * time.Second
+
+func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+	if err := c.load(time.Now()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) modified() (time.Time, error) {
+	var latest time.Time
+	for _, f := range []string{c.certFile, c.keyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if fi.ModTime().After(latest) {
+			latest = fi.ModTime()
+		}
+	}
+	return latest, nil
+}
+
+func (c *certReloader) load(now time.Time) error {
+	mtime, err := c.modified()
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls: load %s and %s: %w", c.certFile, c.keyFile, err)
+	}
+	c.cert, c.mtime, c.checked = &cert, mtime, now
+	return nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if now.Sub(c.checked) < certCheckInterval {
+		return c.cert, nil
+	}
+	c.checked = now
+	if mtime, err := c.modified(); err == nil && mtime.After(c.mtime) {
+		if err := c.load(now); err != nil {
+			c.log.Error("tls: the certificate files changed but cannot be loaded; serving the previous certificate", "err", err)
+		} else {
+			c.log.Info("tls: loaded the renewed certificate", "cert", c.certFile)
+		}
+	}
+	return c.cert, nil
 }

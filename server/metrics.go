@@ -1,0 +1,157 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latchkey/latchkey/storage"
+)
+
+// metrics are the server's Prometheus metrics, in a registry of its own so
+// that several servers (replicas in one test process) never collide.
+//
+// Client IDs are never labels: an attacker could invent them by the million.
+// Integration names are labels only when the operator asks for it, and then
+// only for integrations that exist.
+type metrics struct {
+	reg             *prometheus.Registry
+	byIntegration   bool
+	tokens          *prometheus.CounterVec
+	introspections  *prometheus.CounterVec
+	revocations     prometheus.Counter
+	authFailures    *prometheus.CounterVec
+	adminFailures   prometheus.Counter
+	rateLimited     *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	janitorRuns     *prometheus.CounterVec
+	janitorPurged   prometheus.Counter
+	durationByRoute sync.Map // route+code → prometheus.Observer
+}
+
+func newMetrics(store *storage.Store, byIntegration bool) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), byIntegration: byIntegration}
+	perClient := func(labels ...string) []string {
+		if byIntegration {
+			return append(labels, "integration")
+		}
+		return labels
+	}
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_tokens_issued_total",
+		Help: "Access tokens issued at /oauth2/token, by format.",
+	}, perClient("format"))
+	m.introspections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_introspections_total",
+		Help: "Tokens introspected at /oauth2/introspect, by result (active or inactive).",
+	}, []string{"result"})
+	m.revocations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latchkey_revocations_total",
+		Help: "Successful requests to /oauth2/revoke (RFC 7009 answers 200 for unknown tokens too).",
+	})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_client_auth_failures_total",
+		Help: "Failed client authentications at the OAuth endpoints, by reason.",
+	}, perClient("reason"))
+	m.adminFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latchkey_admin_auth_failures_total",
+		Help: "Admin API requests refused for a missing, invalid, expired or revoked admin token.",
+	})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_rate_limited_total",
+		Help: "Requests answered 429, by the limit that refused them (address, client, admin).",
+	}, []string{"limit"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "latchkey_http_request_duration_seconds",
+		Help:    "Time from a request's arrival to its handler's return, by route and status code.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "code"})
+	m.janitorRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_janitor_runs_total",
+		Help: "Janitor passes over expired tokens and key pairs, by result (ok or error).",
+	}, []string{"result"})
+	m.janitorPurged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latchkey_janitor_purged_rows_total",
+		Help: "Expired tokens and key pairs the janitor deleted.",
+	})
+	m.reg.MustRegister(m.tokens, m.introspections, m.revocations, m.authFailures, m.adminFailures,
+		m.rateLimited, m.duration, m.janitorRuns, m.janitorPurged,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for name, db := range store.Pools() {
+		m.reg.MustRegister(collectors.NewDBStatsCollector(db, name))
+	}
+	// Series that exist from the start, so a rate() over them is defined
+	// before the first event.
+	m.introspections.WithLabelValues("active")
+	m.introspections.WithLabelValues("inactive")
+	for _, l := range []string{"address", "client", "admin"} {
+		m.rateLimited.WithLabelValues(l)
+	}
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// request observes one request's duration. The observer for each
+// route and code is looked up once; after that an observation is a map
+// hit and an atomic add.
+func (m *metrics) request(route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	if code == 0 {
+		code = http.StatusOK
+	}
+	key := routeCode{route, code}
+	o, ok := m.durationByRoute.Load(key)
+	if !ok {
+		o, _ = m.durationByRoute.LoadOrStore(key, m.duration.WithLabelValues(route, strconv.Itoa(code)))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+func (m *metrics) tokenIssued(format, integration string) {
+	if m.byIntegration {
+		m.tokens.WithLabelValues(format, integration).Inc()
+		return
+	}
+	m.tokens.WithLabelValues(format).Inc()
+}
+
+// authFailed counts a failed client authentication; integration is empty
+// unless the client ID named a real key pair.
+func (m *metrics) authFailed(reason, integration string) {
+	if m.byIntegration {
+		m.authFailures.WithLabelValues(reason, integration).Inc()
+		return
+	}
+	m.authFailures.WithLabelValues(reason).Inc()
+}
+
+// JanitorRun records one janitor pass: rows purged, and the error that
+// stopped it, if any.
+func (s *Server) JanitorRun(purged int64, err error) {
+	if err != nil {
+		s.metrics.janitorRuns.WithLabelValues("error").Inc()
+	} else {
+		s.metrics.janitorRuns.WithLabelValues("ok").Inc()
+	}
+	s.metrics.janitorPurged.Add(float64(purged))
+}
