@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,7 +21,6 @@ import (
 	"github.com/latchkey/latchkey/server"
 	"github.com/latchkey/latchkey/storage"
 )
-
 
 // secretFile holds the generated system secret when none is configured.
 const secretFile = "latchkey.secret"
@@ -357,7 +356,7 @@ type certReloader struct {
 	checked time.Time
 }
 
-const certCheckInterval = 10 * time.Second
+var certCheckInterval = 10 * time.Second
 
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
 	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
