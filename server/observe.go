@@ -93,7 +93,8 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 
 // observe is the outermost middleware. It gives the request its ID
 // (a well-formed X-Request-ID from the client, else a new one, echoed in
-// the response), turns a handler panic into a logged 500 instead of a
+// the response) and its deadline (so a database that stops answering turns
+// into a 503 within request_timeout instead of a hung client), turns a handler panic into a logged 500 instead of a
 // dropped connection, and afterwards writes one access-log line and the
 // request's latency metric. The log line has the path but never the query
 // or the body, where careless clients put credentials.
@@ -106,7 +107,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-ID", ri.id)
 		rec := &statusRecorder{ResponseWriter: w}
-		ctx := context.WithValue(r.Context(), infoKey{}, ri)
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), infoKey{}, ri), s.opts.RequestTimeout)
+		defer cancel()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"net/http"
-	"time"
 )
 
 // routes lists latchkey's whole HTTP surface.
@@ -45,21 +43,11 @@ func (s *Server) routes() {
 	}
 }
 
-// wrap adds what every request gets: its ID, access log, metrics and panic
-// guard, the body limit, security headers, the deadline, and JSON answers
-// for unknown paths and methods.
+// wrap adds what every request gets: its ID, deadline, access log, metrics
+// and panic guard, the body limit, security headers, and JSON answers for
+// unknown paths and methods.
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
-	return s.observe(limitBody(s.securityHeaders(deadline(s.opts.RequestTimeout, jsonMuxErrors(mux)))))
-}
-
-// deadline gives each request's context a deadline, so a database that
-// stops answering turns into a 503 within d instead of a hung client.
-func deadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return s.observe(limitBody(s.securityHeaders(jsonMuxErrors(mux))))
 }
 
 // securityHeaders are for browsers that find their way to an API made for

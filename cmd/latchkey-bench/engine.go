@@ -143,7 +143,7 @@ const stallTime = time.Second
 type goroutineEngine struct {
 	lr      *loadRun
 	workers []*worker
-	dialer  net.Dialer
+	dialer  *net.Dialer
 	dialCtx context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -164,7 +164,7 @@ type worker struct {
 }
 
 func newGoroutineEngine(lr *loadRun) *goroutineEngine {
-	e := &goroutineEngine{lr: lr, dialer: net.Dialer{Timeout: 5 * time.Second}}
+	e := &goroutineEngine{lr: lr, dialer: sourceDialer(lr.c.source, 5*time.Second)}
 	e.dialCtx, e.cancel = context.WithCancel(context.Background())
 	for i := range lr.c.conns {
 		e.workers = append(e.workers, &worker{id: i, fig: lr.newFigures()})

@@ -47,6 +47,7 @@ type eloop struct {
 	fig    *figures
 	epfd   int
 	sa     syscall.Sockaddr
+	src    syscall.Sockaddr // -source, port 0; nil without it
 	family int
 	conns  []*econn
 	events []syscall.EpollEvent
@@ -89,6 +90,9 @@ func newEpollEngine(lr *loadRun) (engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	if err := sameVersion(lr.c.source, a.String()); err != nil {
+		return nil, err
+	}
 	e := &epollEngine{lr: lr, done: make(chan struct{})}
 	for i := range lr.c.loops {
 		l, err := newLoop(lr, a)
@@ -114,15 +118,11 @@ func newLoop(lr *loadRun, a *net.TCPAddr) (*eloop, error) {
 		return nil, err
 	}
 	l := &eloop{lr: lr, fig: lr.newFigures(), epfd: epfd}
-	// A Sockaddr of its own: syscall.Connect writes into it.
-	if ip4 := a.IP.To4(); ip4 != nil {
-		sa := &syscall.SockaddrInet4{Port: a.Port}
-		copy(sa.Addr[:], ip4)
-		l.sa, l.family = sa, syscall.AF_INET
-	} else {
-		sa := &syscall.SockaddrInet6{Port: a.Port}
-		copy(sa.Addr[:], a.IP.To16())
-		l.sa, l.family = sa, syscall.AF_INET6
+	// Sockaddrs of the loop's own: each loop is one goroutine, and
+	// Connect and Bind write into them.
+	l.sa, l.family = sockaddr(a.IP, a.Port)
+	if lr.c.source != nil {
+		l.src, _ = sockaddr(lr.c.source, 0)
 	}
 	l.poll = l.pollNow
 	// Non-blocking, os.NewFile registers the descriptor with the
@@ -136,6 +136,19 @@ func newLoop(lr *loadRun, a *net.TCPAddr) (*eloop, error) {
 		l.rc = rc
 	}
 	return l, nil
+}
+
+// sockaddr returns a Sockaddr of its own for ip and port (syscall.Connect
+// and syscall.Bind write into theirs) and its address family.
+func sockaddr(ip net.IP, port int) (syscall.Sockaddr, int) {
+	if ip4 := ip.To4(); ip4 != nil {
+		sa := &syscall.SockaddrInet4{Port: port}
+		copy(sa.Addr[:], ip4)
+		return sa, syscall.AF_INET
+	}
+	sa := &syscall.SockaddrInet6{Port: port}
+	copy(sa.Addr[:], ip.To16())
+	return sa, syscall.AF_INET6
 }
 
 func (e *epollEngine) start() {
@@ -296,6 +309,14 @@ func (l *eloop) connect(c *econn) {
 	// As Go's dialer does: a request is one write, and must not wait for
 	// the acknowledgement of the previous one.
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	if l.src != nil {
+		// As Go's dialer does with a LocalAddr: bind, then connect.
+		bindNoPort(fd)
+		if err := syscall.Bind(fd, l.src); err != nil {
+			l.dialFailed(c)
+			return
+		}
+	}
 	switch err := syscall.Connect(fd, l.sa); err {
 	case nil:
 		if l.ctl(c, syscall.EPOLL_CTL_ADD, syscall.EPOLLIN) {

@@ -32,13 +32,21 @@ Modes:
   mixed       one token request per -mix introspections
   badsecret   token requests for one client with wrong secrets: well formed,
               with a valid checksum, so the server hashes and compares each
-              (-malformed: a bad checksum, refused before any hashing)
+              (-malformed: a bad checksum, refused before any hashing). A
+              server that rate-limits failures answers 429: counted in the
+              status breakdown like any answer, never an error; the tool
+              ignores Retry-After and keeps sending, as an attacker would
   floor       POST a token-request-sized form to URL itself; no setup, no
               admin token (for 'latchkey-bench floor' or any HTTP server)
 
 Every mode but floor creates its own integrations through the admin API
 (bench-<random>, and bench-rs-<random> that may introspect) and deletes them
 at the end, on Ctrl-C too. The admin token may come from LATCHKEY_ADMIN_TOKEN.
+
+With -source, every connection the tool makes (the load's and the
+setup's) leaves from that local address, so that two runs at once reach
+the server from two different remote addresses: on Linux any 127.0.0.0/8
+address is a loopback source (127.0.0.2, 127.0.0.3, ...).
 
 A request counts when its answer arrives within the measurement; latency
 runs from the first byte written to the last byte read. "client CPU" is
@@ -55,6 +63,8 @@ type loadConfig struct {
 	duration, warmup, timeout       time.Duration
 	malformed, json                 bool
 	cpuProfile                      string
+	// source is the -source address; nil lets the system choose.
+	source net.IP
 }
 
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -76,8 +86,17 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	fs.BoolVar(&c.malformed, "malformed", false, "in badsecret mode, send secrets with a bad checksum")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile of the run to this file, to check it stays cheap")
+	source := fs.String("source", "", "local IP address the tool's connections leave from, e.g. 127.0.0.2 (default: the system's choice)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *source != "" {
+		if c.source = net.ParseIP(*source); c.source == nil {
+			return usageError{fmt.Sprintf("load: -source %q is not an IP address", *source)}
+		}
+		if err := checkSource(c.source); err != nil {
+			return fmt.Errorf("load: -source %s is not an address of this machine: %w", c.source, err)
+		}
 	}
 	if c.adminToken == "" {
 		c.adminToken = getenv("LATCHKEY_ADMIN_TOKEN")
@@ -101,6 +120,9 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return usageError{"load: " + err.Error()}
 	}
+	if err := sameVersion(c.source, t.addr); err != nil {
+		return err
+	}
 	switch c.mode {
 	case "floor":
 	case "token", "introspect", "mixed", "badsecret":
@@ -113,7 +135,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 
 	var s *setup
 	if c.mode != "floor" {
-		s = newSetup(c.adminURL, c.adminToken, c.url, stderr)
+		s = newSetup(c.adminURL, c.adminToken, c.url, c.source, stderr)
 		// Cleanup runs on Ctrl-C too, when ctx is already cancelled.
 		defer s.cleanup(context.WithoutCancel(ctx))
 	}
@@ -168,6 +190,18 @@ func parseTarget(raw string) (target, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	return target{host: u.Host, addr: addr, prefix: strings.TrimRight(u.Path, "/")}, nil
+}
+
+// sameVersion checks that source, when given, can reach addr when addr is
+// an IP address: a socket cannot leave from an IPv4 address to an IPv6 one.
+// (The epoll engine checks again once it has resolved a host name.)
+func sameVersion(source net.IP, addr string) error {
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	if source == nil || ip == nil || (source.To4() == nil) == (ip.To4() == nil) {
+		return nil
+	}
+	return usageError{fmt.Sprintf("load: -source %s and the server's address %s are not of the same IP version", source, ip)}
 }
 
 // plan is what each connection sends: slots of prebuilt requests, each of
@@ -315,6 +349,7 @@ type latency struct {
 type report struct {
 	Mode        string  `json:"mode"`
 	URL         string  `json:"url"`
+	Source      string  `json:"source,omitempty"`
 	Connections int     `json:"connections"`
 	Duration    float64 `json:"duration_s"`
 	stats
@@ -358,6 +393,9 @@ func (lr *loadRun) report(measured time.Duration, cpu time.Duration) *report {
 		Mode: lr.c.mode, URL: lr.c.url, Connections: lr.c.conns, Duration: secs,
 		Errors: map[string]uint64{},
 	}
+	if lr.c.source != nil {
+		r.Source = lr.c.source.String()
+	}
 	all, allStatus := newHist(), make([]uint64, 600)
 	kinds := map[string]stats{}
 	for k, name := range lr.plan.kinds {
@@ -391,8 +429,12 @@ func (lr *loadRun) report(measured time.Duration, cpu time.Duration) *report {
 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "mode %s, %d connections, %s against %s\n", r.Mode, r.Connections,
-		time.Duration(r.Duration*float64(time.Second)).Round(time.Millisecond), r.URL)
+	from := ""
+	if r.Source != "" {
+		from = " from " + r.Source
+	}
+	fmt.Fprintf(w, "mode %s, %d connections, %s against %s%s\n", r.Mode, r.Connections,
+		time.Duration(r.Duration*float64(time.Second)).Round(time.Millisecond), r.URL, from)
 	printStats(w, "", r.stats)
 	names := make([]string, 0, len(r.Kinds))
 	for name := range r.Kinds {

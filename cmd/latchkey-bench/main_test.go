@@ -9,6 +9,7 @@ import (
 	"flag"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,6 +294,175 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// hosts records the remote host of every request a handler serves.
+type hosts struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (h *hosts) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		h.mu.Lock()
+		if h.seen == nil {
+			h.seen = map[string]int{}
+		}
+		h.seen[host]++
+		h.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// only reports whether every request came from host, and there were some.
+func (h *hosts) only(host string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.seen) == 1 && h.seen[host] > 0
+}
+
+func (h *hosts) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, _ := json.Marshal(h.seen)
+	return string(b)
+}
+
+func (h *hosts) reset() {
+	h.mu.Lock()
+	h.seen = nil
+	h.mu.Unlock()
+}
+
+// needSource skips the test unless addr can be a source address here (on
+// Linux every 127.0.0.0/8 address can; elsewhere often only 127.0.0.1).
+func needSource(t *testing.T, addr string) {
+	t.Helper()
+	if err := checkSource(net.ParseIP(addr)); err != nil {
+		t.Skipf("%s cannot be a source address here: %v", addr, err)
+	}
+}
+
+func TestLoadSource(t *testing.T) {
+	needSource(t, "127.0.0.2")
+	var h hosts
+	srv := httptest.NewServer(h.wrap(floorHandler()))
+	defer srv.Close()
+	for _, engine := range []string{defaultEngine, "goroutines"} {
+		for _, source := range []string{"", "127.0.0.2"} {
+			h.reset()
+			args := []string{"-url", srv.URL, "-mode", "floor", "-engine", engine}
+			want := "127.0.0.1"
+			if source != "" {
+				args, want = append(args, "-source", source), source
+			}
+			r := load(t, args...)
+			if r.Requests == 0 || r.Status["200"] != r.Requests || r.TransportErrors != 0 {
+				t.Errorf("%s engine, -source %q: %+v", engine, source, r)
+			}
+			if !h.only(want) {
+				t.Errorf("%s engine, -source %q: the server saw requests from %s, want all from %s", engine, source, h.String(), want)
+			}
+			if r.Source != source {
+				t.Errorf("%s engine: the report gives source %q, want %q", engine, r.Source, source)
+			}
+		}
+	}
+
+	// Mistakes fail the run before any load: an address that is not one
+	// (usage, exit 2), one this machine does not have (exit 1), one of the
+	// other IP version than the server's (usage).
+	for _, tc := range []struct {
+		source, engine string
+		code           int
+	}{
+		{"not-an-ip", "goroutines", 2},
+		{"192.0.2.1", "goroutines", 1}, // TEST-NET-1: nobody's
+		{"::1", "epoll", 2},
+		{"::1", "goroutines", 2},
+	} {
+		if tc.engine != defaultEngine && tc.engine != "goroutines" {
+			continue
+		}
+		if tc.source == "::1" && checkSource(net.ParseIP("::1")) != nil {
+			continue
+		}
+		args := []string{"latchkey-bench", "load", "-url", srv.URL, "-mode", "floor", "-d", "1s", "-engine", tc.engine, "-source", tc.source}
+		h.reset()
+		err := run(context.Background(), args, noEnv, io.Discard, io.Discard)
+		if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error(), "-source") {
+			t.Errorf("-source %s, %s engine: %v (exit %d), want exit %d about -source", tc.source, tc.engine, err, exitCode(err), tc.code)
+		}
+		if h.String() != "null" {
+			t.Errorf("-source %s: requests sent anyway: %s", tc.source, h.String())
+		}
+	}
+}
+
+// fakeRateLimited is enough of latchkey for badsecret mode: the admin API
+// hands out a key pair, and the token endpoint refuses every request as a
+// rate-limited latchkey does: 401 at first, then 429 with a Retry-After of
+// an hour, and 401 again for one request in 100 (the bucket refilling).
+func fakeRateLimited(t *testing.T, h *hosts) *httptest.Server {
+	t.Helper()
+	var n atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /admin/integrations", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"key_pair":{"client_id":"lk_ci_fake","client_secret":"lk_cs_fake"}}`)
+	})
+	mux.HandleFunc("DELETE /admin/integrations/{name}", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if i := n.Add(1); i <= 20 || i%100 == 0 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="latchkey"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"invalid_client"}`)
+			return
+		}
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":"slow_down"}`)
+	})
+	srv := httptest.NewServer(h.wrap(mux))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A flood that the server rate-limits: the 429s are answers, counted in
+// the status breakdown and not as errors, and the tool ignores Retry-After
+// and keeps going. From -source, the setup included.
+func TestBadSecretRateLimited(t *testing.T) {
+	needSource(t, "127.0.0.2")
+	var h hosts
+	srv := fakeRateLimited(t, &h)
+	for _, engine := range []string{defaultEngine, "goroutines"} {
+		h.reset()
+		r := load(t, "-url", srv.URL, "-admin-token", "x", "-mode", "badsecret", "-engine", engine, "-source", "127.0.0.2")
+		limited, refused := r.Status["429"], r.Status["401"]
+		if limited == 0 || refused == 0 || limited+refused != r.Requests || r.Non2xx != r.Requests {
+			t.Errorf("%s engine: status %v (non-2xx %d) of %d requests, want only 401s and 429s, both", engine, r.Status, r.Non2xx, r.Requests)
+		}
+		if r.TransportErrors != 0 || r.Stalled != 0 {
+			t.Errorf("%s engine: transport errors %v, stalled %d", engine, r.Errors, r.Stalled)
+		}
+		// Honouring Retry-After: 3600 would leave each of the 4
+		// connections one request in the measured second, at most.
+		if limited < 1000 {
+			t.Errorf("%s engine: only %d requests answered 429 in 1s: the tool slowed down", engine, limited)
+		}
+		if !h.only("127.0.0.2") {
+			t.Errorf("%s engine: the server saw requests from %s, want all from 127.0.0.2", engine, h.String())
+		}
+	}
+}
+
 func TestWrongSecretIsWellFormed(t *testing.T) {
 	for range 100 {
 		s := wrongSecret()
@@ -389,6 +560,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"load", "-mode", "nope", "-admin-token", "x"}, 2},
 		{[]string{"load", "-mode", "token"}, 2}, // no admin token
 		{[]string{"load", "-url", "https://example.com", "-mode", "floor"}, 2},
+		{[]string{"load", "-mode", "floor", "-source", "127.0.0.300"}, 2},
 		{[]string{"seed", "-database", "mysql://x", "-tokens", "1"}, 2},
 		{[]string{"frobnicate"}, 2},
 	}

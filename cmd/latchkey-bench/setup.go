@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,10 +24,18 @@ type setup struct {
 	log                       io.Writer
 }
 
-func newSetup(adminURL, token, baseURL string, log io.Writer) *setup {
+// newSetup returns a setup whose connections leave from source (nil: the
+// system's choice), like the load's.
+func newSetup(adminURL, token, baseURL string, source net.IP, log io.Writer) *setup {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if source != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = sourceDialer(source, 30*time.Second).DialContext
+		hc.Transport = tr
+	}
 	return &setup{
 		adminURL: strings.TrimRight(adminURL, "/"), adminToken: token, url: strings.TrimRight(baseURL, "/"),
-		hc: &http.Client{Timeout: 30 * time.Second}, suffix: randomSuffix(), log: log,
+		hc: hc, suffix: randomSuffix(), log: log,
 	}
 }
 
