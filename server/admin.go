@@ -455,7 +455,7 @@ func (s *Server) handleAuditList() http.Handler {
 		if !ok {
 			return
 		}
-		evs, next, err := s.store.ListAuditEvents(r.Context(), p)
+		evs, next, err := s.store.ListIntegrationAuditEvents(r.Context(), p, r.URL.Query().Get("integration"))
 		if err != nil {
 			s.adminError(w, r, err)
 			return

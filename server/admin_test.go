@@ -1267,6 +1267,20 @@ func TestAdminAudit(t *testing.T) {
 		t.Fatalf("system events = %v, want %v: the start-up's first signing key and bootstrap admin", got, want)
 	}
 
+	t.Run("filtered by integration", func(t *testing.T) {
+		svc, _ := e.listAll(testBootstrap, "/admin/audit?integration=svc")
+		var got []string
+		for _, it := range svc {
+			if it["object_type"] != "integration" || it["object"] != "svc" {
+				t.Errorf("?integration=svc listed %v", it)
+			}
+			got = append(got, fmt.Sprint(it["action"]))
+		}
+		if len(got) < 3 || got[0] != "integration.delete" || got[len(got)-1] != "integration.create" {
+			t.Errorf("?integration=svc actions %v, want its life newest first", got)
+		}
+	})
+
 	t.Run("every change, newest first", func(t *testing.T) {
 		// admin.create also mints the admin's first token, audited as an
 		// admin_token.create at the same instant: drop it from this check

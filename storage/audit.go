@@ -42,11 +42,21 @@ func (s *Store) audit(tx *gorm.DB, by Actor, action, objectType, object string, 
 
 // ListAuditEvents returns events newest first and the next page's token.
 func (s *Store) ListAuditEvents(ctx context.Context, p Page) ([]AuditEvent, string, error) {
+	return s.ListIntegrationAuditEvents(ctx, p, "")
+}
+
+// ListIntegrationAuditEvents is ListAuditEvents narrowed to the events
+// about one integration (its creation, changes, regenerations, deletion);
+// an empty name lists every event.
+func (s *Store) ListIntegrationAuditEvents(ctx context.Context, p Page, integration string) ([]AuditEvent, string, error) {
 	before, err := p.cursor()
 	if err != nil {
 		return nil, "", err
 	}
 	q := s.r.WithContext(ctx).Order("id DESC").Limit(p.limit() + 1)
+	if integration != "" {
+		q = q.Where("object_type = ? AND object = ?", "integration", integration)
+	}
 	if before != "" {
 		id, err := strconv.ParseInt(before, 10, 64)
 		if err != nil {

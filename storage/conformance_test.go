@@ -108,6 +108,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Admin/Audit", testAdminAudit},
 
 		{"Audit/List", testAuditList},
+		{"Audit/ByIntegration", testAuditByIntegration},
 
 		{"Replica/SeesChangesAtOnce", testReplicaSeesChangesAtOnce},
 		{"Replica/ConcurrentRegenerate", testReplicaConcurrentRegenerate},
@@ -2022,6 +2023,47 @@ func testAdminAudit(t *testing.T, s *Store, _ *fakeClock) {
 }
 
 // --- Audit ---
+
+func testAuditByIntegration(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	by := Actor{Type: "admin", Name: "alice", RemoteAddr: "198.51.100.7"}
+	write := func(action, objectType, object string) {
+		t.Helper()
+		clk.Advance(time.Second)
+		if err := s.audit(s.w.WithContext(ctx), by, action, objectType, object, nil); err != nil {
+			t.Fatalf("audit: %v", err)
+		}
+	}
+	write("integration.create", "integration", "billing")
+	write("integration.create", "integration", "billing-2")
+	write("key_pair.regenerate", "integration", "billing")
+	write("admin.create", "admin", "billing") // an admin that shares the name
+	write("integration.delete", "integration", "billing")
+
+	var got []string
+	page := Page{Limit: 2}
+	for range 10 {
+		events, next, err := s.ListIntegrationAuditEvents(ctx, page, "billing")
+		if err != nil {
+			t.Fatalf("ListIntegrationAuditEvents: %v", err)
+		}
+		for _, e := range events {
+			got = append(got, e.Action+" "+e.ObjectType+"/"+e.Object)
+		}
+		if next == "" {
+			break
+		}
+		page.Token = next
+	}
+	want := []string{"integration.delete integration/billing", "key_pair.regenerate integration/billing", "integration.create integration/billing"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events about billing = %q, want %q (newest first, nothing else)", got, want)
+	}
+	all, _, err := s.ListIntegrationAuditEvents(ctx, Page{}, "")
+	if err != nil || len(all) != 5 {
+		t.Errorf("no filter: %d events, %v; want all 5", len(all), err)
+	}
+}
 
 func testAuditList(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
