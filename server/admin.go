@@ -24,6 +24,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		addr := infoFrom(r.Context()).addr
 		if tokens, wait := s.adminLimit.level(addr); tokens < 1 {
 			s.metrics.rateLimited.WithLabelValues("admin").Inc()
+			s.holdRefused(r.Context(), wait, s.opts.AdminAuthLimit.MaxDelay)
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
 			writeError(w, http.StatusTooManyRequests, "too_many_requests",
 				"too many failed admin-token attempts from this address; retry after the time in Retry-After")

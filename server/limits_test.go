@@ -22,8 +22,10 @@ import (
 func limited(t *testing.T, opts ...func(*server.Options)) *env {
 	t.Helper()
 	return newEnv(t, append([]func(*server.Options){func(o *server.Options) {
-		o.ClientAuthLimit = server.RateLimit{PerMinute: 60, Burst: 5}
-		o.AdminAuthLimit = server.RateLimit{PerMinute: 60, Burst: 5}
+		// Refusals are held a millisecond here; TestRefusalsAreHeld
+		// checks the hold itself.
+		o.ClientAuthLimit = server.RateLimit{PerMinute: 60, Burst: 5, MaxDelay: time.Millisecond}
+		o.AdminAuthLimit = server.RateLimit{PerMinute: 60, Burst: 5, MaxDelay: time.Millisecond}
 	}}, opts...)...)
 }
 
@@ -143,6 +145,32 @@ func TestRateLimitFailedClientAuth(t *testing.T) {
 		t.Fatalf("after a second, a wrong secret for another client: %d %v, want 401", a.status, a.body)
 	}
 	assertSlowDown(t, e.post(attacker, "/oauth2/token", other, grant), "after spending the refill")
+}
+
+// TestRefusalsAreHeld: a refused request is answered only once its limit
+// would let it through, up to MaxDelay, so a flood that retries at once
+// sends about one request per connection per delay; a request whose client
+// gives up is let go at once.
+func TestRefusalsAreHeld(t *testing.T) {
+	e := newEnv(t, func(o *server.Options) {
+		o.ClientAuthLimit = server.RateLimit{PerMinute: 60, Burst: 1, MaxDelay: 300 * time.Millisecond}
+	})
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	c := clientFrom("127.0.0.12")
+	e.post(c, "/oauth2/token", wrongSecret(t, kp), grant)
+	start := time.Now()
+	assertSlowDown(t, e.post(c, "/oauth2/token", kp, grant), "after the burst")
+	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+		t.Errorf("refusal answered after %v, want about MaxDelay (300ms)", d)
+	}
+	// Another client elsewhere is not held.
+	start = time.Now()
+	if a := e.post(clientFrom("127.0.0.13"), "/oauth2/token", kp, grant); a.status != http.StatusOK {
+		t.Fatalf("another address: %d", a.status)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("a request from a clean address took %v", d)
+	}
 }
 
 // TestRateLimitCoversIntrospectAndRevoke: every endpoint that authenticates

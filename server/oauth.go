@@ -199,6 +199,7 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 		if s.authLimits != nil {
 			if limit, wait := s.authLimits.check(infoFrom(r.Context()).addr, clientID); limit != "" {
 				s.metrics.rateLimited.WithLabelValues(limit).Inc()
+				s.holdRefused(r.Context(), wait, s.opts.ClientAuthLimit.MaxDelay)
 				w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
 				writeError(w, http.StatusTooManyRequests, "slow_down",
 					"Too many failed client authentications from this address or for this client; retry after the time in Retry-After.")

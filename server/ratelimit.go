@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -12,6 +13,9 @@ import (
 type RateLimit struct {
 	PerMinute int
 	Burst     int
+	// MaxDelay is the longest a refused request is held before its 429;
+	// zero means one second.
+	MaxDelay time.Duration
 }
 
 func (l RateLimit) on() bool { return l.PerMinute > 0 && l.Burst > 0 }
@@ -180,6 +184,34 @@ func (a *authLimits) failed(addr, clientID string, knownClient bool) {
 	a.byAddr.fail(addr)
 	if knownClient {
 		a.byClient.fail(clientID)
+	}
+}
+
+// tarpitSlots bounds how many refused requests are held at once; past it,
+// refusals are answered at once. A held request costs a parked goroutine
+// and nothing else.
+const tarpitSlots = 4096
+
+// holdRefused holds a refused request until its limit would let it through
+// (at most maxDelay) before it is answered. A flood retries as soon as it is
+// answered, so a 429 answered at once invites the next request at once, and
+// even cheap refusals then take the CPU from everyone else; held, each of the
+// flood's connections sends about one request per delay.
+func (s *Server) holdRefused(ctx context.Context, wait, maxDelay time.Duration) {
+	if maxDelay <= 0 {
+		maxDelay = time.Second
+	}
+	select {
+	case s.tarpit <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-s.tarpit }()
+	t := time.NewTimer(min(wait, maxDelay))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

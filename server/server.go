@@ -78,6 +78,7 @@ type Server struct {
 	// authLimits and adminLimit are nil when their limits are off.
 	authLimits *authLimits
 	adminLimit *limiter
+	tarpit     chan struct{}
 
 	public, admin http.Handler
 }
@@ -121,6 +122,7 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		}
 	}
 	s.adminLimit = newLimiter(o.AdminAuthLimit, s.now)
+	s.tarpit = make(chan struct{}, tarpitSlots)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
