@@ -330,12 +330,6 @@ func (h *hosts) String() string {
 	return string(b)
 }
 
-func (h *hosts) reset() {
-	h.mu.Lock()
-	h.seen = nil
-	h.mu.Unlock()
-}
-
 // needSource skips the test unless addr can be a source address here (on
 // Linux every 127.0.0.0/8 address can; elsewhere often only 127.0.0.1).
 func needSource(t *testing.T, addr string) {
@@ -347,18 +341,20 @@ func needSource(t *testing.T, addr string) {
 
 func TestLoadSource(t *testing.T) {
 	needSource(t, "127.0.0.2")
-	var h hosts
-	srv := httptest.NewServer(h.wrap(floorHandler()))
-	defer srv.Close()
 	for _, engine := range []string{defaultEngine, "goroutines"} {
 		for _, source := range []string{"", "127.0.0.2"} {
-			h.reset()
+			// A server per run: Close waits for the requests still in
+			// flight, so every request of the run is recorded, and no
+			// other's.
+			var h hosts
+			srv := httptest.NewServer(h.wrap(floorHandler()))
 			args := []string{"-url", srv.URL, "-mode", "floor", "-engine", engine}
 			want := "127.0.0.1"
 			if source != "" {
 				args, want = append(args, "-source", source), source
 			}
 			r := load(t, args...)
+			srv.Close()
 			if r.Requests == 0 || r.Status["200"] != r.Requests || r.TransportErrors != 0 {
 				t.Errorf("%s engine, -source %q: %+v", engine, source, r)
 			}
@@ -389,9 +385,11 @@ func TestLoadSource(t *testing.T) {
 		if tc.source == "::1" && checkSource(net.ParseIP("::1")) != nil {
 			continue
 		}
+		var h hosts
+		srv := httptest.NewServer(h.wrap(floorHandler()))
 		args := []string{"latchkey-bench", "load", "-url", srv.URL, "-mode", "floor", "-d", "1s", "-engine", tc.engine, "-source", tc.source}
-		h.reset()
 		err := run(context.Background(), args, noEnv, io.Discard, io.Discard)
+		srv.Close()
 		if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error(), "-source") {
 			t.Errorf("-source %s, %s engine: %v (exit %d), want exit %d about -source", tc.source, tc.engine, err, exitCode(err), tc.code)
 		}
@@ -401,10 +399,11 @@ func TestLoadSource(t *testing.T) {
 	}
 }
 
-// fakeRateLimited is enough of latchkey for badsecret mode: the admin API
-// hands out a key pair, and the token endpoint refuses every request as a
-// rate-limited latchkey does: 401 at first, then 429 with a Retry-After of
-// an hour, and 401 again for one request in 100 (the bucket refilling).
+// fakeRateLimited starts enough of latchkey for badsecret mode: the admin
+// API hands out a key pair, and the token endpoint refuses every request
+// as a rate-limited latchkey does: 401 at first, then 429 with a
+// Retry-After of an hour, and 401 again for one request in 100 (the
+// bucket refilling).
 func fakeRateLimited(t *testing.T, h *hosts) *httptest.Server {
 	t.Helper()
 	var n atomic.Int64
@@ -431,7 +430,7 @@ func fakeRateLimited(t *testing.T, h *hosts) *httptest.Server {
 		io.WriteString(w, `{"error":"slow_down"}`)
 	})
 	srv := httptest.NewServer(h.wrap(mux))
-	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close) // Close may be called again
 	return srv
 }
 
@@ -440,11 +439,11 @@ func fakeRateLimited(t *testing.T, h *hosts) *httptest.Server {
 // and keeps going. From -source, the setup included.
 func TestBadSecretRateLimited(t *testing.T) {
 	needSource(t, "127.0.0.2")
-	var h hosts
-	srv := fakeRateLimited(t, &h)
 	for _, engine := range []string{defaultEngine, "goroutines"} {
-		h.reset()
+		var h hosts
+		srv := fakeRateLimited(t, &h)
 		r := load(t, "-url", srv.URL, "-admin-token", "x", "-mode", "badsecret", "-engine", engine, "-source", "127.0.0.2")
+		srv.Close() // waits for the requests in flight
 		limited, refused := r.Status["429"], r.Status["401"]
 		if limited == 0 || refused == 0 || limited+refused != r.Requests || r.Non2xx != r.Requests {
 			t.Errorf("%s engine: status %v (non-2xx %d) of %d requests, want only 401s and 429s, both", engine, r.Status, r.Non2xx, r.Requests)
@@ -453,8 +452,9 @@ func TestBadSecretRateLimited(t *testing.T) {
 			t.Errorf("%s engine: transport errors %v, stalled %d", engine, r.Errors, r.Stalled)
 		}
 		// Honouring Retry-After: 3600 would leave each of the 4
-		// connections one request in the measured second, at most.
-		if limited < 1000 {
+		// connections one request in the measured second, at most; the
+		// tool makes thousands even under -race on a busy machine.
+		if limited < 100 {
 			t.Errorf("%s engine: only %d requests answered 429 in 1s: the tool slowed down", engine, limited)
 		}
 		if !h.only("127.0.0.2") {

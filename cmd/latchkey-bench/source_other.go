@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// bindNoPort does nothing outside Linux (see source_linux.go).
+func bindNoPort(int) {}
