@@ -152,9 +152,10 @@ func (s *Server) Handler() http.Handler { return s.public }
 func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // SetReady flips /readyz. serve marks itself not ready as shutdown begins,
-// so a health check on a connection that is still open sees 503; to give a
-// load balancer time to notice before the listener closes, delay the stop
-// signal itself (a Kubernetes preStop sleep).
+// so a health check that races the shutdown on an open connection sees 503
+// rather than 200. Shutdown closes the listener at once, so a load balancer
+// learns of it from refused connections: to take a replica out of rotation
+// before that, delay the stop signal itself (a Kubernetes preStop sleep).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // isBootstrap reports, in constant time, whether token is the bootstrap token.

@@ -299,7 +299,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	for _, l := range lns {
 		if err := l.srv.Shutdown(shutdownCtx); err != nil {
-			log.Warn("shutdown did not finish in time", "listener", l.name, "err", err)
+			// Cut the stragglers off before the database closes under
+			// them.
+			log.Warn("shutdown did not finish in time; closing the remaining connections", "listener", l.name, "err", err)
+			l.srv.Close()
 		}
 	}
 	lns = nil
