@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	admin.Handle("GET /admin/audit", a(s.handleAuditList()))
 	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
 	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
+	s.dashboardRoutes(admin)
 	admin.Handle("GET /metrics", s.metrics.handler())
 
 	s.public = s.wrap(public)

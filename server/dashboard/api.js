@@ -1,0 +1,93 @@
+// The admin API client. The token lives in sessionStorage only: it is sent
+// as a bearer token to this origin, never in a cookie or a URL.
+
+const TOKEN_KEY = 'latchkey.admin-token';
+
+export const session = {
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  },
+  set(token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  },
+  clear() {
+    sessionStorage.removeItem(TOKEN_KEY);
+  },
+};
+
+// ApiError is an error answer of the admin API: its status, its error code
+// and its error_description, and Retry-After in seconds when it gave one.
+export class ApiError extends Error {
+  constructor(status, code, description, retryAfter = null) {
+    super(description);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.description = description;
+    this.retryAfter = retryAfter;
+  }
+}
+
+let onUnauthorized = () => {};
+
+// setUnauthorizedHandler sets what happens when the signed-in token stops
+// working (expired, revoked, its admin removed): the app signs out.
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+// api calls the admin API at path (relative to /admin/) and returns the
+// decoded JSON, or null for 204. It throws ApiError on an error answer.
+// With an explicit token (signing in), a 401 is the caller's business.
+export async function api(method, path, body, token) {
+  const explicit = token !== undefined;
+  const bearer = explicit ? token : session.token;
+  const headers = { Accept: 'application/json', Authorization: `Bearer ${bearer}` };
+  const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'network_error', 'Cannot reach the latchkey server. Check the connection and try again.');
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    // An error page from a proxy, or an empty body.
+  }
+  if (res.ok) return data;
+  const retry = Number.parseInt(res.headers.get('Retry-After') ?? '', 10);
+  const err = new ApiError(
+    res.status,
+    data?.error ?? `http_${res.status}`,
+    data?.error_description || `The server answered ${res.status} ${res.statusText}.`.replace(' .', '.'),
+    Number.isFinite(retry) ? retry : null,
+  );
+  if (res.status === 401 && !explicit) onUnauthorized(err);
+  throw err;
+}
+
+// listAll follows next_page_token to the end and returns every item.
+export async function listAll(path) {
+  const items = [];
+  let pageToken = '';
+  const sep = path.includes('?') ? '&' : '?';
+  do {
+    const q = pageToken ? `&page_token=${encodeURIComponent(pageToken)}` : '';
+    const page = await api('GET', `${path}${sep}limit=1000${q}`);
+    items.push(...(page.items ?? []));
+    pageToken = page.next_page_token;
+  } while (pageToken);
+  return items;
+}
+
+// path builds a path from literal parts and values that are escaped.
+export function path(strings, ...values) {
+  return strings.reduce((out, s, i) => out + s + (i < values.length ? encodeURIComponent(values[i]) : ''), '');
+}

@@ -1,0 +1,150 @@
+// The latchkey dashboard: sign-in, navigation between the views, and the
+// glue that signs out when the token stops working.
+
+import { api, session, setUnauthorizedHandler } from './api.js';
+import { $, $$, show, describe, setupDialogs, setupConfirm, setupSecrets } from './ui.js';
+import * as integrations from './integrations.js';
+import * as tokens from './tokens.js';
+import * as admins from './admins.js';
+import * as audit from './audit.js';
+import * as keys from './keys.js';
+
+const views = { integrations, tokens, admins, audit, keys };
+const DEFAULT_VIEW = 'integrations';
+
+let current = null;
+let countdown = null;
+
+// go shows a view; opts are handed to its load (the audit filter).
+function go(name, opts) {
+  if (location.hash !== `#${name}`) {
+    pending = opts;
+    location.hash = name; // hashchange shows it
+    return;
+  }
+  showView(name, opts, true);
+}
+
+let pending;
+
+function viewFromHash() {
+  const name = location.hash.slice(1);
+  return Object.hasOwn(views, name) ? name : DEFAULT_VIEW;
+}
+
+function showView(name, opts, focus) {
+  current = name;
+  for (const [n] of Object.entries(views)) show($(`#view-${n}`), n === name);
+  for (const a of $$('.nav a')) {
+    if (a.dataset.view === name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  document.title = `${views[name].title} · latchkey admin`;
+  if (focus) $(`#view-${name} h1`).focus();
+  views[name].load(opts);
+}
+
+// Signing in and out
+
+// showSignIn shows the sign-in form with an optional message: kind is
+// 'error' (the token stopped working) or 'info' (signed out on purpose).
+function showSignIn(message, kind = 'error') {
+  if (countdown) clearInterval(countdown);
+  for (const dlg of $$('dialog[open]')) dlg.close();
+  show($('#shell'), false);
+  show($('#signin'));
+  const msg = $('#signin-message');
+  msg.textContent = message ?? '';
+  msg.classList.toggle('alert-info', kind === 'info');
+  show(msg, Boolean(message));
+  document.title = 'Sign in · latchkey admin';
+  $('#signin-token').focus();
+}
+
+function showApp() {
+  show($('#signin'), false);
+  show($('#shell'));
+  const t = session.token ?? '';
+  $('#session-who').textContent = t.startsWith('lk_adm_') ? `Signed in with lk_adm_…${t.slice(-4)}` : 'Signed in with the bootstrap token';
+  showView(viewFromHash(), undefined, false);
+}
+
+function signOut(message, kind) {
+  session.clear();
+  showSignIn(message, kind);
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  const input = $('#signin-token');
+  const button = $('#signin-submit');
+  const msg = $('#signin-message');
+  const token = input.value.trim();
+  if (!token) return;
+  button.disabled = true;
+  show(msg, false);
+  msg.classList.remove('alert-info');
+  try {
+    // Any admin call proves the token; this one is cheap.
+    await api('GET', 'tokens?limit=1', undefined, token);
+  } catch (err) {
+    button.disabled = false;
+    if (err.status === 401) msg.textContent = 'That token was not accepted: it is invalid, expired or revoked.';
+    else if (err.status === 429 && err.retryAfter) return rateLimited(err.retryAfter);
+    else msg.textContent = describe(err);
+    show(msg);
+    input.select();
+    return;
+  }
+  button.disabled = false;
+  input.value = '';
+  session.set(token);
+  showApp();
+  $(`#view-${current} h1`).focus();
+}
+
+// rateLimited keeps the sign-in button off while Retry-After runs.
+function rateLimited(seconds) {
+  const msg = $('#signin-message');
+  const button = $('#signin-submit');
+  let left = seconds;
+  const tick = () => {
+    if (left <= 0) {
+      clearInterval(countdown);
+      countdown = null;
+      msg.textContent = 'You can try again now.';
+      button.disabled = false;
+      return;
+    }
+    msg.textContent = `Too many failed attempts from this address. Rate limited: try again in ${left} second${left === 1 ? '' : 's'}.`;
+    left -= 1;
+  };
+  button.disabled = true;
+  show(msg);
+  tick();
+  countdown = setInterval(tick, 1000);
+}
+
+function start() {
+  setupDialogs();
+  setupConfirm();
+  setupSecrets();
+  for (const v of Object.values(views)) v.init({ go });
+  setUnauthorizedHandler((err) => signOut(`You were signed out: ${err.description}.`.replace('..', '.')));
+  $('#signin-form').addEventListener('submit', signIn);
+  $('#signout').addEventListener('click', () => signOut('You signed out. The token was removed from this tab.', 'info'));
+  $('.skip-link').addEventListener('click', (e) => {
+    e.preventDefault(); // the hash names views; this is not one
+    $(session.token ? '#main' : '#signin-token').focus();
+  });
+  window.addEventListener('hashchange', () => {
+    if (!session.token || !Object.hasOwn(views, location.hash.slice(1))) return;
+    const opts = pending;
+    pending = undefined;
+    showView(viewFromHash(), opts, true);
+  });
+  if (session.token) showApp();
+  else showSignIn();
+}
+
+start();

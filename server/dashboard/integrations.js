@@ -1,0 +1,248 @@
+// Integrations: list and search, create, edit, regenerate the key pair,
+// delete.
+
+import { api, listAll, path } from './api.js';
+import {
+  $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
+  loadingRow, openDialog, handleSubmit, showSecrets,
+} from './ui.js';
+
+let items = [];
+let editing = null; // the integration being edited; null when creating
+let target = null; // the integration being regenerated or deleted
+
+export const title = 'Integrations';
+
+export function init({ go }) {
+  $('#new-integration').addEventListener('click', () => openForm(null));
+  $('#integration-search').addEventListener('input', render);
+  $('#integrations-body').addEventListener('click', (e) => {
+    const btn = e.target.closest('button[data-action]');
+    if (!btn) return;
+    const ig = items.find((i) => i.name === btn.dataset.key);
+    if (!ig) return;
+    if (btn.dataset.action === 'edit') openForm(ig);
+    else if (btn.dataset.action === 'regenerate') openRegenerate(ig);
+    else if (btn.dataset.action === 'delete') openDelete(ig);
+    else if (btn.dataset.action === 'audit') go('audit', { integration: ig.name });
+  });
+  $('#integrations-empty').addEventListener('click', (e) => {
+    if (e.target.closest('[data-action=create]')) openForm(null);
+  });
+  handleSubmit($('#integration-form'), submitForm);
+  handleSubmit($('#regenerate-form'), submitRegenerate);
+  handleSubmit($('#delete-form'), submitDelete);
+  $('#regenerate-grace').addEventListener('change', describeRegenerate);
+  $('#delete-confirm-name').addEventListener('input', () => {
+    $('#delete-confirm').disabled = $('#delete-confirm-name').value !== target?.name;
+  });
+}
+
+export async function load() {
+  const body = $('#integrations-body');
+  const error = $('#integrations-error');
+  clearError(error);
+  if (items.length === 0) body.replaceChildren(loadingRow(7));
+  try {
+    items = await listAll('integrations');
+    items.sort((a, b) => a.name.localeCompare(b.name));
+    $('#integration-names').replaceChildren(...items.map((i) => h('option', { value: i.name })));
+  } catch (err) {
+    body.replaceChildren();
+    showError(error, err);
+    return;
+  }
+  render();
+}
+
+function render() {
+  const q = $('#integration-search').value.trim().toLowerCase();
+  const shown = q ? items.filter((i) => i.name.includes(q)) : items;
+  const count = $('#integration-count');
+  count.textContent =
+    items.length === 0 ? '' : q ? `${shown.length} of ${items.length} integrations` : `${items.length} integration${items.length === 1 ? '' : 's'}`;
+  let empty = null;
+  if (items.length === 0) {
+    empty = [
+      h('p', { class: 'empty-title' }, 'No integrations yet'),
+      h('p', {}, 'Create one for each service that calls your APIs; it gets its own client ID and secret.'),
+      h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'create' } }, 'New integration'),
+    ];
+  } else if (shown.length === 0) {
+    empty = [h('p', { class: 'empty-title' }, 'No match'), h('p', {}, `No integration name contains “${q}”.`)];
+  }
+  fill($('#integrations-body'), shown.map(row), $('#integrations-empty'), empty);
+}
+
+function row(ig) {
+  const kp = ig.key_pair;
+  const prev = ig.previous_key_pair;
+  return h(
+    'tr',
+    { dataset: { name: ig.name } },
+    h(
+      'td',
+      { class: 'cell-title' },
+      h('div', { class: 'name' }, ig.name),
+      ig.description ? h('div', { class: 'desc' }, ig.description) : null,
+      prev ? h('div', { class: 'grace' }, icon('alert'), h('span', {}, 'Old pair works until ', time(prev.expires_at))) : null,
+    ),
+    h(
+      'td',
+      { class: 'cell-id', 'data-label': 'Client ID' },
+      kp ? h('div', { class: 'id-copy' }, h('code', { class: 'mono' }, kp.client_id), copyButton(() => kp.client_id, `Copy the client ID of ${ig.name}`, { compact: true, what: 'Client ID copied' })) : h('span', { class: 'muted' }, 'none'),
+    ),
+    cell('Scopes', ig.scopes?.length ? h('div', { class: 'chips' }, ig.scopes.map((s) => h('span', { class: 'chip' }, s))) : h('span', { class: 'muted' }, 'none')),
+    cell('Introspect', ig.can_introspect ? badge('Allowed', 'accent') : h('span', { class: 'muted' }, 'No')),
+    cell('Created', when(ig.created_at)),
+    cell('Last used', when(kp?.last_used_at)),
+    h(
+      'td',
+      { class: 'cell-actions' },
+      h(
+        'div',
+        { class: 'actions' },
+        iconButton('edit', `Edit ${ig.name}`, { short: 'Edit', dataset: { action: 'edit', key: ig.name } }),
+        iconButton('audit', `Audit log of ${ig.name}`, { short: 'Audit log', dataset: { action: 'audit', key: ig.name } }),
+        iconButton('rotate', `Regenerate the key pair of ${ig.name}`, { short: 'Regenerate', dataset: { action: 'regenerate', key: ig.name } }),
+        iconButton('trash', `Delete ${ig.name}`, { short: 'Delete', class: 'danger', dataset: { action: 'delete', key: ig.name } }),
+      ),
+    ),
+  );
+}
+
+// The create and edit form
+
+const words = (s) => s.split(/\s+/).filter(Boolean);
+
+function openForm(ig) {
+  editing = ig;
+  const form = $('#integration-form');
+  form.reset();
+  $('#integration-dialog-title').textContent = ig ? `Edit ${ig.name}` : 'New integration';
+  $('#integration-submit').textContent = ig ? 'Save changes' : 'Create integration';
+  const name = $('#ig-name');
+  name.value = ig?.name ?? '';
+  name.readOnly = Boolean(ig);
+  show($('#ig-name-field'), !ig);
+  if (ig) {
+    $('#ig-description').value = ig.description ?? '';
+    $('#ig-scopes').value = (ig.scopes ?? []).join(' ');
+    $('#ig-audience').value = (ig.audience ?? []).join(' ');
+    $('#ig-introspect').checked = ig.can_introspect;
+    const secs = ig.token_lifetime_seconds;
+    const unit = [86400, 3600, 60].find((u) => secs % u === 0) ?? 60;
+    $('#ig-lifetime-unit').value = String(unit);
+    $('#ig-lifetime').value = String(Math.max(1, Math.round(secs / unit)));
+  }
+  openDialog($('#integration-dialog'), ig ? $('#ig-description') : name);
+}
+
+function lifetimeSeconds() {
+  const v = $('#ig-lifetime').value.trim();
+  if (v === '') return undefined;
+  return Number(v) * Number($('#ig-lifetime-unit').value);
+}
+
+async function submitForm() {
+  const fields = {
+    description: $('#ig-description').value.trim(),
+    scopes: words($('#ig-scopes').value),
+    audience: words($('#ig-audience').value),
+    can_introspect: $('#ig-introspect').checked,
+  };
+  const lifetime = lifetimeSeconds();
+  if (!editing) {
+    const name = $('#ig-name').value.trim();
+    const body = { name, ...fields };
+    if (lifetime !== undefined) body.token_lifetime_seconds = lifetime;
+    const created = await api('POST', 'integrations', body);
+    showSecretsLater({
+      title: 'Integration created',
+      lede: ['Give these credentials to ', h('strong', {}, created.name), '. It exchanges them for access tokens at ', h('code', {}, '/oauth2/token'), '.'],
+      pair: created.key_pair,
+    });
+    load();
+    return true;
+  }
+  // Send only what changed.
+  const patch = {};
+  if (fields.description !== editing.description) patch.description = fields.description;
+  if (fields.scopes.join(' ') !== (editing.scopes ?? []).join(' ')) patch.scopes = fields.scopes;
+  if (fields.audience.join(' ') !== (editing.audience ?? []).join(' ')) patch.audience = fields.audience;
+  if (fields.can_introspect !== editing.can_introspect) patch.can_introspect = fields.can_introspect;
+  if (lifetime !== undefined && lifetime !== editing.token_lifetime_seconds) patch.token_lifetime_seconds = lifetime;
+  if (Object.keys(patch).length > 0) {
+    await api('PATCH', path`integrations/${editing.name}`, patch);
+    toast(`${editing.name} saved`);
+    load();
+  }
+  return true;
+}
+
+// showSecretsLater opens the secret dialog once the form dialog has
+// closed, so that focus returns from it to the page.
+function showSecretsLater({ title, lede, pair }) {
+  setTimeout(
+    () =>
+      showSecrets({
+        title,
+        lede,
+        fields: [
+          { id: 'secret-client-id', label: 'Client ID', value: pair.client_id },
+          { id: 'secret-client-secret', label: 'Client secret', value: pair.client_secret },
+        ],
+      }),
+    0,
+  );
+}
+
+// Regenerate
+
+function openRegenerate(ig) {
+  target = ig;
+  $('#regenerate-form').reset();
+  $('#regenerate-name').textContent = ig.name;
+  describeRegenerate();
+  openDialog($('#regenerate-dialog'), $('#regenerate-grace'));
+}
+
+function describeRegenerate() {
+  const grace = Number($('#regenerate-grace').value);
+  $('#regenerate-warning').replaceChildren(
+    h('strong', {}, grace === 0 ? 'Everything using the current pair stops working now.' : `The current pair stops working in ${duration(grace)}.`),
+    ' Every integration that uses it must be given the new client ID and secret',
+    grace === 0 ? ', and the access tokens already issued to it stop working too.' : ' before then; its access tokens stop working at the same time.',
+  );
+}
+
+async function submitRegenerate() {
+  const grace = Number($('#regenerate-grace').value);
+  const body = grace > 0 ? { grace_seconds: grace } : {};
+  const pair = await api('POST', path`integrations/${target.name}/key-pair`, body);
+  const lede = pair.previous_expires_at
+    ? ['The new pair for ', h('strong', {}, target.name), ' works now; the old one until ', time(pair.previous_expires_at), '.']
+    : ['The new pair for ', h('strong', {}, target.name), ' works now. The old pair no longer does.'];
+  showSecretsLater({ title: 'New key pair', lede, pair });
+  load();
+  return true;
+}
+
+// Delete
+
+function openDelete(ig) {
+  target = ig;
+  $('#delete-form').reset();
+  $('#delete-name').textContent = ig.name;
+  $('#delete-name-again').textContent = ig.name;
+  $('#delete-confirm').disabled = true;
+  openDialog($('#delete-dialog'), $('#delete-confirm-name'));
+}
+
+async function submitDelete() {
+  if ($('#delete-confirm-name').value !== target.name) return false;
+  await api('DELETE', path`integrations/${target.name}`);
+  toast(`Integration ${target.name} deleted`);
+  load();
+  return true;
+}

@@ -1,0 +1,324 @@
+// DOM helpers shared by the views. Everything is built with createElement
+// and textContent: no HTML strings, so no value from the API can become
+// markup (the CSP enforces it with Trusted Types).
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+
+// h creates an element. props: class, dataset, on<event> handlers, value,
+// and attributes (true for a boolean attribute; null or false to omit).
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props ?? {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k === 'value') el.value = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+// show and hide toggle the hidden attribute.
+export function show(el, visible = true) {
+  el.hidden = !visible;
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
+
+// time shows an RFC 3339 time in local time, with the exact value in its
+// title; a null time is "never" (or the given word). stacked puts the
+// time of day under the date, for narrow table columns.
+export function time(iso, never = 'never', { stacked = false } = {}) {
+  if (!iso) return h('span', { class: 'muted' }, never);
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return h('span', {}, iso);
+  if (!stacked) return h('time', { datetime: iso, title: iso }, dateTime.format(d));
+  return h('time', { datetime: iso, title: iso, class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d)));
+}
+
+// when is time() for a table cell.
+export const when = (iso, never) => time(iso, never, { stacked: true });
+
+// duration formats seconds as the largest whole unit.
+export function duration(seconds) {
+  const units = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+  ];
+  for (const [n, name] of units) {
+    if (seconds >= n && seconds % n === 0) {
+      const v = seconds / n;
+      return `${v} ${name}${v === 1 ? '' : 's'}`;
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+export function badge(text, kind = 'neutral') {
+  return h('span', { class: `badge badge-${kind}` }, text);
+}
+
+export function icon(name) {
+  return h('span', { class: `i i-${name}`, 'aria-hidden': 'true' });
+}
+
+// A button that only shows an icon; label is its accessible name and
+// tooltip. short, a word of label, is shown as text where there is room
+// (cards on phones).
+export function iconButton(name, label, { class: extra = '', short = label, ...props } = {}) {
+  return h(
+    'button',
+    { type: 'button', class: `icon-btn ${extra}`.trim(), title: label, 'aria-label': label, ...props },
+    icon(name),
+    h('span', { class: 'btn-label', 'aria-hidden': 'true' }, short),
+  );
+}
+
+// Messages
+
+// describe turns an error into the sentence to show.
+export function describe(err) {
+  if (err?.status === 429) {
+    const s = err.retryAfter;
+    const wait = s ? `try again in ${s} second${s === 1 ? '' : 's'}` : 'try again later';
+    return `Rate limited: ${wait}. ${capitalize(err.description)}`;
+  }
+  return capitalize(err?.description ?? err?.message ?? String(err));
+}
+
+function capitalize(s) {
+  if (!s) return '';
+  const t = s.charAt(0).toUpperCase() + s.slice(1);
+  return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+// showError puts err in the alert element el; a 401 is left to the
+// sign-out that the API client already started.
+export function showError(el, err) {
+  if (err?.status === 401) return;
+  el.textContent = describe(err);
+  show(el);
+}
+
+export function clearError(el) {
+  el.textContent = '';
+  show(el, false);
+}
+
+// toast shows a short message. While a modal dialog is open the rest of
+// the page is inert, so the message is announced from inside the dialog.
+export function toast(message, kind = 'ok') {
+  const modal = $('dialog[open]');
+  if (modal) {
+    const live = $('.dialog-live', modal) ?? modal.appendChild(h('p', { class: 'dialog-live visually-hidden', 'aria-live': 'polite' }));
+    live.textContent = message;
+    return;
+  }
+  const region = $('#toasts');
+  const t = h('div', { class: `toast toast-${kind}` }, icon(kind === 'ok' ? 'check' : 'alert'), h('span', {}, message));
+  region.append(t);
+  setTimeout(() => {
+    t.classList.add('toast-out');
+    setTimeout(() => t.remove(), 300);
+  }, 3500);
+}
+
+// Copying
+
+export async function copyText(text, near) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // No clipboard permission (an old browser, plain HTTP on another
+    // host): select a hidden copy inside the open dialog and copy that.
+    const ta = h('textarea', { class: 'visually-hidden', readonly: true, 'aria-hidden': 'true', tabindex: '-1' });
+    ta.value = text;
+    (near?.closest('dialog') ?? document.body).append(ta);
+    ta.select();
+    let ok = false;
+    try {
+      ok = document.execCommand('copy');
+    } catch {
+      ok = false;
+    }
+    ta.remove();
+    return ok;
+  }
+}
+
+// copyButton copies getText() and says so on the button for a moment.
+export function copyButton(getText, label, { compact = false, what = 'Copied' } = {}) {
+  const text = h('span', {}, 'Copy');
+  const btn = compact
+    ? iconButton('copy', label, { class: 'icon-btn-sm' })
+    : h('button', { type: 'button', class: 'btn btn-sm btn-copy', 'aria-label': label }, icon('copy'), text);
+  btn.addEventListener('click', async () => {
+    const ok = await copyText(getText(), btn);
+    if (ok) {
+      btn.classList.add('copied');
+      text.textContent = 'Copied';
+      toast(what);
+      setTimeout(() => {
+        btn.classList.remove('copied');
+        text.textContent = 'Copy';
+      }, 1800);
+    } else {
+      toast('Could not copy: select the text and copy it by hand.', 'error');
+    }
+  });
+  return btn;
+}
+
+// Dialogs
+
+// openDialog shows a modal dialog, clears its error, and focuses its first
+// field (or the element given). When it closes, focus goes back to what
+// opened it, or to its replacement if the list was redrawn meanwhile.
+export function openDialog(dlg, focus) {
+  const opener = document.activeElement;
+  dlg.returnFocus = opener;
+  dlg.returnSelector = opener?.dataset?.action
+    ? `[data-action="${opener.dataset.action}"][data-key="${CSS.escape(opener.dataset.key ?? '')}"]`
+    : null;
+  const err = $('[data-form-error]', dlg);
+  if (err) clearError(err);
+  delete dlg.dataset.busy;
+  dlg.showModal();
+  const target =
+    focus ?? $('[autofocus], input:not([type=hidden]):not([disabled]):not([readonly]), select, textarea', dlg) ?? $('[type=submit]', dlg);
+  target?.focus();
+}
+
+export function closeDialog(dlg) {
+  if (dlg.open) dlg.close();
+}
+
+// setupDialogs wires what every dialog shares: [data-close] buttons,
+// no closing by Escape while a request runs, and focus return.
+export function setupDialogs() {
+  for (const dlg of $$('dialog')) {
+    dlg.addEventListener('cancel', (e) => {
+      if (dlg.dataset.busy) e.preventDefault();
+    });
+    dlg.addEventListener('close', () => {
+      let back = dlg.returnFocus;
+      if (!back?.isConnected && dlg.returnSelector) back = $(dlg.returnSelector);
+      if (!back?.isConnected) back = $('.view:not([hidden]) h1');
+      back?.focus();
+    });
+    for (const btn of $$('[data-close]', dlg)) {
+      btn.addEventListener('click', () => {
+        if (!dlg.dataset.busy) dlg.close();
+      });
+      if (btn.classList.contains('icon-btn') && !btn.firstChild) btn.append(icon('close'));
+    }
+  }
+}
+
+// handleSubmit runs action when form is submitted: the submit button is
+// disabled and the dialog cannot be dismissed meanwhile, and an error is
+// shown in the form. action returns true to close the dialog.
+export function handleSubmit(form, action) {
+  const dlg = form.closest('dialog');
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (dlg.dataset.busy) return;
+    const submit = $('[type=submit]', form);
+    const err = $('[data-form-error]', form);
+    if (err) clearError(err);
+    dlg.dataset.busy = '1';
+    submit.disabled = true;
+    form.setAttribute('aria-busy', 'true');
+    let close = false;
+    try {
+      close = (await action()) !== false;
+    } catch (error) {
+      if (err) showError(err, error);
+      else toast(describe(error), 'error');
+      if (error?.status === 401) close = true;
+    } finally {
+      delete dlg.dataset.busy;
+      submit.disabled = false;
+      form.removeAttribute('aria-busy');
+    }
+    if (close) closeDialog(dlg);
+  });
+}
+
+// confirm asks before a destructive action and runs it from the dialog, so
+// an error is shown there.
+let confirmAction = null;
+
+export function confirmDialog({ title, text, confirm, action }) {
+  const dlg = $('#confirm-dialog');
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').replaceChildren(...[text].flat());
+  $('#confirm-ok').textContent = confirm;
+  confirmAction = action;
+  openDialog(dlg, $('#confirm-ok'));
+}
+
+export function setupConfirm() {
+  handleSubmit($('#confirm-form'), () => confirmAction());
+}
+
+// showSecrets opens the one-time dialog with the given fields, each with a
+// copy button. The values are removed from the page when it closes.
+export function showSecrets({ title, lede, fields }) {
+  const dlg = $('#secret-dialog');
+  $('#secret-title').textContent = title;
+  $('#secret-lede').replaceChildren(...[lede].flat());
+  $('#secret-fields').replaceChildren(
+    ...fields.map(({ id, label, value }) => {
+      const input = h('input', { id, class: 'mono', readonly: true, value, spellcheck: 'false', autocomplete: 'off' });
+      input.addEventListener('focus', () => input.select());
+      return h(
+        'div',
+        { class: 'field' },
+        h('label', { for: id }, label),
+        h('div', { class: 'copy-row' }, input, copyButton(() => value, `Copy ${label}`, { what: `${label} copied` })),
+      );
+    }),
+  );
+  openDialog(dlg, $('#secret-fields button'));
+}
+
+export function setupSecrets() {
+  const dlg = $('#secret-dialog');
+  const forget = () => $('#secret-fields').replaceChildren();
+  $('#secret-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    dlg.close();
+    forget();
+  });
+  dlg.addEventListener('close', forget);
+}
+
+// Tables
+
+// fill replaces a table body's rows and shows the empty state when there
+// are none.
+export function fill(tbody, rows, empty, emptyContent) {
+  tbody.replaceChildren(...rows);
+  if (rows.length === 0 && emptyContent) {
+    empty.replaceChildren(...[emptyContent].flat());
+    show(empty);
+  } else {
+    show(empty, false);
+  }
+}
+
+export function cell(label, ...children) {
+  return h('td', { 'data-label': label }, ...children);
+}
+
+export function loadingRow(cols) {
+  return h('tr', { class: 'loading-row' }, h('td', { colspan: String(cols) }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Loading…'));
+}

@@ -1,0 +1,838 @@
+package server_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"golang.org/x/net/html"
+
+	"github.com/latchkey/latchkey/server"
+)
+
+// wantDashboardCSP is the policy the dashboard must send: scripts, styles
+// and connections to this origin only, nothing inline, no framing.
+const wantDashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; " +
+	"require-trusted-types-for 'script'; trusted-types 'none'"
+
+// get sends a GET (or HEAD) with optional headers and returns the response
+// with its body read.
+func get(t *testing.T, method, u string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	// No automatic redirects or gzip: the test looks at what the server sent.
+	c := &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{DisableCompression: true},
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// dashboardAssets returns the asset URLs the page references (scripts,
+// styles, icons), resolved against /admin/.
+func dashboardAssets(t *testing.T, base string, page []byte) []string {
+	t.Helper()
+	doc, err := html.Parse(bytes.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	for n := range doc.Descendants() {
+		if n.Type != html.ElementNode {
+			continue
+		}
+		for _, a := range n.Attr {
+			if (a.Key == "src" || a.Key == "href") && strings.HasPrefix(a.Val, "assets/") {
+				if u := base + "/admin/" + a.Val; !slices.Contains(urls, u) {
+					urls = append(urls, u)
+				}
+			}
+		}
+	}
+	if len(urls) < 3 {
+		t.Fatalf("page references %d assets, want the stylesheet, the script and the icon at least: %v", len(urls), urls)
+	}
+	return urls
+}
+
+func TestDashboardPage(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	for _, method := range []string{"GET", "HEAD"} {
+		resp, body := get(t, method, e.srv.URL+"/admin/", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s /admin/: status %d: %s", method, resp.StatusCode, body)
+		}
+		h := resp.Header
+		for k, want := range map[string]string{
+			"Content-Type":            "text/html; charset=utf-8",
+			"Content-Security-Policy": wantDashboardCSP,
+			"Cache-Control":           "no-store",
+			"X-Frame-Options":         "DENY",
+			"X-Content-Type-Options":  "nosniff",
+			"Referrer-Policy":         "no-referrer",
+		} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s /admin/: %s = %q, want %q", method, k, got, want)
+			}
+		}
+		if n := len(h.Values("Content-Security-Policy")); n != 1 {
+			t.Errorf("%s /admin/: %d CSP headers, want exactly 1 (a second, stricter one would also apply)", method, n)
+		}
+		if method == "HEAD" {
+			if len(body) != 0 {
+				t.Errorf("HEAD /admin/ has a body")
+			}
+			continue
+		}
+		if !bytes.Contains(body, []byte(`<script type="module" src="assets/`)) {
+			t.Errorf("page does not load its module script: %s", body)
+		}
+		if bytes.Contains(body, []byte("{{version}}")) {
+			t.Errorf("page still has the {{version}} placeholder")
+		}
+	}
+	// The page holds no secret, so it needs no token; /admin redirects to it.
+	resp, _ := get(t, "GET", e.srv.URL+"/admin", nil)
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/admin/" {
+		t.Errorf("GET /admin: status %d, Location %q; want 301 to /admin/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The gzipped page is the same page.
+	_, plain := get(t, "GET", e.srv.URL+"/admin/", nil)
+	resp, zipped := get(t, "GET", e.srv.URL+"/admin/", map[string]string{"Accept-Encoding": "gzip"})
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if got := gunzip(t, zipped); !bytes.Equal(got, plain) {
+			t.Errorf("gzipped page differs from the page")
+		}
+	}
+}
+
+func gunzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestDashboardAssets(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	_, page := get(t, "GET", e.srv.URL+"/admin/", nil)
+	wantType := map[string]string{
+		".css": "text/css; charset=utf-8",
+		".js":  "text/javascript; charset=utf-8",
+		".svg": "image/svg+xml",
+	}
+	importRE := regexp.MustCompile(`(?m)^\s*(?:import|export)\b[^'"]*?from\s+'(\./[^']+)'`)
+	seen := map[string]bool{}
+	queue := dashboardAssets(t, e.srv.URL, page)
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		resp, body := get(t, "GET", u, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: status %d: %s", u, resp.StatusCode, body)
+			continue
+		}
+		ext := path.Ext(u)
+		if got := resp.Header.Get("Content-Type"); got != wantType[ext] {
+			t.Errorf("GET %s: Content-Type %q, want %q", u, got, wantType[ext])
+		}
+		if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
+			t.Errorf("GET %s: Cache-Control %q, want a year, immutable", u, got)
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != wantDashboardCSP {
+			t.Errorf("GET %s: CSP %q", u, got)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: no nosniff", u)
+		}
+		etag := resp.Header.Get("ETag")
+		if etag == "" {
+			t.Errorf("GET %s: no ETag", u)
+		} else if r2, b2 := get(t, "GET", u, map[string]string{"If-None-Match": etag}); r2.StatusCode != http.StatusNotModified || len(b2) != 0 {
+			t.Errorf("GET %s with If-None-Match: status %d, %d bytes; want 304, empty", u, r2.StatusCode, len(b2))
+		}
+		if rz, bz := get(t, "GET", u, map[string]string{"Accept-Encoding": "gzip"}); rz.Header.Get("Content-Encoding") == "gzip" {
+			if !bytes.Equal(gunzip(t, bz), body) {
+				t.Errorf("GET %s: gzipped body differs", u)
+			}
+			if rz.Header.Get("ETag") == etag {
+				t.Errorf("GET %s: gzipped and plain bodies share the ETag %s", u, etag)
+			}
+		}
+		// Follow the module graph: a missing module breaks the page.
+		if ext == ".js" {
+			for _, m := range importRE.FindAllSubmatch(body, -1) {
+				queue = append(queue, u[:strings.LastIndexByte(u, '/')+1]+strings.TrimPrefix(string(m[1]), "./"))
+			}
+		}
+	}
+	if n := len(seen); n < 8 {
+		t.Errorf("found %d assets, want the stylesheet, the icon and every module", n)
+	}
+
+	// Another version's URL (a page from another replica mid-upgrade) is
+	// served but not cached as immutable.
+	for u := range seen {
+		old := regexp.MustCompile(`/assets/[^/]+/`).ReplaceAllString(u, "/assets/0000000000000000/")
+		resp, _ := get(t, "GET", old, nil)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("GET %s: status %d, Cache-Control %q; want 200, no-cache", old, resp.StatusCode, resp.Header.Get("Cache-Control"))
+		}
+		break
+	}
+}
+
+func TestDashboardUnknownAsset(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range []string{
+		"/admin/assets/0000000000000000/nope.js",
+		"/admin/assets/app.js",
+		"/admin/assets/",
+		"/admin/nope",
+	} {
+		resp, body := get(t, "GET", e.srv.URL+p, nil)
+		var out struct {
+			Error string `json:"error"`
+		}
+		if resp.StatusCode != http.StatusNotFound || json.Unmarshal(body, &out) != nil || out.Error != "not_found" {
+			t.Errorf("GET %s: status %d, body %s; want 404 with a JSON error object", p, resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET %s: Content-Type %q, want application/json", p, ct)
+		}
+	}
+	resp, body := get(t, "POST", e.srv.URL+"/admin/", nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed || !bytes.Contains(body, []byte(`"method_not_allowed"`)) {
+		t.Errorf("POST /admin/: status %d, body %s; want 405 JSON", resp.StatusCode, body)
+	}
+}
+
+// TestDashboardNoInlineScriptOrStyle keeps the page within its CSP and
+// usable by keyboard and screen reader: no inline script or style, no
+// event-handler attributes, a label for every field, a type for every
+// button; and the scripts never turn strings into HTML or code.
+func TestDashboardNoInlineScriptOrStyle(t *testing.T) {
+	e := newEnv(t)
+	_, page := get(t, "GET", e.srv.URL+"/admin/", nil)
+	doc, err := html.Parse(bytes.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attr := func(n *html.Node, key string) (string, bool) {
+		for _, a := range n.Attr {
+			if a.Key == key {
+				return a.Val, true
+			}
+		}
+		return "", false
+	}
+	labelled := map[string]bool{}
+	var fields []*html.Node
+	for n := range doc.Descendants() {
+		if n.Type != html.ElementNode {
+			continue
+		}
+		where := "<" + n.Data + ">"
+		if id, ok := attr(n, "id"); ok {
+			where = fmt.Sprintf("<%s id=%q>", n.Data, id)
+		}
+		for _, a := range n.Attr {
+			if strings.HasPrefix(a.Key, "on") {
+				t.Errorf("%s has an inline event handler %s", where, a.Key)
+			}
+			if a.Key == "style" {
+				t.Errorf("%s has a style attribute", where)
+			}
+			if strings.HasPrefix(strings.TrimSpace(strings.ToLower(a.Val)), "javascript:") {
+				t.Errorf("%s has a javascript: URL", where)
+			}
+		}
+		switch n.Data {
+		case "style":
+			t.Errorf("the page has a <style> element")
+		case "script":
+			src, ok := attr(n, "src")
+			if !ok || !strings.HasPrefix(src, "assets/") {
+				t.Errorf("%s is not an external script of the dashboard (src %q)", where, src)
+			}
+			if n.FirstChild != nil {
+				t.Errorf("%s has inline content", where)
+			}
+		case "link":
+			if href, _ := attr(n, "href"); !strings.HasPrefix(href, "assets/") {
+				t.Errorf("%s loads %q from outside the dashboard", where, href)
+			}
+		case "img":
+			if src, _ := attr(n, "src"); !strings.HasPrefix(src, "assets/") {
+				t.Errorf("%s loads %q from outside the dashboard", where, src)
+			}
+			if _, ok := attr(n, "alt"); !ok {
+				t.Errorf("%s has no alt", where)
+			}
+		case "label":
+			if f, ok := attr(n, "for"); ok {
+				labelled[f] = true
+			}
+		case "input", "select", "textarea":
+			fields = append(fields, n)
+		case "button":
+			if _, ok := attr(n, "type"); !ok {
+				t.Errorf("%s has no type (it would submit its form)", where)
+			}
+		}
+	}
+	for _, n := range fields {
+		id, _ := attr(n, "id")
+		_, aria := attr(n, "aria-label")
+		if typ, _ := attr(n, "type"); typ == "hidden" {
+			continue
+		}
+		if !labelled[id] && !aria {
+			t.Errorf("<%s id=%q> has no label", n.Data, id)
+		}
+	}
+
+	// The scripts build the DOM with createElement and textContent. The
+	// CSP (Trusted Types) would stop the rest in the browser; this finds
+	// it before a browser does.
+	banned := regexp.MustCompile(`innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|setAttribute\(\s*['"](style|on)|\.style\.|cssText`)
+	for _, u := range dashboardAssets(t, e.srv.URL, page) {
+		if !strings.HasSuffix(u, ".js") {
+			continue
+		}
+		_, js := get(t, "GET", u, nil)
+		if m := banned.Find(js); m != nil {
+			t.Errorf("%s uses %q", path.Base(u), m)
+		}
+	}
+}
+
+// TestDashboardKeepsAdminAPI checks that the dashboard's routes shadow
+// none of the admin API's: they answer JSON, with the API's own CSP.
+func TestDashboardKeepsAdminAPI(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	e.createIntegration(map[string]any{"name": "billing"})
+	for _, p := range []string{"/admin/integrations", "/admin/integrations/billing", "/admin/tokens", "/admin/admins", "/admin/audit", "/admin/signing-keys"} {
+		resp, body := get(t, "GET", e.srv.URL+p, map[string]string{"Authorization": "Bearer " + testBootstrap})
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || !json.Valid(body) {
+			t.Errorf("GET %s: status %d, Content-Type %q; want 200 JSON", p, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != "default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("GET %s: CSP %q, want the API's", p, got)
+		}
+		resp, _ = get(t, "GET", e.srv.URL+p, nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: status %d, want 401", p, resp.StatusCode)
+		}
+	}
+
+	// With the admin API on its own listener, the dashboard moves with it.
+	s := newEnv(t, func(o *server.Options) { o.SeparateAdmin = true })
+	if resp, _ := get(t, "GET", s.admin.URL+"/admin/", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("admin listener: GET /admin/: status %d, want 200", resp.StatusCode)
+	}
+	if resp, _ := get(t, "GET", s.srv.URL+"/admin/", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public listener: GET /admin/: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// Browser tests
+
+// chromiumPath finds Chromium for the browser tests, or skips: the tests
+// need a real browser, which a developer machine may not have. CI sets
+// LATCHKEY_TEST_BROWSER=1 so that a missing browser fails instead.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("LATCHKEY_TEST_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		msg := fmt.Sprintf("no Chromium at %s (%v): install it (apt-get install -y chromium) or set LATCHKEY_TEST_CHROMIUM", p, err)
+		if os.Getenv("LATCHKEY_TEST_BROWSER") == "1" {
+			t.Fatalf("LATCHKEY_TEST_BROWSER=1 but %s", msg)
+		}
+		t.Skipf("browser test skipped: %s; set LATCHKEY_TEST_BROWSER=1 to make this a failure", msg)
+	}
+	return p
+}
+
+// browser is a headless Chromium tab with a record of everything the page
+// logged: console calls, uncaught exceptions, browser log entries (CSP
+// violations among them) and securitypolicyviolation events.
+type browser struct {
+	ctx      context.Context
+	mu       sync.Mutex
+	messages []string
+}
+
+func newBrowser(t *testing.T, width, height int) *browser {
+	t.Helper()
+	exe := chromiumPath(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(width, height),
+	)
+	// A bound on the whole test: a hung browser fails it instead of
+	// hanging go test.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(bcancel)
+	b := &browser{ctx: bctx}
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.messages = append(b.messages, fmt.Sprintf("%s %s (%s:%d)", m.Type, m.Text, m.URL, m.Line+1))
+			b.mu.Unlock()
+		}
+	}()
+	const watch = `document.addEventListener('securitypolicyviolation', (e) => {
+		console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI);
+	});`
+	if _, err := chromedp.Call(bctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: watch}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// do runs actions, failing the test with step in the message.
+func (b *browser) do(t *testing.T, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		t.Fatalf("%s: %v\npage messages:\n%s", step, err, strings.Join(b.problems(), "\n"))
+	}
+}
+
+func (b *browser) value(t *testing.T, sel string) string {
+	t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Value(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("read %s: %v", sel, err)
+	}
+	return v
+}
+
+func (b *browser) eval(t *testing.T, js string) string {
+	t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// problems is every console message at warning level or above.
+func (b *browser) problems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, m := range b.messages {
+		if !strings.HasPrefix(m, "log ") && !strings.HasPrefix(m, "info ") && !strings.HasPrefix(m, "debug ") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// signIn opens the dashboard and signs in with token.
+func (b *browser) signIn(t *testing.T, base, token string) {
+	t.Helper()
+	b.do(t, "sign in",
+		chromedp.Navigate(base+"/admin/"),
+		chromedp.WaitVisible(chromedp.CSS("#signin-token")),
+		chromedp.SendKeys(chromedp.CSS("#signin-token"), token),
+		chromedp.Click(chromedp.CSS("#signin-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#new-integration")),
+	)
+}
+
+// secrets waits for the one-time dialog and reads the fields it shows,
+// then closes it.
+func (b *browser) secrets(t *testing.T, ids ...string) []string {
+	t.Helper()
+	b.do(t, "wait for the one-time secret dialog", chromedp.WaitVisible(chromedp.CSS("#"+ids[0])))
+	if text := b.eval(t, `document.querySelector('#secret-dialog').textContent`); !strings.Contains(text, "You will not see this secret again") {
+		t.Errorf("secret dialog lacks the one-time notice: %q", text)
+	}
+	var out []string
+	for _, id := range ids {
+		out = append(out, b.value(t, "#"+id))
+	}
+	b.do(t, "close the secret dialog",
+		chromedp.Click(chromedp.CSS("#secret-done")),
+		chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")),
+	)
+	// The close event runs as a task of its own: give it a moment.
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.querySelector('#secret-fields').childElementCount === 0`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	if err != nil {
+		t.Errorf("secrets stay in the page after the dialog closed: %v", err)
+	}
+	return out
+}
+
+// TestDashboardBrowser drives the dashboard in headless Chromium and
+// checks each step's effect from Go over real HTTP.
+func TestDashboardBrowser(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	b := newBrowser(t, 1280, 800)
+	start := time.Now()
+
+	b.signIn(t, e.srv.URL, testBootstrap)
+	if got := b.eval(t, `sessionStorage.getItem('latchkey.admin-token')`); got != testBootstrap {
+		t.Errorf("sessionStorage holds %q, want the token", got)
+	}
+	if got := b.eval(t, `document.cookie + location.href`); strings.Contains(got, testBootstrap) {
+		t.Errorf("the token is in a cookie or the URL: %q", got)
+	}
+
+	// Escape closes a dialog and focus returns to what opened it.
+	b.do(t, "open and dismiss the create dialog",
+		chromedp.Click(chromedp.CSS("#new-integration")),
+		chromedp.WaitVisible(chromedp.CSS("#ig-name")),
+		chromedp.KeyEvent(kb.Escape),
+		chromedp.WaitNotVisible(chromedp.CSS("#integration-dialog")),
+	)
+	if got := b.eval(t, `document.activeElement.id`); got != "new-integration" {
+		t.Errorf("after Escape, focus is on %q, want the New integration button", got)
+	}
+
+	// Create an integration; the page shows its pair once.
+	b.do(t, "create an integration",
+		chromedp.Click(chromedp.CSS("#new-integration")),
+		chromedp.WaitVisible(chromedp.CSS("#ig-name")),
+		chromedp.SendKeys(chromedp.CSS("#ig-name"), "billing-sync"),
+		chromedp.SendKeys(chromedp.CSS("#ig-description"), "Nightly invoice export"),
+		chromedp.SendKeys(chromedp.CSS("#ig-scopes"), "invoices:read invoices:write"),
+		chromedp.Click(chromedp.CSS("#integration-submit")),
+	)
+	pair := b.secrets(t, "secret-client-id", "secret-client-secret")
+	old := keyPair{ID: pair[0], Secret: pair[1]}
+	if !strings.HasPrefix(old.ID, "lk_ci_") || !strings.HasPrefix(old.Secret, "lk_cs_") {
+		t.Fatalf("dialog shows %q / %q, want a client ID and secret", old.ID, old.Secret)
+	}
+	if status, _, out := e.form("/oauth2/token", old, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusOK {
+		t.Fatalf("token with the pair from the page: status %d: %v", status, out)
+	} else if out["scope"] != "invoices:read invoices:write" {
+		t.Errorf("token scope %q, want the scopes typed in the page", out["scope"])
+	}
+	b.do(t, "see the new integration in the list",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)),
+	)
+	if text := b.eval(t, `document.querySelector('tr[data-name="billing-sync"]').textContent`); !strings.Contains(text, old.ID) {
+		t.Errorf("the list row does not show the client ID: %q", text)
+	}
+
+	// Regenerate with no grace: the old pair stops working at once.
+	b.do(t, "regenerate the key pair",
+		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")),
+	)
+	if warning := b.eval(t, `document.querySelector('#regenerate-dialog').textContent`); !strings.Contains(warning, "stops working now") {
+		t.Errorf("regenerate dialog does not warn that the old pair stops working: %q", warning)
+	}
+	if grace := b.value(t, "#regenerate-grace"); grace != "0" {
+		t.Errorf("grace defaults to %q, want 0", grace)
+	}
+	b.do(t, "confirm regeneration", chromedp.Click(chromedp.CSS("#regenerate-confirm")))
+	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
+	fresh := keyPair{ID: pair[0], Secret: pair[1]}
+	if fresh == old {
+		t.Fatalf("the page shows the old pair after regenerating")
+	}
+	status, _, out := e.form("/oauth2/token", old, url.Values{"grant_type": {"client_credentials"}})
+	if status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Errorf("old pair after regeneration: status %d %v, want 401 invalid_client", status, out)
+	}
+	if status, _, out := e.form("/oauth2/token", fresh, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusOK {
+		t.Errorf("new pair from the page: status %d %v, want 200", status, out)
+	}
+
+	// An admin token: generate, use from Go, revoke in the page.
+	b.do(t, "generate an admin token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#new-token")),
+		chromedp.Click(chromedp.CSS("#new-token")),
+		chromedp.WaitVisible(chromedp.CSS("#token-description")),
+		chromedp.SendKeys(chromedp.CSS("#token-description"), "browser test"),
+		chromedp.Click(chromedp.CSS("#token-submit")),
+	)
+	adminToken := b.secrets(t, "secret-admin-token")[0]
+	status, body := e.adminCall("GET", "/admin/tokens", adminToken, nil)
+	if status != http.StatusOK {
+		t.Fatalf("admin token from the page: GET /admin/tokens: status %d %s", status, body)
+	}
+	var list struct {
+		Items []struct{ ID, Description string }
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, it := range list.Items {
+		if it.Description == "browser test" {
+			id = it.ID
+		}
+	}
+	if id == "" {
+		t.Fatalf("the new token is not listed: %s", body)
+	}
+	row := fmt.Sprintf(`tr[data-id=%q]`, id)
+	b.do(t, "revoke the admin token",
+		chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.Click(chromedp.CSS(row+` button[data-action="revoke"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitNotPresent(chromedp.CSS(row)),
+	)
+	if status, body := e.adminCall("GET", "/admin/integrations", adminToken, nil); status != http.StatusUnauthorized {
+		t.Errorf("revoked admin token: status %d %s, want 401", status, body)
+	}
+
+	// Sign out forgets the token.
+	b.do(t, "sign out",
+		chromedp.Click(chromedp.CSS("#signout")),
+		chromedp.WaitVisible(chromedp.CSS("#signin-token")),
+	)
+	if n := b.eval(t, `String(sessionStorage.length)`); n != "0" {
+		t.Errorf("after sign-out sessionStorage has %s items", n)
+	}
+
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+	seen := len(b.problems())
+
+	// A token that stops working mid-session sends the page back to
+	// sign-in, with the API's reason.
+	out = e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "short-lived"}, http.StatusCreated)
+	b.signIn(t, e.srv.URL, out["token"].(string))
+	e.mustAdmin("DELETE", "/admin/tokens/"+out["id"].(string), nil, http.StatusNoContent)
+	b.do(t, "use a revoked token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#signin-message")),
+	)
+	if msg := b.eval(t, `document.querySelector('#signin-message').textContent`); !strings.Contains(msg, "invalid, expired or revoked admin token") {
+		t.Errorf("sign-in message %q does not give the API's reason", msg)
+	}
+	if n := b.eval(t, `String(sessionStorage.length)`); n != "0" {
+		t.Errorf("after a 401 sessionStorage has %s items", n)
+	}
+	for _, p := range b.problems()[seen:] {
+		if !strings.Contains(p, "status of 401") { // the browser logs the failed fetch itself
+			t.Errorf("the page reported a problem: %s", p)
+		}
+	}
+	t.Logf("browser steps took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDashboardScreenshots writes the README's screenshots into the
+// directory LATCHKEY_SCREENSHOTS names (docs/ in the repository):
+//
+//	LATCHKEY_SCREENSHOTS=$PWD/docs go test ./server -run DashboardScreenshots
+func TestDashboardScreenshots(t *testing.T) {
+	dir := os.Getenv("LATCHKEY_SCREENSHOTS")
+	if dir == "" {
+		t.Skip("set LATCHKEY_SCREENSHOTS=DIR to write the dashboard screenshots into DIR")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A server whose integrations were made over the past weeks.
+	clk := &clock{t: time.Now().UTC().Add(-41 * 24 * time.Hour).Truncate(time.Minute)}
+	e, err := openEnv(t, newDatabase(t), clk, testSecrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := []struct {
+		body map[string]any
+		age  time.Duration
+		use  bool
+	}{
+		{map[string]any{"name": "billing-sync", "description": "Nightly export of invoices to the ledger", "scopes": []string{"invoices:read", "ledger:write"}}, 0, true},
+		{map[string]any{"name": "orders-api", "description": "Order service: checks tokens on every request", "scopes": []string{"orders:read"}, "can_introspect": true, "audience": []string{"https://orders.internal"}}, 3 * 24 * time.Hour, true},
+		{map[string]any{"name": "inventory-worker", "description": "Reserves stock for new orders", "scopes": []string{"orders:read", "stock:write"}}, 9 * 24 * time.Hour, true},
+		{map[string]any{"name": "mobile-backend", "description": "BFF for the iOS and Android apps", "scopes": []string{"profile:read", "orders:read", "orders:write"}, "token_lifetime_seconds": 3600}, 6 * 24 * time.Hour, true},
+		{map[string]any{"name": "reporting", "description": "Weekly revenue reports", "scopes": []string{"invoices:read"}}, 12 * 24 * time.Hour, false},
+	}
+	pairs := map[string]keyPair{}
+	for _, s := range seed {
+		clk.Advance(s.age)
+		pairs[s.body["name"].(string)] = e.createIntegration(s.body)
+	}
+	clk.Advance(7*24*time.Hour + 3*time.Hour)
+	for _, s := range seed {
+		if s.use {
+			clk.Advance(17 * time.Minute)
+			e.token(pairs[s.body["name"].(string)], nil)
+		}
+	}
+	e.regenerate("inventory-worker", 7*24*3600)
+	e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "ada"}, http.StatusCreated)
+	e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "Deploy pipeline", "expires_in_days": 90}, http.StatusCreated)
+	e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "Terraform", "expires_in_days": -1}, http.StatusCreated)
+	e.mustAdmin("POST", "/admin/signing-keys/rotate", nil, http.StatusCreated)
+	clk.Live()
+
+	shoot := func(b *browser, name string) {
+		t.Helper()
+		// No hover highlight; let the dialog animations settle.
+		b.do(t, "move the mouse away", chromedp.MouseEvent("mouseMoved", 0, 0))
+		time.Sleep(400 * time.Millisecond)
+		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s (%d KB)", p, len(png)/1024)
+	}
+	b := newBrowser(t, 1280, 800)
+	b.do(t, "viewport", chromedp.EmulateViewport(1280, 800))
+	if scheme := os.Getenv("LATCHKEY_SCREENSHOTS_SCHEME"); scheme != "" {
+		_, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	suffix := ""
+	if s := os.Getenv("LATCHKEY_SCREENSHOTS_SCHEME"); s == "dark" {
+		suffix = "-dark"
+	}
+	b.signIn(t, e.srv.URL, testBootstrap)
+	b.do(t, "list", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="reporting"]`)))
+	shoot(b, "dashboard-integrations"+suffix+".png")
+
+	b.do(t, "create through the page",
+		chromedp.Click(chromedp.CSS("#new-integration")),
+		chromedp.WaitVisible(chromedp.CSS("#ig-name")),
+		chromedp.SendKeys(chromedp.CSS("#ig-name"), "payments-webhooks"),
+		chromedp.SendKeys(chromedp.CSS("#ig-description"), "Forwards payment events to billing"),
+		chromedp.SendKeys(chromedp.CSS("#ig-scopes"), "payments:read events:write"),
+		chromedp.Click(chromedp.CSS("#integration-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")),
+	)
+	shoot(b, "dashboard-secret"+suffix+".png")
+	b.do(t, "close", chromedp.Click(chromedp.CSS("#secret-done")), chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")))
+
+	b.do(t, "phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="reporting"]`)),
+	)
+	shoot(b, "dashboard-phone"+suffix+".png")
+	if w := b.eval(t, `String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Errorf("at phone width the page is %s px wide, want 390: something overflows", w)
+	}
+
+	// Every other view and dialog, for design review (not committed).
+	if os.Getenv("LATCHKEY_SCREENSHOTS_ALL") == "1" {
+		for _, width := range []int64{1280, 390} {
+			prefix := fmt.Sprintf("review-%d%s-", width, suffix)
+			if width == 1280 {
+				b.do(t, "laptop", chromedp.EmulateViewport(1280, 800))
+			}
+			b.do(t, "regenerate dialog",
+				chromedp.Navigate(e.srv.URL+"/admin/#integrations"),
+				chromedp.WaitVisible(chromedp.CSS(`tr[data-name="orders-api"]`)),
+				chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="orders-api"]`)),
+				chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")))
+			shoot(b, prefix+"regenerate.png")
+			b.do(t, "edit dialog", chromedp.KeyEvent(kb.Escape),
+				chromedp.Click(chromedp.CSS(`button[data-action="edit"][data-key="orders-api"]`)),
+				chromedp.WaitVisible(chromedp.CSS("#ig-description")))
+			shoot(b, prefix+"edit.png")
+			b.do(t, "delete dialog", chromedp.KeyEvent(kb.Escape),
+				chromedp.Click(chromedp.CSS(`button[data-action="delete"][data-key="orders-api"]`)),
+				chromedp.WaitVisible(chromedp.CSS("#delete-confirm-name")))
+			shoot(b, prefix+"delete.png")
+			b.do(t, "close", chromedp.KeyEvent(kb.Escape))
+			for _, v := range []string{"tokens", "admins", "audit", "keys"} {
+				b.do(t, v, chromedp.Navigate(e.srv.URL+"/admin/#"+v), chromedp.Reload(),
+					chromedp.WaitVisible(chromedp.CSS("#view-"+v+" h1")), chromedp.WaitNotPresent(chromedp.CSS("#view-"+v+" .loading-row")))
+				shoot(b, prefix+v+".png")
+			}
+			b.do(t, "token dialog", chromedp.Navigate(e.srv.URL+"/admin/#tokens"),
+				chromedp.Click(chromedp.CSS("#new-token")), chromedp.WaitVisible(chromedp.CSS("#token-description")))
+			shoot(b, prefix+"token-dialog.png")
+			b.do(t, "close", chromedp.KeyEvent(kb.Escape))
+			b.do(t, "sign-in", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")))
+			shoot(b, prefix+"signin.png")
+			b.signIn(t, e.srv.URL, testBootstrap)
+			if width == 1280 {
+				b.do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+			}
+		}
+	}
+
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+}
