@@ -25,9 +25,10 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		if tokens, wait := s.adminLimit.level(addr); tokens < 1 {
 			s.metrics.rateLimited.WithLabelValues("admin").Inc()
 			s.holdRefused(r.Context(), wait, s.opts.AdminAuthLimit.MaxDelay)
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
+			secs := retryAfter(wait)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeError(w, http.StatusTooManyRequests, "too_many_requests",
-				"too many failed admin-token attempts from this address; retry after the time in Retry-After")
+				fmt.Sprintf("too many failed admin-token attempts from this address; try again in %d s", secs))
 			return
 		}
 		// The scheme is case-insensitive (RFC 9110 §11.1).

@@ -200,9 +200,10 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 			if limit, wait := s.authLimits.check(infoFrom(r.Context()).addr, clientID); limit != "" {
 				s.metrics.rateLimited.WithLabelValues(limit).Inc()
 				s.holdRefused(r.Context(), wait, s.opts.ClientAuthLimit.MaxDelay)
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
+				secs := retryAfter(wait)
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
 				writeError(w, http.StatusTooManyRequests, "slow_down",
-					"Too many failed client authentications from this address or for this client; retry after the time in Retry-After.")
+					fmt.Sprintf("Too many failed client authentications from this address or for this client; try again in %d s.", secs))
 				return
 			}
 		}
