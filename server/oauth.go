@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -134,10 +135,26 @@ type prefixedHMACStrategy struct {
 
 func (h *prefixedHMACStrategy) AccessTokenSignature(ctx context.Context, token string) string {
 	body, ok := strings.CutPrefix(token, storage.AccessTokenPrefix)
-	if !ok {
+	if !ok || !canonicalHMACToken(body) {
 		return ""
 	}
 	return h.HMACSHAStrategyUnPrefixed.AccessTokenSignature(ctx, body)
+}
+
+// canonicalHMACToken reports whether body is key.signature, each in the
+// one base64url spelling latchkey issues. fosite decodes leniently, so a
+// token whose last character differs only in the bits base64 leaves unused
+// would otherwise pass for the token it was made from: one token, several
+// strings, which a client or cache keying on the string would not expect.
+func canonicalHMACToken(body string) bool {
+	key, sig, ok := strings.Cut(body, ".")
+	if !ok {
+		return false
+	}
+	enc := base64.RawURLEncoding.Strict()
+	_, errKey := enc.DecodeString(key)
+	_, errSig := enc.DecodeString(sig)
+	return errKey == nil && errSig == nil
 }
 
 func (h *prefixedHMACStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
@@ -150,7 +167,7 @@ func (h *prefixedHMACStrategy) GenerateAccessToken(ctx context.Context, r fosite
 
 func (h *prefixedHMACStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
 	body, ok := strings.CutPrefix(token, storage.AccessTokenPrefix)
-	if !ok {
+	if !ok || !canonicalHMACToken(body) {
 		return errorsx.WithStack(fosite.ErrInvalidTokenFormat)
 	}
 	return h.HMACSHAStrategyUnPrefixed.ValidateAccessToken(ctx, r, body)
