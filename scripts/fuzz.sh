@@ -24,5 +24,5 @@ targets=(
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t#*:}
   echo "== $name ($pkg) for $fuzztime"
-  go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "${parallel[@]}"
+  go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "${parallel[@]}"
 done

@@ -295,7 +295,7 @@ func (s *Server) handleKeyPairRegenerate() http.Handler {
 		if !decode(w, r, &req, true) {
 			return
 		}
-		if req.GraceSeconds > int64(storage.MaxGrace/time.Second) {
+		if req.GraceSeconds < 0 || req.GraceSeconds > int64(storage.MaxGrace/time.Second) {
 			// Checked here too: a huge value would overflow the Duration.
 			writeError(w, http.StatusBadRequest, "invalid_request",
 				"grace_seconds must be between 0 and "+strconv.FormatInt(int64(storage.MaxGrace/time.Second), 10))
