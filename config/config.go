@@ -237,20 +237,11 @@ func settings() []setting {
 			return nil
 		}
 	}
-	count := func(field func(c *Config) *int, accepted string) func(*Config, value) error {
+	// count reads a whole number from 0 to most.
+	count := func(field func(c *Config) *int, most int, accepted string) func(*Config, value) error {
 		return func(c *Config, v value) error {
 			n, err := strconv.Atoi(strings.TrimSpace(v.scalar))
-			if err != nil || n < 0 || n > maxConns {
-				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
-			}
-			*field(c) = n
-			return nil
-		}
-	}
-	rate := func(field func(c *Config) *int, accepted string) func(*Config, value) error {
-		return func(c *Config, v value) error {
-			n, err := strconv.Atoi(strings.TrimSpace(v.scalar))
-			if err != nil || n < 0 || n > maxRateLimit {
+			if err != nil || n < 0 || n > most {
 				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
 			}
 			*field(c) = n
@@ -363,13 +354,13 @@ func settings() []setting {
 			key: "database_max_conns", env: "LATCHKEY_DATABASE_MAX_CONNS", flag: "database-max-conns",
 			usage: "most open database connections per process; 0 sizes the pool from the CPU count",
 			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxConns) },
-			set:   count(func(c *Config) *int { return &c.DatabaseMaxConns }, acceptedConns),
+			set:   count(func(c *Config) *int { return &c.DatabaseMaxConns }, maxConns, acceptedConns),
 		},
 		{
 			key: "database_max_idle_conns", env: "LATCHKEY_DATABASE_MAX_IDLE_CONNS", flag: "database-max-idle-conns",
 			usage: "most idle database connections kept open; 0 is database_max_conns",
 			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxIdleConns) },
-			set:   count(func(c *Config) *int { return &c.DatabaseMaxIdleConns }, acceptedIdleConns),
+			set:   count(func(c *Config) *int { return &c.DatabaseMaxIdleConns }, maxConns, acceptedIdleConns),
 		},
 		{
 			key: "database_conn_max_lifetime", env: "LATCHKEY_DATABASE_CONN_MAX_LIFETIME", flag: "database-conn-max-lifetime",
@@ -424,25 +415,25 @@ func settings() []setting {
 			key: "rate_limit_failures", env: "LATCHKEY_RATE_LIMIT_FAILURES", flag: "rate-limit-failures",
 			usage: "failed client authentications per minute allowed per client ID and per address (0: off)",
 			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailures) },
-			set:   rate(func(c *Config) *int { return &c.RateLimitFailures }, acceptedRate),
+			set:   count(func(c *Config) *int { return &c.RateLimitFailures }, maxRateLimit, acceptedRate),
 		},
 		{
 			key: "rate_limit_failures_burst", env: "LATCHKEY_RATE_LIMIT_FAILURES_BURST", flag: "rate-limit-failures-burst",
 			usage: "failed client authentications allowed at once before rate_limit_failures applies",
 			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailuresBurst) },
-			set:   rate(func(c *Config) *int { return &c.RateLimitFailuresBurst }, acceptedBurst),
+			set:   count(func(c *Config) *int { return &c.RateLimitFailuresBurst }, maxRateLimit, acceptedBurst),
 		},
 		{
 			key: "rate_limit_admin_failures", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES", flag: "rate-limit-admin-failures",
 			usage: "failed admin-token attempts per minute allowed per address (0: off)",
 			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailures) },
-			set:   rate(func(c *Config) *int { return &c.RateLimitAdminFailures }, acceptedRate),
+			set:   count(func(c *Config) *int { return &c.RateLimitAdminFailures }, maxRateLimit, acceptedRate),
 		},
 		{
 			key: "rate_limit_admin_failures_burst", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST", flag: "rate-limit-admin-failures-burst",
 			usage: "failed admin-token attempts allowed at once before rate_limit_admin_failures applies",
 			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailuresBurst) },
-			set:   rate(func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, acceptedBurst),
+			set:   count(func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, maxRateLimit, acceptedBurst),
 		},
 		{
 			key: "metrics_integration_label", env: "LATCHKEY_METRICS_INTEGRATION_LABEL", flag: "metrics-integration-label", isBool: true,

@@ -24,7 +24,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr := infoFrom(r.Context()).addr
 		if tokens, wait := s.adminLimit.level(addr); tokens < 1 {
-			s.metrics.rateLimited.WithLabelValues("admin").Inc()
+			s.metrics.limitedBy["admin"].Inc()
 			s.holdRefused(r.Context(), wait, s.opts.AdminAuthLimit.MaxDelay)
 			secs := retryAfter(wait)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))

@@ -32,6 +32,10 @@ type metrics struct {
 	janitorRuns     *prometheus.CounterVec
 	janitorPurged   prometheus.Counter
 	durationByRoute sync.Map // route+code → prometheus.Observer
+
+	// Resolved once: a label lookup hashes its values on every call.
+	introspectedActive, introspectedInactive prometheus.Counter
+	limitedBy                                map[string]prometheus.Counter
 }
 
 func newMetrics(store *storage.Store, byIntegration bool) *metrics {
@@ -89,10 +93,11 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	}
 	// Series that exist from the start, so a rate() over them is defined
 	// before the first event.
-	m.introspections.WithLabelValues("active")
-	m.introspections.WithLabelValues("inactive")
+	m.introspectedActive = m.introspections.WithLabelValues("active")
+	m.introspectedInactive = m.introspections.WithLabelValues("inactive")
+	m.limitedBy = map[string]prometheus.Counter{}
 	for _, l := range []string{"address", "client", "admin"} {
-		m.rateLimited.WithLabelValues(l)
+		m.limitedBy[l] = m.rateLimited.WithLabelValues(l)
 	}
 	return m
 }

@@ -215,7 +215,7 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 		clientID := requestClientID(r)
 		if s.authLimits != nil {
 			if limit, wait := s.authLimits.check(infoFrom(r.Context()).addr, clientID); limit != "" {
-				s.metrics.rateLimited.WithLabelValues(limit).Inc()
+				s.metrics.limitedBy[limit].Inc()
 				s.holdRefused(r.Context(), wait, s.opts.ClientAuthLimit.MaxDelay)
 				secs := retryAfter(wait)
 				w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -429,11 +429,11 @@ func (s *Server) handleIntrospect() http.Handler {
 				s.writeOAuthError(w, r, err)
 				return
 			}
-			s.metrics.introspections.WithLabelValues("inactive").Inc()
+			s.metrics.introspectedInactive.Inc()
 			writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 			return
 		}
-		s.metrics.introspections.WithLabelValues("active").Inc()
+		s.metrics.introspectedActive.Inc()
 		writeJSON(w, http.StatusOK, s.describeToken(ar))
 	})
 }
