@@ -50,25 +50,13 @@ port=${BENCH_PORT:-19480}
 live_tokens=${BENCH_LIVE_TOKENS:-5000000}
 expired_tokens=${BENCH_EXPIRED_TOKENS:-1000000}
 
-for cmd in go taskset curl jq; do
-  command -v "$cmd" >/dev/null || { echo "bench.sh: needs $cmd" >&2; exit 1; }
-done
+. scripts/lib.sh
+need go taskset curl jq
 have_wrk=1
 command -v wrk >/dev/null || { have_wrk=0; echo "bench.sh: no wrk (apt-get install wrk): skipping the wrk comparison" >&2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
-server_pid=
-server_dir=
 
-# stop_server stops the running server, if any, and waits for it to exit.
-stop_server() {
-  [[ -n $server_pid ]] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
 cleanup() {
   stop_server
   rm -rf "$work"
@@ -79,47 +67,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "building latchkey and latchkey-bench"
-go build -o "$work/latchkey" ./cmd/latchkey
-go build -o "$work/latchkey-bench" ./cmd/latchkey-bench
-bench=$work/latchkey-bench
+build
 
-boot=bench-bootstrap-token-0123456789abcdef0123
-secret=bench-system-secret-0123456789abcdef0123
-base=http://127.0.0.1:$port
 results=$work/results.tsv # round, server, name, req/s, p99 ms, non-2xx, errors, client CPU
 memory=$work/memory.tsv   # round, server, VmRSS kB, VmHWM kB
 : >"$results"
 : >"$memory"
-
-# wait_ready URL LOG: until URL answers 2xx; fails with the server's log if
-# it does not within 10 s or the server exits.
-wait_ready() {
-  for _ in $(seq 200); do
-    curl -fs -o /dev/null -X "${3:-GET}" "$1" && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "bench.sh: the server did not become ready:" >&2
-  cat "$2" >&2
-  exit 1
-}
-
-# start_latchkey DIR [VAR=value...]: latchkey on the SQLite database in DIR,
-# with the given settings on top of the defaults.
-start_latchkey() {
-  server_dir=$1
-  shift
-  mkdir -p "$server_dir"
-  # exec all the way down, so $! is latchkey itself: its /proc entry for
-  # the memory figures, and its PID to stop.
-  (cd "$server_dir" && exec env GOMAXPROCS=1 LATCHKEY_LISTEN="127.0.0.1:$port" \
-    LATCHKEY_DATABASE="sqlite://$server_dir/latchkey.db" LATCHKEY_SECRET=$secret \
-    LATCHKEY_BOOTSTRAP_TOKEN=$boot LATCHKEY_LOG_LEVEL=warn "$@" \
-    taskset -c "$server_cpu" "$work/latchkey" serve) >>"$server_dir/server.log" 2>&1 &
-  server_pid=$!
-  wait_ready "$base/readyz" "$server_dir/server.log"
-}
 
 start_floor() {
   (exec env GOMAXPROCS=1 taskset -c "$server_cpu" "$bench" floor -listen "127.0.0.1:$port") >"$work/floor.log" 2>&1 &
@@ -177,8 +130,7 @@ wrk_floor() {
   record "$1" floor "floor (wrk)" "$rps" "$p99" "${bad:-0}" "${errs:-0}" -1
 }
 
-echo "latchkey $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' + uncommitted changes'), $(go env GOVERSION)," \
-  "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+describe
 echo "servers on CPU $server_cpu, load on CPU $load_cpu; $connections connections, $duration per run (after a 1s warm-up), $rounds rounds"
 
 for round in $(seq "$rounds"); do

@@ -64,12 +64,10 @@ flood_source=${FLOOD_SOURCE:-127.0.0.2}
 
 secs=${duration%s}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "flood.sh: duration $duration: want whole seconds, like 10s" >&2; exit 2; }
-for cmd in go taskset curl jq; do
-  command -v "$cmd" >/dev/null || { echo "flood.sh: needs $cmd" >&2; exit 1; }
-done
+. scripts/lib.sh
+need go taskset curl jq
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-flood.XXXXXX")
-server_pid=
 flood_pid=
 
 # stop_flood stops a flood still running (after Ctrl-C: a background job
@@ -79,15 +77,6 @@ stop_flood() {
   kill "$flood_pid" 2>/dev/null || true
   wait "$flood_pid" 2>/dev/null || true
   flood_pid=
-}
-# stop_server stops the running server, if any, and waits for it to exit.
-stop_server() {
-  [[ -n $server_pid ]] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
 }
 cleanup() {
   stop_flood
@@ -100,45 +89,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "building latchkey and latchkey-bench"
-go build -o "$work/latchkey" ./cmd/latchkey
-go build -o "$work/latchkey-bench" ./cmd/latchkey-bench
-bench=$work/latchkey-bench
+build
 
-boot="bench-bootstrap-token-0123456789abcdef0123"
-secret="bench-system-secret-0123456789abcdef0123"
-base=http://127.0.0.1:$port
 good=$work/good.tsv   # limit, run, req/s, p50, p99, max, non-2xx, errors
 flood=$work/flood.tsv # limit, req/s, 401, 429, other statuses, errors
 : >"$good"
 : >"$flood"
-
-# wait_ready URL LOG: until URL answers 2xx; fails with the server's log if
-# it does not within 10 s or the server exits.
-wait_ready() {
-  for _ in $(seq 200); do
-    curl -fs -o /dev/null "$1" && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "flood.sh: the server did not become ready:" >&2
-  cat "$2" >&2
-  exit 1
-}
-
-# start_latchkey DIR [VAR=value...]: latchkey on a fresh SQLite database in
-# DIR, with the given settings on top of the defaults.
-start_latchkey() {
-  local dir=$1
-  shift
-  mkdir -p "$dir"
-  (cd "$dir" && exec env GOMAXPROCS=1 LATCHKEY_LISTEN="127.0.0.1:$port" \
-    LATCHKEY_DATABASE="sqlite://$dir/latchkey.db" LATCHKEY_SECRET=$secret \
-    LATCHKEY_BOOTSTRAP_TOKEN=$boot LATCHKEY_LOG_LEVEL=warn "$@" \
-    taskset -c "$server_cpu" "$work/latchkey" serve) >>"$dir/server.log" 2>&1 &
-  server_pid=$!
-  wait_ready "$base/readyz" "$dir/server.log"
-}
 
 # good_load OUT: the good client, in the foreground.
 good_load() {
@@ -190,8 +146,7 @@ pair() {
   stop_server
 }
 
-echo "latchkey $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' + uncommitted changes'), $(go env GOVERSION)," \
-  "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+describe
 echo "server on CPU $server_cpu; good client on CPU $load_cpu, flood on CPU $flood_cpu at nice $flood_nice;" \
   "${secs}s per run (after a 1s warm-up)"
 echo "good client: token, $good_conns connections from $good_source; flood: badsecret, $flood_conns connections from $flood_source"
