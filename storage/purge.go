@@ -82,8 +82,8 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			// as long before the next one. While a million expired tokens
 			// went, introspection's p99 was 4-5x its normal value at half
 			// the writer's time, about 2x at a tenth and under 1.6x at a
-			// twentieth, where the purge still deletes about 8,000 rows a
-			// second on one core: more than that core can issue tokens.
+			// twentieth, where the purge still deletes about 6,500 rows a
+			// second on one busy core: about as fast as it issues tokens.
 			select {
 			case <-ctx.Done():
 			case <-time.After(purgeRest * time.Since(start)):
