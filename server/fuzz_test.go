@@ -174,6 +174,20 @@ func fuzzSkipLong(t *testing.T, max int, ss ...string) {
 
 // --- shared invariants -----------------------------------------------------
 
+// fuzzTooLarge reports whether body is over the size limit, in which case
+// the endpoint must have refused it with 413 and an OAuth error object.
+func fuzzTooLarge(t testing.TB, endpoint, body string, r fuzzResponse) bool {
+	t.Helper()
+	if len(body) <= server.MaxBodyBytes {
+		return false
+	}
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("%d-byte body: status %d, want 413", len(body), r.status)
+	}
+	checkFuzzOAuthError(t, endpoint, r)
+	return true
+}
+
 // checkFuzzOAuthError checks an RFC 6749 §5.2 error: a JSON object whose
 // "error" is a non-empty string, whose other fields are strings among
 // error_description and error_uri, and that carries no token.
@@ -659,11 +673,7 @@ func FuzzClientAuthentication(f *testing.F) {
 			req.Header.Set("Authorization", authz)
 		}
 		r := fs.serve(t, req)
-		if len(body) > server.MaxBodyBytes {
-			if r.status != http.StatusRequestEntityTooLarge {
-				t.Fatalf("%d-byte body: status %d, want 413", len(body), r.status)
-			}
-			checkFuzzOAuthError(t, "token", r)
+		if fuzzTooLarge(t, "token", body, r) {
 			return
 		}
 
@@ -856,11 +866,7 @@ func FuzzIntrospect(f *testing.F) {
 			req.SetBasicAuth(url.QueryEscape(rs.ID), url.QueryEscape(rs.Secret))
 		}
 		r := fs.serve(t, req)
-		if len(body) > server.MaxBodyBytes {
-			if r.status != http.StatusRequestEntityTooLarge {
-				t.Fatalf("%d-byte body: status %d, want 413", len(body), r.status)
-			}
-			checkFuzzOAuthError(t, "introspect", r)
+		if fuzzTooLarge(t, "introspect", body, r) {
 			return
 		}
 
