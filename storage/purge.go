@@ -80,7 +80,7 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			// writer's time: requests queued behind a batch get the
 			// writer, and on a one-core server the CPU, for nineteen times
 			// as long before the next one. While a million expired tokens
-			// went, introspection's p99 was 4-5x its normal value at half
+			// went, introspection's p99 was 3-5x its normal value at half
 			// the writer's time, about 2x at a tenth and under 1.6x at a
 			// twentieth, where the purge still deletes about 6,500 rows a
 			// second on one busy core: about as fast as it issues tokens.
