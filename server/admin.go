@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -252,7 +253,7 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		Scopes               *[]string `json:"scopes"`
 		Audience             *[]string `json:"audience"`
 		CanIntrospect        *bool     `json:"can_introspect"`
-		TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds"`
+		TokenLifetimeSeconds nullable  `json:"token_lifetime_seconds"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -266,7 +267,8 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		}
 		ig, err := s.store.UpdateIntegration(r.Context(), name, storage.IntegrationPatch{
 			Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
-			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds,
+			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
+			DefaultTokenLifetime: req.TokenLifetimeSeconds.null,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)
@@ -274,6 +276,24 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, s.integrationOut(ig))
 	})
+}
+
+// nullable is an integer field of a PATCH body that tells an explicit null
+// (go back to the default, as in JSON Merge Patch, RFC 7396) from a field
+// left out (leave it as it is): a plain *int64 is nil for both.
+type nullable struct {
+	v    *int64
+	null bool
+}
+
+func (n *nullable) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		n.v, n.null = nil, true
+		return nil
+	}
+	n.null = false
+	// A type error comes back through the decoder, which names the field.
+	return json.Unmarshal(b, &n.v)
 }
 
 func (s *Server) handleIntegrationDelete() http.Handler {

@@ -637,6 +637,10 @@ func TestAdminIntegrationPatch(t *testing.T) {
 			map[string]any{"description": "", "scopes": []any{}, "can_introspect": false}},
 		{"same name is allowed", map[string]any{"name": "svc"}, nil},
 		{"empty patch changes nothing", map[string]any{}, nil},
+		// JSON Merge Patch: null drops the integration's own lifetime, where
+		// leaving the field out (the case above) keeps it.
+		{"null token_lifetime_seconds follows the server again", map[string]any{"token_lifetime_seconds": nil},
+			map[string]any{"token_lifetime_seconds": float64(36000)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -672,6 +676,33 @@ func TestAdminIntegrationPatch(t *testing.T) {
 		}
 		if got, want := out["scope"], "a b"; got != want {
 			t.Errorf("scope = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("a null lifetime applies to new tokens", func(t *testing.T) {
+		e.mustAdmin("PATCH", "/admin/integrations/svc", map[string]any{"token_lifetime_seconds": nil}, http.StatusOK)
+		status, _, out := e.form("/oauth2/token", kp, url.Values{"grant_type": {"client_credentials"}})
+		if status != http.StatusOK {
+			t.Fatalf("token: status %d: %v", status, out)
+		}
+		if got, want := out["expires_in"], float64(36000); got != want {
+			t.Errorf("expires_in = %v, want the server's %v", got, want)
+		}
+	})
+
+	t.Run("a lifetime that is not an integer is refused by name", func(t *testing.T) {
+		for _, body := range []string{`{"token_lifetime_seconds":"600"}`, `{"token_lifetime_seconds":600.5}`, `{"token_lifetime_seconds":[600]}`} {
+			status, h, b := e.callAdminRaw(e.srv.URL, "PATCH", "/admin/integrations/svc", testBootstrap, strings.NewReader(body))
+			if status != http.StatusBadRequest {
+				t.Fatalf("%s: status %d, want 400; body %s", body, status, b)
+			}
+			requireAPIError(t, body, h, b)
+			if !strings.Contains(string(b), "token_lifetime_seconds") {
+				t.Errorf("%s: the error does not name the field: %s", body, b)
+			}
+		}
+		if got := e.mustAdmin("GET", "/admin/integrations/svc", nil, http.StatusOK)["token_lifetime_seconds"]; got != float64(36000) {
+			t.Errorf("after refused patches token_lifetime_seconds = %v, want 36000 unchanged", got)
 		}
 	})
 

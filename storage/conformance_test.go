@@ -732,6 +732,7 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 		{"audience emptied", IntegrationPatch{Audience: &[]string{}}, func(w *Integration) { w.Audience = []string{} }},
 		{"can introspect", IntegrationPatch{CanIntrospect: ptr(true)}, func(w *Integration) { w.CanIntrospect = true }},
 		{"token lifetime", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](7200)}, func(w *Integration) { w.TokenLifetimeSeconds = ptr[int64](7200) }},
+		{"token lifetime back to the default", IntegrationPatch{DefaultTokenLifetime: true}, func(w *Integration) { w.TokenLifetimeSeconds = nil }},
 		{"everything", IntegrationPatch{
 			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
 			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
@@ -788,6 +789,7 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 		{"lifetime too short", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](1)}, ErrInvalid},
 		{"lifetime too long", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"valid field with an invalid one", "stable", IntegrationPatch{Description: ptr("changed"), Scopes: &[]string{""}}, ErrInvalid},
+		{"lifetime both set and reset", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](600), DefaultTokenLifetime: true}, ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

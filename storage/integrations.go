@@ -205,7 +205,13 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		updates["can_introspect"] = *patch.CanIntrospect
 		changed = append(changed, "can_introspect")
 	}
-	if patch.TokenLifetimeSeconds != nil {
+	switch {
+	case patch.DefaultTokenLifetime && patch.TokenLifetimeSeconds != nil:
+		return nil, invalidf("token_lifetime_seconds cannot be both set and reset")
+	case patch.DefaultTokenLifetime:
+		updates["token_lifetime_seconds"] = nil
+		changed = append(changed, "token_lifetime_seconds")
+	case patch.TokenLifetimeSeconds != nil:
 		if err := checkLifetime(patch.TokenLifetimeSeconds); err != nil {
 			return nil, err
 		}

@@ -154,6 +154,9 @@ type IntegrationPatch struct {
 	Audience             *[]string
 	CanIntrospect        *bool
 	TokenLifetimeSeconds *int64
+	// DefaultTokenLifetime drops the integration's own token lifetime, so
+	// it follows the server's again; TokenLifetimeSeconds must then be nil.
+	DefaultTokenLifetime bool
 }
 
 var (
