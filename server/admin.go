@@ -291,7 +291,6 @@ func (n *nullable) UnmarshalJSON(b []byte) error {
 		n.v, n.null = nil, true
 		return nil
 	}
-	n.null = false
 	// A type error comes back through the decoder, which names the field.
 	return json.Unmarshal(b, &n.v)
 }

@@ -188,10 +188,9 @@ func fuzzTooLarge(t testing.TB, endpoint, body string, r fuzzResponse) bool {
 	return true
 }
 
-// checkFuzzOAuthError checks an RFC 6749 §5.2 error: a JSON object whose
-// "error" is a non-empty string, whose other fields are strings among
-// error_description and error_uri, and that carries no token.
-func checkFuzzOAuthError(t testing.TB, what string, r fuzzResponse) map[string]any {
+// fuzzJSONObject is r's body, which must be a JSON object served as
+// application/json.
+func fuzzJSONObject(t testing.TB, what string, r fuzzResponse) map[string]any {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Fatalf("%s: status %d with Content-Type %q, want application/json; body %q", what, r.status, ct, r.body)
@@ -200,6 +199,15 @@ func checkFuzzOAuthError(t testing.TB, what string, r fuzzResponse) map[string]a
 	if err := json.Unmarshal(r.body, &body); err != nil {
 		t.Fatalf("%s: status %d, body is not a JSON object: %q", what, r.status, r.body)
 	}
+	return body
+}
+
+// checkFuzzOAuthError checks an RFC 6749 §5.2 error: a JSON object whose
+// "error" is a non-empty string, whose other fields are strings among
+// error_description and error_uri, and that carries no token.
+func checkFuzzOAuthError(t testing.TB, what string, r fuzzResponse) map[string]any {
+	t.Helper()
+	body := fuzzJSONObject(t, what, r)
 	if s, ok := body["error"].(string); !ok || s == "" {
 		t.Fatalf("%s: status %d, error = %#v, want a non-empty string; body %s", what, r.status, body["error"], r.body)
 	}
@@ -932,13 +940,7 @@ func (fs *fuzzServer) fuzzAdminState(t testing.TB) string {
 // "error" and "error_description", non-empty strings.
 func checkFuzzAdminError(t testing.TB, what string, r fuzzResponse) {
 	t.Helper()
-	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("%s: status %d with Content-Type %q; body %q", what, r.status, ct, r.body)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(r.body, &body); err != nil {
-		t.Fatalf("%s: status %d, body is not a JSON object: %q", what, r.status, r.body)
-	}
+	body := fuzzJSONObject(t, what, r)
 	for _, k := range []string{"error", "error_description"} {
 		if s, ok := body[k].(string); !ok || s == "" {
 			t.Fatalf("%s: status %d, %q = %#v, want a non-empty string; body %s", what, r.status, k, body[k], r.body)
