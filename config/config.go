@@ -119,6 +119,10 @@ type Config struct {
 	// the per-client metrics; off by default because every integration
 	// then becomes a set of time series.
 	MetricsIntegrationLabel bool
+	// MetricsToken, when set, lets a scraper that sends it as a bearer
+	// token read /metrics on the public listener from anywhere; without
+	// it, only loopback callers and the admin listener may.
+	MetricsToken string
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -169,6 +173,7 @@ const (
 	acceptedSecret       = `empty, or one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
 	acceptedSharedSecret = `one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
 	acceptedBootstrap    = `empty, or a token of at least 32 characters`
+	acceptedMetricsToken = `empty, or a token of at least 32 characters`
 	acceptedLifetime     = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
 	acceptedJanitor      = `a Go duration between 1s and 24h, e.g. "1m"`
 	acceptedRotation     = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
@@ -413,7 +418,7 @@ func settings() []setting {
 		},
 		{
 			key: "rate_limit_failures", env: "LATCHKEY_RATE_LIMIT_FAILURES", flag: "rate-limit-failures",
-			usage: "failed client authentications per minute allowed per client ID and per address (0: off)",
+			usage: "failed client authentications per minute allowed per address and client ID, per address and per client ID (0: off)",
 			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailures) },
 			set:   count(func(c *Config) *int { return &c.RateLimitFailures }, maxRateLimit, acceptedRate),
 		},
@@ -440,6 +445,12 @@ func settings() []setting {
 			usage: "label per-client metrics with the integration name (one set of series per integration)",
 			show:  func(c *Config) string { return strconv.FormatBool(c.MetricsIntegrationLabel) },
 			set:   boolean(func(c *Config) *bool { return &c.MetricsIntegrationLabel }),
+		},
+		{
+			key: "metrics_token", env: "LATCHKEY_METRICS_TOKEN", flag: "metrics-token",
+			usage: "bearer `token` that reads /metrics from anywhere (empty: loopback and admin_listen only)",
+			show:  func(*Config) string { return "" },
+			set:   str(func(c *Config) *string { return &c.MetricsToken }),
 		},
 	}
 }
@@ -614,6 +625,7 @@ type fileConfig struct {
 	AdminRateLimit   yaml.Node `yaml:"rate_limit_admin_failures"`
 	AdminRateBurst   yaml.Node `yaml:"rate_limit_admin_failures_burst"`
 	MetricsLabel     yaml.Node `yaml:"metrics_integration_label"`
+	MetricsToken     yaml.Node `yaml:"metrics_token"`
 }
 
 func (f *fileConfig) nodes() map[string]*yaml.Node {
@@ -627,6 +639,7 @@ func (f *fileConfig) nodes() map[string]*yaml.Node {
 		"token_format":         &f.TokenFormat,
 		"signing_algorithm":    &f.SigningAlgorithm,
 		"bootstrap_token":      &f.BootstrapToken,
+		"metrics_token":        &f.MetricsToken,
 		"log_level":            &f.LogLevel,
 		"log_format":           &f.LogFormat,
 		"dev":                  &f.Dev,
@@ -791,6 +804,9 @@ func (c *Config) problems() map[string][]string {
 	checkEnum(add, "signing_algorithm", c.SigningAlgorithm, signingAlgorithms)
 	if n := utf8.RuneCountInString(c.BootstrapToken); c.BootstrapToken != "" && n < minBootstrapChars {
 		add("bootstrap_token", "(hidden) is %d characters, too short; accepted values: %s", n, acceptedBootstrap)
+	}
+	if n := utf8.RuneCountInString(c.MetricsToken); c.MetricsToken != "" && n < minBootstrapChars {
+		add("metrics_token", "(hidden) is %d characters, too short; accepted values: %s", n, acceptedMetricsToken)
 	}
 	checkEnum(add, "log_level", c.LogLevel, logLevels)
 	checkEnum(add, "log_format", c.LogFormat, logFormats)

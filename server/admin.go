@@ -20,19 +20,12 @@ type ctxKey int
 const adminKey ctxKey = iota
 
 // requireAdmin authenticates the admin token (or the bootstrap token) and
-// puts the admin in the request context; anything else is 401.
+// puts the admin in the request context; anything else is 401. A right
+// token is always let through, however many wrong ones came from its
+// address; wrong ones are counted and, past the limits, held and answered
+// 429 (see failureLimits).
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := infoFrom(r.Context()).addr
-		if tokens, wait := s.adminLimit.level(addr); tokens < 1 {
-			s.metrics.limitedBy["admin"].Inc()
-			s.holdRefused(r.Context(), wait, s.opts.AdminAuthLimit.MaxDelay)
-			secs := retryAfter(wait)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeError(w, http.StatusTooManyRequests, "too_many_requests",
-				fmt.Sprintf("too many failed admin-token attempts from this address; try again in %d s", secs))
-			return
-		}
 		// The scheme is case-insensitive (RFC 9110 §11.1).
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || token == "" {
@@ -49,8 +42,18 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			admin, err = s.store.AuthenticateAdmin(r.Context(), token)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			s.adminLimit.fail(addr)
 			s.metrics.adminFailures.Inc()
+			if v := s.adminLimits.failed(infoFrom(r.Context()).addr, "", false); v.limit != "" {
+				s.metrics.limitedBy["admin_"+v.limit].Inc()
+				s.hold(w, r.Context(), v.hold)
+				if v.refuse {
+					secs := retryAfter(v.retry)
+					w.Header().Set("Retry-After", strconv.Itoa(secs))
+					writeError(w, http.StatusTooManyRequests, "too_many_requests",
+						fmt.Sprintf("too many failed admin-token attempts from this address; try again in %d s", secs))
+					return
+				}
+			}
 			s.unauthorized(w, "invalid, expired or revoked admin token")
 			return
 		}
@@ -88,11 +91,11 @@ func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "request cancelled")
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", redact(r.URL.Path), "err", redact(err.Error()))
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable; nothing was changed, try again")
 	default:
-		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", redact(r.URL.Path), "err", redact(err.Error()))
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error; see the server log")
 	}
 }

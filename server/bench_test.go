@@ -1,13 +1,17 @@
 package server_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
 )
 
 // benchClient keeps enough idle connections for RunParallel's goroutines,
@@ -74,4 +78,113 @@ func BenchmarkIntrospect(b *testing.B) {
 	body := url.Values{"token": {e.token(kp, nil)}}.Encode()
 	u := e.srv.URL + "/oauth2/introspect"
 	postParallel(b, u, rs, body, "introspections/s")
+}
+
+// BenchmarkFailedClientAuth measures one failed authentication at a time,
+// for each way of failing, with the failure limits off. A known client ID
+// with a wrong secret and an unknown one must cost the same (to within
+// the noise): otherwise the time of a 401 tells which client IDs exist.
+func BenchmarkFailedClientAuth(b *testing.B) {
+	e := newEnv(b)
+	kp := e.createIntegration(map[string]any{"name": "bench"})
+	revoked := e.createIntegration(map[string]any{"name": "old"})
+	e.regenerate("old", 0)
+	body := url.Values{"grant_type": {"client_credentials"}}.Encode()
+	u := e.srv.URL + "/oauth2/token"
+	cases := []struct {
+		name string
+		kp   keyPair
+	}{
+		{"known-id-wrong-secret", keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}},
+		{"unknown-id", keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}},
+		{"revoked-id", keyPair{ID: revoked.ID, Secret: storage.NewClientSecret()}},
+		{"bad-checksum", keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				req, _ := http.NewRequest("POST", u, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth(c.kp.ID, c.kp.Secret)
+				resp, err := benchClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					b.Fatalf("status %d, want 401", resp.StatusCode)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWorstRequest sends, one at a time, the most expensive requests
+// a stranger can craft within the limits, and reports the process's CPU
+// time per request (the server runs in this process; the client's share is
+// a few microseconds) beside the wall time.
+func BenchmarkWorstRequest(b *testing.B) {
+	e := newEnv(b)
+	kp := e.createIntegration(map[string]any{"name": "bench", "scopes": []string{"read"}})
+	fill := func(prefix, sep, item string) string {
+		var s strings.Builder
+		s.WriteString(prefix)
+		for i := 0; s.Len() < server.MaxOAuthBodyBytes-len(item)-8; i++ {
+			fmt.Fprintf(&s, item, i)
+			s.WriteString(sep)
+		}
+		return s.String()
+	}
+	many := func(n int, item string) string {
+		vs := make([]string, n)
+		for i := range vs {
+			vs[i] = fmt.Sprintf(item, i)
+		}
+		return strings.Join(vs, " ")
+	}
+	cases := []struct {
+		name, body string
+		basic      keyPair
+	}{
+		{"16KiB-of-scopes", fill("grant_type=client_credentials&scope=", "+", "s%d"), kp},
+		{"100-distinct-scopes", url.Values{"grant_type": {"client_credentials"}, "scope": {many(100, "scope-%d")}}.Encode(), kp},
+		{"100-equal-scopes", url.Values{"grant_type": {"client_credentials"}, "scope": {strings.Repeat("read ", 100)}}.Encode(), kp},
+		{"20-audiences", url.Values{"grant_type": {"client_credentials"}, "audience": {many(20, "https://api-%d.example.com/")}}.Encode(), kp},
+		{"16KiB-of-parameters", fill("grant_type=client_credentials&", "&", "p%d=1"), kp},
+		{"16KiB-of-escapes", "grant_type=client_credentials&x=" + strings.Repeat("%41", (server.MaxOAuthBodyBytes-40)/3), kp},
+		{"16KiB-wrong-secret", fill("grant_type=client_credentials&", "&", "p%d=1"), keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}},
+		{"long-basic-header", "grant_type=client_credentials", keyPair{ID: strings.Repeat("a", 30<<10), Secret: kp.Secret}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var cpu time.Duration
+			for b.Loop() {
+				before := processCPU(b)
+				req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(c.body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth(c.basic.ID, c.basic.Secret)
+				resp, err := benchClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				cpu += processCPU(b) - before
+				if resp.StatusCode >= 500 {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/1000, "cpu-ms/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -178,7 +178,7 @@ func fuzzSkipLong(t *testing.T, max int, ss ...string) {
 // the endpoint must have refused it with 413 and an OAuth error object.
 func fuzzTooLarge(t testing.TB, endpoint, body string, r fuzzResponse) bool {
 	t.Helper()
-	if len(body) <= server.MaxBodyBytes {
+	if len(body) <= server.MaxOAuthBodyBytes {
 		return false
 	}
 	if r.status != http.StatusRequestEntityTooLarge {

@@ -32,8 +32,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError writes an error object. The description often quotes what
+// the client sent (a name, an ID from the path), so credentials in it are
+// redacted: an error body ends up in logs and bug reports.
 func writeError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, errorBody{Error: code, Description: description})
+	writeJSON(w, status, errorBody{Error: code, Description: redact(description)})
 }
 
 // errTooLarge reports whether err came from a body over MaxBodyBytes.

@@ -90,9 +90,75 @@ func assertSlowDown(t *testing.T, a answer, what string) {
 	}
 }
 
+// failUntilSlowed sends wrong secrets for kp from c until the pair is
+// refused with 429, failing the test if that takes more than the burst
+// and one.
+func (e *env) failUntilSlowed(c *http.Client, kp keyPair, burst int) {
+	e.t.Helper()
+	for i := range burst {
+		if a := e.post(c, "/oauth2/token", wrongSecret(e.t.(*testing.T), kp), grant); a.status != http.StatusUnauthorized {
+			e.t.Fatalf("wrong secret %d: %d %v, want 401 within the burst", i+1, a.status, a.body)
+		}
+	}
+	assertSlowDown(e.t.(*testing.T), e.post(c, "/oauth2/token", wrongSecret(e.t.(*testing.T), kp), grant), "past the burst")
+}
+
+// TestSharedAddressAfterRegeneration is the moment after a regeneration:
+// old code keeps retrying with the revoked pair from an address it shares
+// (a NAT egress, a Kubernetes node) with thirty healthy integrations, a
+// resource server and the regenerated integration's new pair. Every one of
+// those gets its answer at once; only the stale client is slowed, and it
+// is still told invalid_client as often as the limit refills.
+func TestSharedAddressAfterRegeneration(t *testing.T) {
+	e := limited(t)
+	e.failOnServerErrors()
+	nat := clientFrom("127.0.0.30")
+	stale := e.createIntegration(map[string]any{"name": "billing"})
+	rs := e.resourceServer()
+	var healthy []keyPair
+	for i := range 30 {
+		healthy = append(healthy, e.createIntegration(map[string]any{"name": fmt.Sprintf("svc-%02d", i)}))
+	}
+	fresh := e.regenerate("billing", 0)
+
+	statuses := map[int]int{}
+	for round := range 4 {
+		for range 10 { // the stale client retries, far past its burst of 5
+			a := e.post(nat, "/oauth2/token", stale, grant)
+			statuses[a.status]++
+			if a.status == http.StatusTooManyRequests {
+				assertSlowDown(t, a, "stale client past its burst")
+			} else if a.status != http.StatusUnauthorized || a.body["error"] != "invalid_client" {
+				t.Fatalf("stale client: %d %v, want 401 invalid_client or 429", a.status, a.body)
+			}
+		}
+		for _, kp := range healthy {
+			if a := e.post(nat, "/oauth2/token", kp, grant); a.status != http.StatusOK {
+				t.Fatalf("round %d: healthy integration behind the shared address: %d %v", round, a.status, a.body)
+			}
+		}
+		a := e.post(nat, "/oauth2/token", fresh, grant)
+		if a.status != http.StatusOK {
+			t.Fatalf("round %d: the regenerated pair from the shared address: %d %v", round, a.status, a.body)
+		}
+		tok := a.body["access_token"].(string)
+		if a := e.post(nat, "/oauth2/introspect", rs, url.Values{"token": {tok}}); a.status != http.StatusOK || a.body["active"] != true {
+			t.Fatalf("round %d: resource server behind the shared address: %d %v", round, a.status, a.body)
+		}
+		// A second passes between rounds: one more failure is let
+		// through to the stale client, which learns again that its
+		// credentials are wrong.
+		e.clock.Advance(time.Second)
+	}
+	if statuses[http.StatusUnauthorized] < 5+3 || statuses[http.StatusTooManyRequests] == 0 {
+		t.Errorf("stale client's answers %v: want its burst of 401s, one more 401 per refill, and 429s", statuses)
+	}
+}
+
 // TestRateLimitFailedClientAuth floods one client with wrong secrets from
-// one address: that address is refused, while the same client with its right
-// secret from another address, and other clients, carry on.
+// one address: that address and client ID pair is slowed, while the right
+// secret from the same address, other clients from it, and the client's
+// own deployment elsewhere carry on.
 func TestRateLimitFailedClientAuth(t *testing.T) {
 	e := limited(t)
 	e.failOnServerErrors()
@@ -100,57 +166,90 @@ func TestRateLimitFailedClientAuth(t *testing.T) {
 	other := e.createIntegration(map[string]any{"name": "other"})
 	attacker, deployment, third := clientFrom("127.0.0.2"), clientFrom("127.0.0.3"), clientFrom("127.0.0.4")
 
-	for i := range 5 {
-		if a := e.post(attacker, "/oauth2/token", wrongSecret(t, victim), grant); a.status != http.StatusUnauthorized {
-			t.Fatalf("wrong secret %d: %d %v, want 401 within the burst", i+1, a.status, a.body)
-		}
-	}
+	e.failUntilSlowed(attacker, victim, 5)
 	a := e.post(attacker, "/oauth2/token", wrongSecret(t, victim), grant)
-	assertSlowDown(t, a, "sixth wrong secret")
+	assertSlowDown(t, a, "seventh wrong secret")
 	if got := a.header.Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After %q, want 1 (one failure a second refills)", got)
 	}
-	// The limited address is refused before anything is checked, right
-	// secret or not, and for any client.
-	assertSlowDown(t, e.post(attacker, "/oauth2/token", victim, grant), "right secret from the flooding address")
-	assertSlowDown(t, e.post(attacker, "/oauth2/token", other, grant), "another client from the flooding address")
+	// Correct credentials from the flooding address are never refused.
+	for _, kp := range []keyPair{victim, other} {
+		if a := e.post(attacker, "/oauth2/token", kp, grant); a.status != http.StatusOK {
+			t.Fatalf("right secret from the flooding address: %d %v", a.status, a.body)
+		}
+	}
+	// The address has spent its own budget: a wrong secret for another
+	// client from it is the failure it is (401), but held.
+	before := scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="address"}`]
+	if a := e.post(attacker, "/oauth2/token", wrongSecret(t, other), grant); a.status != http.StatusUnauthorized {
+		t.Fatalf("wrong secret for another client from the flooding address: %d %v, want 401", a.status, a.body)
+	}
+	if after := scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="address"}`]; after == before {
+		t.Errorf("the failing address's next failure was not held (rate_limited{address} stayed %s)", after)
+	}
 
-	// The integration's own deployment elsewhere is not locked out.
+	// The integration's own deployment elsewhere is not locked out, nor
+	// is a new address that fails for the victim once.
 	for i := range 20 {
 		if a := e.post(deployment, "/oauth2/token", victim, grant); a.status != http.StatusOK {
 			t.Fatalf("right secret from another address, request %d: %d %v", i+1, a.status, a.body)
 		}
 	}
-	// The victim's own bucket is empty too: a new address with a clean
-	// record still gets an answer (401), but once it has failed for the
-	// victim, it is refused for the victim — and only for the victim.
 	if a := e.post(third, "/oauth2/token", wrongSecret(t, victim), grant); a.status != http.StatusUnauthorized {
 		t.Fatalf("first wrong secret from a clean address: %d %v, want 401", a.status, a.body)
 	}
-	assertSlowDown(t, e.post(third, "/oauth2/token", victim, grant), "victim from an address that has failed for it")
-	if a := e.post(third, "/oauth2/token", other, grant); a.status != http.StatusOK {
-		t.Fatalf("another client from that address: %d %v, want 200", a.status, a.body)
-	}
-	if a := e.post(deployment, "/oauth2/token", victim, grant); a.status != http.StatusOK {
-		t.Fatalf("the deployment after all that: %d %v, want 200", a.status, a.body)
+	if a := e.post(third, "/oauth2/token", victim, grant); a.status != http.StatusOK {
+		t.Fatalf("right secret after a failure from a clean address: %d %v", a.status, a.body)
 	}
 
-	// One failure a second refills: after 1 s the flooding address has one
-	// attempt again, after 5 s a full burst.
+	// One failure a second refills the pair: after a second the attacker
+	// is told invalid_client once, then slowed again.
 	e.clock.Advance(time.Second)
-	if a := e.post(attacker, "/oauth2/token", other, grant); a.status != http.StatusOK {
-		t.Fatalf("after a second: %d %v, want 200", a.status, a.body)
+	if a := e.post(attacker, "/oauth2/token", wrongSecret(t, victim), grant); a.status != http.StatusUnauthorized {
+		t.Fatalf("after a second: %d %v, want 401", a.status, a.body)
 	}
-	if a := e.post(attacker, "/oauth2/token", wrongSecret(t, other), grant); a.status != http.StatusUnauthorized {
-		t.Fatalf("after a second, a wrong secret for another client: %d %v, want 401", a.status, a.body)
+	assertSlowDown(t, e.post(attacker, "/oauth2/token", wrongSecret(t, victim), grant), "after spending the refill")
+}
+
+// invented is a well-formed key pair no integration has.
+func invented() keyPair {
+	return keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}
+}
+
+// TestManyAddressFlood: failures from a fresh address each, with invented
+// client IDs, spend only the global budget; once it is spent, every
+// further failure is held, from whichever address, while correct
+// credentials from new addresses are answered at once.
+func TestManyAddressFlood(t *testing.T) {
+	e := limited(t) // global budget: ten bursts of 5, refilling 100 a second
+	e.failOnServerErrors()
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	for i := range 50 {
+		c := clientFrom(fmt.Sprintf("127.0.2.%d", i+1))
+		if a := e.post(c, "/oauth2/token", invented(), grant); a.status != http.StatusUnauthorized {
+			t.Fatalf("failure from address %d: %d %v, want 401", i+1, a.status, a.body)
+		}
+		c.CloseIdleConnections()
 	}
-	assertSlowDown(t, e.post(attacker, "/oauth2/token", other, grant), "after spending the refill")
+	if got := scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="global"}`]; got != "0" {
+		t.Fatalf("global budget spent after 50 failures (rate_limited{global} = %s), want 0", got)
+	}
+	c := clientFrom("127.0.2.100")
+	if a := e.post(c, "/oauth2/token", invented(), grant); a.status != http.StatusUnauthorized {
+		t.Fatalf("the 51st failure, from a fresh address: %d %v, want 401", a.status, a.body)
+	}
+	if got := scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="global"}`]; got != "1" {
+		t.Errorf("the 51st failure was not held by the global budget (rate_limited{global} = %s)", got)
+	}
+	if a := e.post(clientFrom("127.0.2.101"), "/oauth2/token", kp, grant); a.status != http.StatusOK {
+		t.Fatalf("right secret from a fresh address during the flood: %d %v", a.status, a.body)
+	}
 }
 
 // TestRefusalsAreHeld: a refused request is answered only once its limit
 // would let it through, up to MaxDelay, so a flood that retries at once
-// sends about one request per connection per delay; a request whose client
-// gives up is let go at once.
+// sends about one request per connection per delay; the right secret from
+// the same address is not held.
 func TestRefusalsAreHeld(t *testing.T) {
 	e := newEnv(t, func(o *server.Options) {
 		o.ClientAuthLimit = server.RateLimit{PerMinute: 60, Burst: 1, MaxDelay: 300 * time.Millisecond}
@@ -159,48 +258,190 @@ func TestRefusalsAreHeld(t *testing.T) {
 	c := clientFrom("127.0.0.12")
 	e.post(c, "/oauth2/token", wrongSecret(t, kp), grant)
 	start := time.Now()
-	assertSlowDown(t, e.post(c, "/oauth2/token", kp, grant), "after the burst")
+	assertSlowDown(t, e.post(c, "/oauth2/token", wrongSecret(t, kp), grant), "after the burst")
 	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
 		t.Errorf("refusal answered after %v, want about MaxDelay (300ms)", d)
 	}
-	// Another client elsewhere is not held.
-	start = time.Now()
-	if a := e.post(clientFrom("127.0.0.13"), "/oauth2/token", kp, grant); a.status != http.StatusOK {
-		t.Fatalf("another address: %d", a.status)
-	}
-	if d := time.Since(start); d > 200*time.Millisecond {
-		t.Errorf("a request from a clean address took %v", d)
+	for _, from := range []*http.Client{c, clientFrom("127.0.0.13")} {
+		start = time.Now()
+		if a := e.post(from, "/oauth2/token", kp, grant); a.status != http.StatusOK {
+			t.Fatalf("right secret: %d", a.status)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("a right secret took %v", d)
+		}
 	}
 }
 
 // TestRateLimitCoversIntrospectAndRevoke: every endpoint that authenticates
-// a client counts its failures and honours the limit, and 401s for missing
-// credentials or unknown clients count against the address.
+// a client counts its failures and slows the failing pair, and never
+// refuses the right credentials.
 func TestRateLimitCoversIntrospectAndRevoke(t *testing.T) {
 	e := limited(t)
 	rs := e.resourceServer()
 	from := clientFrom("127.0.0.5")
-	unknown := keyPair{ID: "lk_ci_aaaaaaaaaaaaaaaaaaaaaaaaaa", Secret: wrongSecret(t, rs).Secret}
-	attempts := []struct {
-		path string
-		kp   keyPair
-		form url.Values
-	}{
-		{"/oauth2/introspect", wrongSecret(t, rs), url.Values{"token": {"x"}}},
-		{"/oauth2/revoke", wrongSecret(t, rs), url.Values{"token": {"x"}}},
-		{"/oauth2/token", unknown, grant},
-		{"/oauth2/introspect", keyPair{ID: rs.ID, Secret: "not-a-secret"}, url.Values{"token": {"x"}}},
-		{"/oauth2/revoke", unknown, url.Values{"token": {"x"}}},
-	}
-	for _, at := range attempts {
-		if a := e.post(from, at.path, at.kp, at.form); a.status != http.StatusUnauthorized {
-			t.Fatalf("%s: %d %v, want 401", at.path, a.status, a.body)
+	paths := []string{"/oauth2/introspect", "/oauth2/revoke", "/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"}
+	for _, p := range paths {
+		if a := e.post(from, p, wrongSecret(t, rs), url.Values{"token": {"x"}, "grant_type": {"client_credentials"}}); a.status != http.StatusUnauthorized {
+			t.Fatalf("%s: %d %v, want 401", p, a.status, a.body)
 		}
 	}
-	assertSlowDown(t, e.post(from, "/oauth2/introspect", rs, url.Values{"token": {"x"}}), "introspect after five failures")
-	assertSlowDown(t, e.post(from, "/oauth2/revoke", rs, url.Values{"token": {"x"}}), "revoke after five failures")
-	if a := e.post(clientFrom("127.0.0.6"), "/oauth2/introspect", rs, url.Values{"token": {"x"}}); a.status != http.StatusOK {
-		t.Fatalf("introspect from elsewhere: %d %v", a.status, a.body)
+	assertSlowDown(t, e.post(from, "/oauth2/introspect", wrongSecret(t, rs), url.Values{"token": {"x"}}), "introspect after five failures")
+	assertSlowDown(t, e.post(from, "/oauth2/revoke", wrongSecret(t, rs), url.Values{"token": {"x"}}), "revoke after five failures")
+	if a := e.post(from, "/oauth2/introspect", rs, url.Values{"token": {"x"}}); a.status != http.StatusOK {
+		t.Fatalf("introspect with the right secret from the same address: %d %v", a.status, a.body)
+	}
+	if a := e.post(from, "/oauth2/revoke", rs, url.Values{"token": {"x"}}); a.status != http.StatusOK {
+		t.Fatalf("revoke with the right secret from the same address: %d %v", a.status, a.body)
+	}
+}
+
+// TestUnsupportedAuthMethodsAreFailures: a client assertion (no client
+// uses private_key_jwt), two methods at once, no credentials and a secret
+// with a bad checksum are each 401 invalid_client, answered alike whether
+// the client ID is live or not, and counted like wrong secrets.
+func TestUnsupportedAuthMethodsAreFailures(t *testing.T) {
+	e := limited(t)
+	e.failOnServerErrors()
+	live := e.createIntegration(map[string]any{"name": "svc"})
+	unknown := keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}
+	assertion := url.Values{
+		"grant_type":            {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion":      {"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."},
+	}
+	// The assertion comes with a well-formed secret, as a client
+	// switching methods might send it: only refusing the assertion
+	// itself stands between it and fosite's assertion handling.
+	withSecret := func(kp keyPair, v url.Values) url.Values {
+		out := url.Values{"client_id": {kp.ID}, "client_secret": {kp.Secret}}
+		for k, vs := range v {
+			out[k] = vs
+		}
+		return out
+	}
+	bodyFor := func(kp keyPair, v url.Values) url.Values {
+		out := url.Values{"client_id": {kp.ID}}
+		for k, vs := range v {
+			out[k] = vs
+		}
+		return out
+	}
+	raw := func(c *http.Client, form url.Values, basic *keyPair) answer {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if basic != nil {
+			req.SetBasicAuth(basic.ID, basic.Secret)
+		}
+		return e.send(c, req)
+	}
+	cases := []struct {
+		name string
+		send func(c *http.Client, kp keyPair) answer
+	}{
+		{"client assertion", func(c *http.Client, kp keyPair) answer { return raw(c, bodyFor(kp, assertion), nil) }},
+		{"client assertion and secret", func(c *http.Client, kp keyPair) answer { return raw(c, withSecret(kp, assertion), nil) }},
+		{"assertion type alone", func(c *http.Client, kp keyPair) answer {
+			return raw(c, withSecret(kp, url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"x"}}), nil)
+		}},
+		{"basic and body", func(c *http.Client, kp keyPair) answer {
+			return raw(c, bodyFor(kp, url.Values{"grant_type": {"client_credentials"}, "client_secret": {kp.Secret}}), &kp)
+		}},
+		{"bad checksum", func(c *http.Client, kp keyPair) answer {
+			return e.post(c, "/oauth2/token", keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}, grant)
+		}},
+		{"client_id without secret", func(c *http.Client, kp keyPair) answer {
+			return raw(c, bodyFor(kp, grant), nil)
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var descriptions []any
+			for j, kp := range []keyPair{live, unknown} {
+				c := clientFrom(fmt.Sprintf("127.0.3.%d", 2*i+j+1))
+				a := tc.send(c, kp)
+				if a.status != http.StatusUnauthorized || a.body["error"] != "invalid_client" {
+					t.Fatalf("%s: %d %v, want 401 invalid_client", kp.ID, a.status, a.body)
+				}
+				descriptions = append(descriptions, a.body["error_description"])
+				for range 4 {
+					tc.send(c, kp)
+				}
+				// Counted: the sixth from the pair is slowed.
+				assertSlowDown(t, tc.send(c, kp), "sixth attempt")
+			}
+			if descriptions[0] != descriptions[1] {
+				t.Errorf("a live and an unknown client ID are told apart: %q vs %q", descriptions[0], descriptions[1])
+			}
+		})
+	}
+}
+
+// TestMalformedSecretNeverReachesTheDatabase: with the database gone, a
+// secret with a bad checksum is still refused (401): it was refused before
+// any lookup. A well-formed one needs the database and gets 503.
+func TestMalformedSecretNeverReachesTheDatabase(t *testing.T) {
+	e := newEnv(t)
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	e.store.Close()
+	typo := keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}
+	if st, _, body := e.form("/oauth2/token", typo, grant); st != http.StatusUnauthorized {
+		t.Fatalf("bad checksum with the database closed: %d %v, want 401", st, body)
+	}
+	if st, _, body := e.form("/oauth2/token", kp, grant); st != http.StatusServiceUnavailable {
+		t.Fatalf("a well-formed secret with the database closed: %d %v, want 503 (it needs the database)", st, body)
+	}
+}
+
+// TestRevokingAnothersTokenIsAFailure: asking to revoke another
+// integration's live token is refused and counted, so it cannot be used
+// to test which tokens are live at speed.
+func TestRevokingAnothersTokenIsAFailure(t *testing.T) {
+	e := limited(t)
+	e.failOnServerErrors()
+	owner := e.createIntegration(map[string]any{"name": "owner"})
+	snoop := e.createIntegration(map[string]any{"name": "snoop"})
+	rs := e.resourceServer()
+	tok := e.token(owner, nil)
+	c := clientFrom("127.0.0.31")
+	for i := range 5 {
+		if a := e.post(c, "/oauth2/revoke", snoop, url.Values{"token": {tok}}); a.status != http.StatusBadRequest {
+			t.Fatalf("revoke another's token %d: %d %v, want 400", i+1, a.status, a.body)
+		}
+	}
+	assertSlowDown(t, e.post(c, "/oauth2/revoke", snoop, url.Values{"token": {tok}}), "sixth try at another's token")
+	if got := e.introspect(rs, tok); got["active"] != true {
+		t.Errorf("the owner's token after the attempts: %v, want active", got)
+	}
+	// The snooping integration's own work from that address goes on.
+	if a := e.post(c, "/oauth2/token", snoop, grant); a.status != http.StatusOK {
+		t.Fatalf("snoop's own token request: %d %v", a.status, a.body)
+	}
+}
+
+// TestIPv6FailuresCountByPrefix: the addresses of one /64 are one party,
+// which could otherwise walk through its 2^64 addresses.
+func TestIPv6FailuresCountByPrefix(t *testing.T) {
+	e := limited(t, func(o *server.Options) {
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.40/32")}
+	})
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	proxy := clientFrom("127.0.0.40")
+	via := func(xff string, kp keyPair) answer {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(grant.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", xff)
+		req.SetBasicAuth(kp.ID, kp.Secret)
+		return e.send(proxy, req)
+	}
+	for i := range 5 {
+		if a := via(fmt.Sprintf("2001:db8:1:2::%x", i+1), wrongSecret(t, kp)); a.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, a.status)
+		}
+	}
+	assertSlowDown(t, via("2001:db8:1:2:ffff::1", wrongSecret(t, kp)), "another address of the same /64")
+	if a := via("2001:db8:1:3::1", wrongSecret(t, kp)); a.status != http.StatusUnauthorized {
+		t.Fatalf("the next /64: %d %v, want 401", a.status, a.body)
 	}
 }
 
@@ -220,8 +461,9 @@ func TestRateLimitOff(t *testing.T) {
 	}
 }
 
-// TestRateLimitAdminToken: wrong admin tokens are limited per address; a
-// right token from elsewhere still works.
+// TestRateLimitAdminToken: wrong admin tokens from an address are slowed
+// (held, then 429), while a right admin token from the same address, or
+// from anywhere, always works.
 func TestRateLimitAdminToken(t *testing.T) {
 	e := limited(t)
 	e.failOnServerErrors()
@@ -232,23 +474,27 @@ func TestRateLimitAdminToken(t *testing.T) {
 		return e.send(c, req)
 	}
 	for i := range 5 {
-		if a := call(attacker, fmt.Sprintf("lk_adm_wrong%d", i)); a.status != http.StatusUnauthorized {
+		if a := call(attacker, storage.NewAdminToken()); a.status != http.StatusUnauthorized {
 			t.Fatalf("wrong admin token %d: %d %v", i+1, a.status, a.body)
 		}
 	}
-	a := call(attacker, "lk_adm_wrong")
+	a := call(attacker, storage.NewAdminToken())
 	if a.status != http.StatusTooManyRequests || a.body["error"] != "too_many_requests" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("sixth wrong admin token: %d %v %v, want 429 too_many_requests with Retry-After", a.status, a.header, a.body)
 	}
-	if a := call(attacker, testBootstrap); a.status != http.StatusTooManyRequests {
-		t.Fatalf("right token from the limited address: %d, want 429", a.status)
+	if a := call(attacker, testBootstrap); a.status != http.StatusOK {
+		t.Fatalf("right token from the failing address: %d %v, want 200", a.status, a.body)
+	}
+	minted := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "carol"}, http.StatusCreated)["token"].(string)
+	if a := call(attacker, minted); a.status != http.StatusOK {
+		t.Fatalf("another admin's right token from the failing address: %d %v, want 200", a.status, a.body)
 	}
 	if a := call(admin, testBootstrap); a.status != http.StatusOK {
 		t.Fatalf("right token from another address: %d %v", a.status, a.body)
 	}
-	e.clock.Advance(5 * time.Second)
-	if a := call(attacker, testBootstrap); a.status != http.StatusOK {
-		t.Fatalf("after the refill: %d %v", a.status, a.body)
+	e.clock.Advance(time.Second)
+	if a := call(attacker, storage.NewAdminToken()); a.status != http.StatusUnauthorized {
+		t.Fatalf("a wrong token after the refill: %d %v, want 401", a.status, a.body)
 	}
 }
 
@@ -277,8 +523,8 @@ func TestTrustedProxies(t *testing.T) {
 			t.Fatalf("failure %d: %d", i+1, a.status)
 		}
 	}
-	assertSlowDown(t, via(proxy, "192.0.2.1", kp), "192.0.2.1 through the proxy")
-	if a := via(proxy, "192.0.2.2", kp); a.status != http.StatusOK {
+	assertSlowDown(t, via(proxy, "192.0.2.1", wrongSecret(t, kp)), "192.0.2.1 through the proxy")
+	if a := via(proxy, "192.0.2.2", wrongSecret(t, kp)); a.status != http.StatusUnauthorized {
 		t.Fatalf("192.0.2.2 through the same proxy: %d %v", a.status, a.body)
 	}
 	// A peer that is not a trusted proxy cannot choose its address.
@@ -288,7 +534,7 @@ func TestTrustedProxies(t *testing.T) {
 			t.Fatalf("direct failure %d: %d", i+1, a.status)
 		}
 	}
-	assertSlowDown(t, via(direct, "198.51.100.200", kp2), "untrusted peer with a fresh X-Forwarded-For")
+	assertSlowDown(t, via(direct, "198.51.100.200", wrongSecret(t, kp2)), "untrusted peer with a fresh X-Forwarded-For")
 
 	// The audit log records the forwarded address for admin changes.
 	req, _ := http.NewRequest("POST", e.srv.URL+"/admin/integrations", strings.NewReader(`{"name":"audited"}`))

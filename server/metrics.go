@@ -1,8 +1,12 @@
 package server
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +72,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latchkey_rate_limited_total",
-		Help: "Requests answered 429, by the limit that refused them (address, client, admin).",
+		Help: "Failed authentications held or answered 429, by the limit that slowed them: pair (address and client ID), address, client, global, admin_address, admin_global.",
 	}, []string{"limit"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "latchkey_http_request_duration_seconds",
@@ -96,7 +100,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	m.introspectedActive = m.introspections.WithLabelValues("active")
 	m.introspectedInactive = m.introspections.WithLabelValues("inactive")
 	m.limitedBy = map[string]prometheus.Counter{}
-	for _, l := range []string{"address", "client", "admin"} {
+	for _, l := range []string{"pair", "address", "client", "global", "admin_address", "admin_global"} {
 		m.limitedBy[l] = m.rateLimited.WithLabelValues(l)
 	}
 	return m
@@ -104,6 +108,48 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// guardMetrics keeps /metrics from unauthenticated remote callers: its
+// counters (failures by reason, tokens by integration) would tell a
+// stranger which client IDs exist and who is busy. It is open on the admin
+// listener, which the operator keeps off the public network, and to
+// callers on loopback that no proxy forwarded; anyone else needs the
+// metrics_token as a bearer token.
+func (s *Server) guardMetrics(next http.Handler) http.Handler {
+	var want [32]byte
+	if s.opts.MetricsToken != "" {
+		want = sha256.Sum256([]byte(s.opts.MetricsToken))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.SeparateAdmin || s.localCaller(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if s.opts.MetricsToken == "" {
+			writeError(w, http.StatusForbidden, "forbidden",
+				"metrics are served on admin_listen, to loopback callers, or with metrics_token")
+			return
+		}
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(token))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey-metrics"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "send the metrics_token: Authorization: Bearer <metrics_token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// localCaller reports whether r comes from this host itself, directly: a
+// request a proxy forwarded is from wherever the proxy got it.
+func (s *Server) localCaller(r *http.Request) bool {
+	if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
+		return false
+	}
+	a, err := netip.ParseAddr(infoFrom(r.Context()).addr)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // request observes one request's duration. The observer for each

@@ -27,6 +27,7 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 	for _, sec := range s.opts.Secrets[1:] {
 		rotated = append(rotated, storage.DeriveKey(sec, "access-token-hmac"))
 	}
+	hasher := notingHasher{s.store.ClientSecretHasher()}
 	cfg := &fosite.Config{
 		AccessTokenLifespan:      s.opts.TokenLifetime,
 		AccessTokenIssuer:        s.opts.Issuer,
@@ -34,7 +35,7 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 		GlobalSecret:             storage.DeriveKey(s.opts.Secrets[0], "access-token-hmac"),
 		RotatedGlobalSecrets:     rotated,
 		TokenEntropy:             32,
-		ClientSecretsHasher:      notingHasher{s.store.ClientSecretHasher()},
+		ClientSecretsHasher:      hasher,
 		ScopeStrategy:            fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
 		// Only access tokens exist; never look a token up as a refresh token.
@@ -57,13 +58,20 @@ func (s *Server) composeOAuth() *fosite.Fosite {
 	cfg.RevocationHandlers.Append(&revocationHandler{store: s.store, strategy: strategy})
 	// NewOAuth2Provider returns the concrete *fosite.Fosite, whose
 	// AuthenticateClient introspection needs for client_secret_post.
-	return fosite.NewOAuth2Provider(notingStore{s.store}, cfg)
+	return fosite.NewOAuth2Provider(notingStore{Store: s.store, hasher: s.store.ClientSecretHasher()}, cfg)
 }
 
 // notingStore is the store as fosite's client authentication sees it: it
 // notes in the request which integration the client ID names, or that it
-// names none, for the access log, the metrics and the rate limits.
-type notingStore struct{ *storage.Store }
+// names none, for the access log, the metrics and the failure limits.
+type notingStore struct {
+	*storage.Store
+	hasher fosite.Hasher
+}
+
+// dummySecretHash stands in for the hash of a client ID that names no
+// working key pair.
+var dummySecretHash = make([]byte, 32)
 
 func (n notingStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := n.Store.GetClient(ctx, id)
@@ -73,22 +81,27 @@ func (n notingStore) GetClient(ctx context.Context, id string) (fosite.Client, e
 		ri.integration = c.(*storage.Client).Integration.Name
 	case errors.Is(err, fosite.ErrNotFound):
 		ri.authFailure = "unknown_client"
+		// fosite answers an unknown client without comparing its
+		// secret; comparing one anyway makes an unknown client ID cost
+		// what a known one does, so timing tells no one which client
+		// IDs exist.
+		_ = n.hasher.Compare(ctx, dummySecretHash, dummySecret)
 	}
 	return c, err
 }
 
-// notingHasher notes why a client secret was refused: not even shaped like
-// a secret (a typo, or someone guessing blindly), or simply wrong.
+// dummySecret is compared against dummySecretHash: well formed, so it costs
+// the full HMAC, and never a match.
+var dummySecret = []byte(storage.NewClientSecret())
+
+// notingHasher notes that a client secret was refused; its shape was
+// checked before the client was looked up (checkClientCredentials).
 type notingHasher struct{ fosite.Hasher }
 
 func (n notingHasher) Compare(ctx context.Context, hash, data []byte) error {
 	err := n.Hasher.Compare(ctx, hash, data)
 	if err != nil {
-		reason := "wrong_secret"
-		if !storage.ValidChecksummed(string(data), storage.ClientSecretPrefix) {
-			reason = "malformed_secret"
-		}
-		infoFrom(ctx).authFailure = reason
+		infoFrom(ctx).authFailure = "wrong_secret"
 	}
 	return err
 }
@@ -173,10 +186,27 @@ func (h *prefixedHMACStrategy) ValidateAccessToken(ctx context.Context, r fosite
 	return h.HMACSHAStrategyUnPrefixed.ValidateAccessToken(ctx, r, body)
 }
 
+// MaxOAuthBodyBytes caps the body of an OAuth request. The largest
+// legitimate one, a token request with a client assertion, a DPoP proof and
+// a hundred scopes, fits in a few kilobytes; anything more is only work
+// for the server before the client is known.
+const MaxOAuthBodyBytes = 16 << 10
+
+// Caps on the values one request may ask for, checked before anything
+// else looks at them (fosite de-duplicates both in quadratic time).
+const (
+	maxScopeValues    = 100
+	maxAudienceValues = 20
+)
+
 // oauthForm checks what fosite leaves to its caller before an OAuth
 // endpoint runs: the body is a form (RFC 6749 §4.4.2, RFC 7662 §2.1,
-// RFC 7009 §2.1), within the size limit, with no parameter repeated
-// (§3.2) and at most one client authentication method (§2.3).
+// RFC 7009 §2.1) within MaxOAuthBodyBytes, asking for a bounded number of
+// scopes and audiences, with no parameter repeated (§3.2) and exactly one
+// supported client authentication method (§2.3). Everything here is
+// linear in the body's size and touches no database; a secret whose
+// checksum is wrong is refused here too, so a mistyped or invented secret
+// never costs a lookup.
 func (s *Server) oauthForm(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -184,13 +214,25 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The request body must be application/x-www-form-urlencoded."))
 			return
 		}
+		if r.ContentLength > MaxOAuthBodyBytes {
+			writeBodyTooLarge(w, MaxOAuthBodyBytes)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxOAuthBodyBytes)
 		if err := r.ParseForm(); err != nil {
 			if errTooLarge(err) {
-				writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
-					fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+				writeBodyTooLarge(w, MaxOAuthBodyBytes)
 				return
 			}
 			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The request body is not valid form encoding."))
+			return
+		}
+		if n := countValues(r.PostForm["scope"]); n > maxScopeValues {
+			s.writeOAuthError(w, r, fosite.ErrInvalidScope.WithHintf("At most %d scope values may be asked for at once, not %d.", maxScopeValues, n))
+			return
+		}
+		if n := countValues(r.PostForm["audience"]) + countValues(r.PostForm["resource"]); n > maxAudienceValues {
+			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHintf("At most %d audience and resource values may be asked for at once, not %d.", maxAudienceValues, n))
 			return
 		}
 		for k, v := range r.PostForm {
@@ -199,88 +241,140 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 				return
 			}
 		}
-		_, _, basic := r.BasicAuth()
-		switch {
-		case basic && (r.PostForm.Has("client_secret") || r.PostForm.Has("client_id")):
-			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("Use one client authentication method: HTTP Basic or client_id/client_secret in the body, not both."))
-			return
-		case !basic && r.PostForm.Get("client_id") == "":
-			// Every endpoint here needs an authenticated client; a request
-			// without credentials is an authentication failure (§5.2).
-			infoFrom(r.Context()).authFailure = "missing_credentials"
-			s.writeOAuthError(w, r, fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body."))
-			s.authFailed(r, "")
+		if err := checkClientCredentials(r); err != nil {
+			s.writeOAuthError(w, r, err)
 			return
 		}
-		clientID := requestClientID(r)
-		if s.authLimits != nil {
-			if limit, wait := s.authLimits.check(infoFrom(r.Context()).addr, clientID); limit != "" {
-				s.metrics.limitedBy[limit].Inc()
-				s.holdRefused(r.Context(), wait, s.opts.ClientAuthLimit.MaxDelay)
-				secs := retryAfter(wait)
-				w.Header().Set("Retry-After", strconv.Itoa(secs))
-				writeError(w, http.StatusTooManyRequests, "slow_down",
-					fmt.Sprintf("Too many failed client authentications from this address or for this client; try again in %d s.", secs))
-				return
-			}
-		}
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == http.StatusUnauthorized {
-			s.authFailed(r, clientID)
-		}
+		next.ServeHTTP(w, r)
 	})
 }
 
-// requestClientID is the client ID a request presents, decoded as fosite
-// decodes it (RFC 6749 §2.3.1 form-encodes Basic credentials).
-func requestClientID(r *http.Request) string {
-	id, _, basic := r.BasicAuth()
-	if !basic {
-		return r.PostForm.Get("client_id")
+// countValues counts the space-separated values in vs.
+func countValues(vs []string) int {
+	n := 0
+	for _, v := range vs {
+		inValue := false
+		for i := 0; i < len(v); i++ {
+			if v[i] == ' ' {
+				inValue = false
+			} else if !inValue {
+				inValue = true
+				n++
+			}
+		}
 	}
-	if dec, err := url.QueryUnescape(id); err == nil {
-		return dec
-	}
-	return id
+	return n
 }
 
-// authFailed counts a failed client authentication against the limits
-// and in the metrics.
-func (s *Server) authFailed(r *http.Request, clientID string) {
+// checkClientCredentials refuses, with invalid_client, every way of
+// presenting client credentials latchkey does not take: none at all, two
+// methods at once (§2.3), a client assertion (RFC 7523 §2.2; no client has
+// private_key_jwt), and a secret that is not even shaped like one of ours.
+// Each counts as a failed authentication, so none of them is a side door
+// around the failure limits.
+func checkClientCredentials(r *http.Request) error {
+	ri := infoFrom(r.Context())
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		ri.authFailure = "unsupported_method"
+		return fosite.ErrInvalidClient.WithHint("Client assertions are not accepted: authenticate with the client ID and secret (client_secret_basic or client_secret_post).")
+	}
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if r.PostForm.Has("client_secret") || r.PostForm.Has("client_id") {
+			ri.authFailure = "unsupported_method"
+			return fosite.ErrInvalidClient.WithHint("Use one client authentication method: HTTP Basic or client_id/client_secret in the body, not both.")
+		}
+		// RFC 6749 §2.3.1 form-encodes both halves, as fosite decodes them.
+		var errID, errSecret error
+		id, errID = url.QueryUnescape(id)
+		secret, errSecret = url.QueryUnescape(secret)
+		if errID != nil || errSecret != nil {
+			ri.authFailure = "malformed_secret"
+			return fosite.ErrInvalidClient.WithHint("The HTTP Basic credentials are not form-encoded correctly (RFC 6749 §2.3.1).")
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		if id == "" {
+			ri.authFailure = "missing_credentials"
+			return fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body.")
+		}
+	}
+	ri.clientID = id
+	if !storage.ValidChecksummed(secret, storage.ClientSecretPrefix) {
+		ri.authFailure = "malformed_secret"
+		return fosite.ErrInvalidClient.WithHint("Client authentication failed: the client ID or secret is wrong.")
+	}
+	return nil
+}
+
+// writeBodyTooLarge answers a body over limit with 413 and the RFC 6749
+// §5.2 error shape every OAuth error has, and closes the connection rather
+// than read the rest of the body.
+func writeBodyTooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
+		fmt.Sprintf("The request body is larger than %d bytes.", limit))
+}
+
+// clientFailed counts a failed client authentication in the metrics and
+// the failure limits, and holds the answer as long as the limits say. It
+// reports whether it has answered the request itself, with 429 slow_down;
+// otherwise the caller writes the failure.
+func (s *Server) clientFailed(w http.ResponseWriter, r *http.Request) bool {
 	ri := infoFrom(r.Context())
 	if ri.authFailure == "" {
 		ri.authFailure = "invalid_client"
 	}
-	// A wrong secret for a real client ID is what guessing looks like; the
-	// ID's own limit counts only those.
-	known := ri.authFailure == "wrong_secret" || ri.authFailure == "malformed_secret"
-	if s.authLimits != nil {
-		s.authLimits.failed(ri.addr, clientID, known)
-	}
+	// A wrong secret for a working key pair is what guessing looks like;
+	// only those count against the client ID itself.
+	known := ri.authFailure == "wrong_secret"
 	integration := ""
 	if known {
 		integration = ri.integration
 	}
 	s.metrics.authFailed(ri.authFailure, integration)
+	id := ri.clientID
+	if !storage.ValidClientID(id) {
+		// Never a right credential: one key stands for all such.
+		id = "-"
+	}
+	v := s.clientLimits.failed(ri.addr, id, known)
+	if v.limit == "" {
+		return false
+	}
+	s.metrics.limitedBy[v.limit].Inc()
+	s.hold(w, r.Context(), v.hold)
+	if !v.refuse {
+		return false
+	}
+	secs := retryAfter(v.retry)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, "slow_down",
+		fmt.Sprintf("Too many failed client authentications from this address with this client ID: the credentials are wrong. Try again in %d s.", secs))
+	return true
 }
 
-// writeOAuthError writes an RFC 6749 §5.2 error. A 401 carries a Basic
-// challenge when the client tried Basic (§5.2). Database failures become
-// 503 temporarily_unavailable and are logged; nothing else is.
+// writeOAuthError writes an RFC 6749 §5.2 error. A 401 is a failed client
+// authentication: it is counted and may be held or become 429 (see
+// clientFailed), and it carries a Basic challenge when the client tried
+// Basic (§5.2). Database failures become 503 temporarily_unavailable and
+// are logged; nothing else is.
 func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, context.Canceled):
 		err = fosite.ErrTemporarilyUnavailable // the client went away
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "err", storageCause(err))
+		s.log.ErrorContext(r.Context(), "oauth request failed", "path", redact(r.URL.Path), "err", storageCause(err))
 		err = fosite.ErrTemporarilyUnavailable
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
-		s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "err", rfc.WithExposeDebug(true).GetDescription())
+		s.log.ErrorContext(r.Context(), "oauth request failed", "path", redact(r.URL.Path), "err", rfc.WithExposeDebug(true).GetDescription())
 	}
 	if rfc.CodeField == http.StatusUnauthorized {
+		if s.clientFailed(w, r) {
+			return
+		}
 		if _, _, basic := r.BasicAuth(); basic || !r.PostForm.Has("client_id") {
 			w.Header().Set("WWW-Authenticate", `Basic realm="latchkey", charset="UTF-8"`)
 		}
@@ -418,13 +512,17 @@ func (s *Server) handleIntrospect() http.Handler {
 				"This integration may not introspect tokens: its can_introspect is false.")
 			return
 		}
-		token := r.PostForm.Get("token")
-		if token == "" {
+		if !r.PostForm.Has("token") {
 			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is required."))
 			return
 		}
-		_, ar, err := s.oauth.IntrospectToken(ctx, token, fosite.AccessToken, new(fosite.DefaultSession))
-		if err != nil {
+		// An empty token is one more token that is not active (§2.2).
+		token := r.PostForm.Get("token")
+		var ar fosite.AccessRequester
+		if token != "" {
+			_, ar, err = s.oauth.IntrospectToken(ctx, token, fosite.AccessToken, new(fosite.DefaultSession))
+		}
+		if token == "" || err != nil {
 			if errors.Is(err, storage.ErrUnavailable) {
 				s.writeOAuthError(w, r, err)
 				return
@@ -473,6 +571,15 @@ func (s *Server) handleRevoke() http.Handler {
 			return
 		}
 		if err := s.oauth.NewRevocationRequest(r.Context(), r); err != nil {
+			// Another integration's token: whether it is live is no
+			// business of the caller's, and trying it counts as a failure
+			// (see revocationHandler).
+			if errors.Is(err, fosite.ErrUnauthorizedClient) {
+				infoFrom(r.Context()).authFailure = "foreign_token"
+				if s.clientFailed(w, r) {
+					return
+				}
+			}
 			s.writeOAuthError(w, r, err)
 			return
 		}

@@ -302,8 +302,8 @@ func TestTokenErrors(t *testing.T) {
 		{"one of two scopes not allowed", kp, form, with(cc, "scope", "read admin").Encode(), 400, "invalid_scope"},
 		{"scope twice", kp, form, with(cc, "scope", "read", "scope", "write").Encode(), 400, "invalid_request"},
 		{"grant_type twice", kp, form, with(cc, "grant_type", "client_credentials").Encode(), 400, "invalid_request"},
-		{"basic and client_secret in body", kp, form, with(cc, "client_secret", kp.Secret).Encode(), 400, "invalid_request"},
-		{"basic and client_id in body", kp, form, with(cc, "client_id", kp.ID).Encode(), 400, "invalid_request"},
+		{"basic and client_secret in body", kp, form, with(cc, "client_secret", kp.Secret).Encode(), 401, "invalid_client"},
+		{"basic and client_id in body", kp, form, with(cc, "client_id", kp.ID).Encode(), 401, "invalid_client"},
 		{"JSON body", kp, "application/json", `{"grant_type":"client_credentials"}`, 400, "invalid_request"},
 		{"no content type", kp, "", cc.Encode(), 400, "invalid_request"},
 		{"multipart body", kp, "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n--x--\r\n", 400, "invalid_request"},
@@ -330,8 +330,8 @@ func TestOAuthBodyLimit(t *testing.T) {
 	kp := e.createIntegration(map[string]any{"name": "job"})
 	prefix := "grant_type=client_credentials&token=x&pad="
 	// over is one byte beyond the limit; exact is right at it.
-	over := prefix + strings.Repeat("a", server.MaxBodyBytes+1-len(prefix))
-	exact := prefix + strings.Repeat("a", server.MaxBodyBytes-len(prefix))
+	over := prefix + strings.Repeat("a", server.MaxOAuthBodyBytes+1-len(prefix))
+	exact := prefix + strings.Repeat("a", server.MaxOAuthBodyBytes-len(prefix))
 
 	for _, path := range []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"} {
 		for _, chunked := range []bool{false, true} {

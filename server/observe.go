@@ -26,6 +26,9 @@ type reqInfo struct {
 	// the authenticated (or, with a wrong secret, claimed) integration.
 	authFailure string
 	integration string
+	// clientID is the client ID an OAuth request presented, once its
+	// credentials are known to be in a supported form.
+	clientID string
 }
 
 type infoKey struct{}
@@ -96,8 +99,9 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // the response) and its deadline (so a database that stops answering turns
 // into a 503 within request_timeout instead of a hung client), turns a handler panic into a logged 500 instead of a
 // dropped connection, and afterwards writes one access-log line and the
-// request's latency metric. The log line has the path but never the query
-// or the body, where careless clients put credentials.
+// request's latency metric. The log line has the path, with anything
+// shaped like a credential redacted, but never the query or the body, where
+// careless clients put credentials.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -114,7 +118,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.ErrorContext(ctx, "handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+				s.log.ErrorContext(ctx, "handler panic", "method", r.Method, "path", redact(r.URL.Path), "panic", fmt.Sprint(p))
 				if rec.status == 0 {
 					writeError(rec, http.StatusInternalServerError, "server_error", "internal error")
 				}
@@ -126,7 +130,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 			attrs := []slog.Attr{
 				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("path", redact(r.URL.Path)),
 				slog.Int("status", rec.status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("remote", ri.addr),

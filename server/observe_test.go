@@ -69,27 +69,36 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("no credentials: %d", st)
 	}
 	e.post(from, "/oauth2/token", wrongSecret(t, kp), grant)
-	e.post(from, "/oauth2/token", wrongSecret(t, kp), grant) // the fifth failure
-	if a := e.post(from, "/oauth2/token", kp, grant); a.status != http.StatusTooManyRequests {
-		t.Fatalf("after five failures: %d", a.status)
+	e.post(from, "/oauth2/token", wrongSecret(t, kp), grant) // the address's fifth failure
+	// The pair's fifth failure: answered 401, but held, for the address
+	// has spent its budget; the sixth is refused with 429.
+	if a := e.post(from, "/oauth2/token", wrongSecret(t, kp), grant); a.status != http.StatusUnauthorized {
+		t.Fatalf("the pair's fifth failure: %d", a.status)
+	}
+	if a := e.post(from, "/oauth2/token", wrongSecret(t, kp), grant); a.status != http.StatusTooManyRequests {
+		t.Fatalf("the pair's sixth failure: %d", a.status)
+	}
+	if a := e.post(from, "/oauth2/token", kp, grant); a.status != http.StatusOK {
+		t.Fatalf("the right secret after all that: %d", a.status)
 	}
 	if st, _ := e.adminCall("GET", "/admin/integrations", "lk_adm_wrong", nil); st != http.StatusUnauthorized {
 		t.Fatalf("wrong admin token: %d", st)
 	}
 
 	m := scrape(t, e.srv.URL)
-	wantSample(t, m, `latchkey_tokens_issued_total{format="opaque"}`, "2")
+	wantSample(t, m, `latchkey_tokens_issued_total{format="opaque"}`, "3")
 	wantSample(t, m, `latchkey_introspections_total{result="active"}`, "1")
 	wantSample(t, m, `latchkey_introspections_total{result="inactive"}`, "2")
 	wantSample(t, m, `latchkey_revocations_total`, "1")
-	wantSample(t, m, `latchkey_client_auth_failures_total{reason="wrong_secret"}`, "3")
+	wantSample(t, m, `latchkey_client_auth_failures_total{reason="wrong_secret"}`, "5")
 	wantSample(t, m, `latchkey_client_auth_failures_total{reason="malformed_secret"}`, "1")
 	wantSample(t, m, `latchkey_client_auth_failures_total{reason="unknown_client"}`, "1")
 	wantSample(t, m, `latchkey_client_auth_failures_total{reason="missing_credentials"}`, "1")
 	wantSample(t, m, `latchkey_rate_limited_total{limit="address"}`, "1")
-	wantSample(t, m, `latchkey_rate_limited_total{limit="admin"}`, "0")
+	wantSample(t, m, `latchkey_rate_limited_total{limit="pair"}`, "1")
+	wantSample(t, m, `latchkey_rate_limited_total{limit="admin_address"}`, "0")
 	wantSample(t, m, `latchkey_admin_auth_failures_total`, "1")
-	wantSample(t, m, `latchkey_http_request_duration_seconds_count{code="200",route="POST /oauth2/token"}`, "2")
+	wantSample(t, m, `latchkey_http_request_duration_seconds_count{code="200",route="POST /oauth2/token"}`, "3")
 	wantSample(t, m, `latchkey_http_request_duration_seconds_count{code="429",route="POST /oauth2/token"}`, "1")
 	wantSample(t, m, `latchkey_http_request_duration_seconds_count{code="200",route="POST /oauth2/introspect"}`, "3")
 	for _, name := range []string{

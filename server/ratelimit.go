@@ -4,25 +4,45 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
 
-// RateLimit is a token bucket: Burst failures at once, then PerMinute a
+// RateLimit is a token bucket of failures: Burst at once, then PerMinute a
 // minute. A zero PerMinute turns the limit off.
 type RateLimit struct {
 	PerMinute int
 	Burst     int
-	// MaxDelay is the longest a refused request is held before its 429;
-	// zero means one second.
+	// MaxDelay is the longest a failed request is held before it is
+	// answered; zero means one second.
 	MaxDelay time.Duration
 }
 
 func (l RateLimit) on() bool { return l.PerMinute > 0 && l.Burst > 0 }
 
-// limiter keeps one token bucket per key (a client ID or an address). Only
-// failures take tokens, so a client that authenticates correctly is never
-// slowed down by its own traffic, however heavy.
+func (l RateLimit) maxDelay() time.Duration {
+	if l.MaxDelay <= 0 {
+		return time.Second
+	}
+	return l.MaxDelay
+}
+
+// Every failure spends from the global budget as well; these multiples of
+// the per-address limit make it a budget for a crowd, not for one client.
+// A flood from a fresh address per request never empties an address's
+// bucket, but it does empty this one, and from then on its failures are
+// held like a single address's.
+const (
+	globalRateFactor  = 100
+	globalBurstFactor = 10
+)
+
+// limiter keeps one token bucket per key (a client ID, an address, an
+// address and a client ID). Only failures spend tokens, so a client that
+// authenticates correctly is never slowed down by its own traffic, however
+// heavy.
 //
 // Buckets live in shards, each behind its own mutex, so concurrent requests
 // rarely contend. A shard holds at most maxKeys/limiterShards buckets: an
@@ -52,63 +72,24 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(l RateLimit, now func() time.Time) *limiter {
-	if !l.on() {
-		return nil
-	}
-	lim := &limiter{
-		perSecond: float64(l.PerMinute) / 60,
-		burst:     float64(l.Burst),
-		now:       now,
-		seed:      maphash.MakeSeed(),
-	}
+func newLimiter(perMinute, burst float64, now func() time.Time) *limiter {
+	lim := &limiter{perSecond: perMinute / 60, burst: burst, now: now, seed: maphash.MakeSeed()}
 	for i := range lim.shards {
 		lim.shards[i].buckets = make(map[string]*bucket)
 	}
 	return lim
 }
 
-func (l *limiter) shard(key string) *limiterShard {
-	return &l.shards[maphash.String(l.seed, key)%limiterShards]
-}
-
-// level returns key's bucket level (burst when there is none) and, when it
-// is below one failure, how long until it reaches one.
-func (l *limiter) level(key string) (tokens float64, wait time.Duration) {
+// take spends one token from key's bucket. When the bucket is empty it
+// spends nothing and returns how long until a token is back: a client that
+// keeps failing is answered at the bucket's rate, so it still learns that
+// its credentials are wrong, however fast it retries.
+func (l *limiter) take(key string) (ok bool, wait time.Duration) {
 	if l == nil {
-		return math.Inf(1), 0
-	}
-	sh := l.shard(key)
-	sh.mu.Lock()
-	b := sh.buckets[key]
-	if b == nil {
-		sh.mu.Unlock()
-		return l.burst, 0
-	}
-	tokens = l.refill(b, l.now())
-	sh.mu.Unlock()
-	if tokens < 1 {
-		wait = time.Duration((1 - tokens) / l.perSecond * float64(time.Second))
-	}
-	return tokens, wait
-}
-
-// clean reports whether key has no failures left to refill.
-func (l *limiter) clean(key string) bool {
-	if l == nil {
-		return true
-	}
-	tokens, _ := l.level(key)
-	return tokens >= l.burst
-}
-
-// fail takes one token from key's bucket.
-func (l *limiter) fail(key string) {
-	if l == nil || key == "" {
-		return
+		return true, 0
 	}
 	now := l.now()
-	sh := l.shard(key)
+	sh := &l.shards[maphash.String(l.seed, key)%limiterShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	b := sh.buckets[key]
@@ -119,24 +100,22 @@ func (l *limiter) fail(key string) {
 		b = &bucket{tokens: l.burst, last: now}
 		sh.buckets[key] = b
 	}
-	l.refill(b, now)
-	b.tokens = max(b.tokens-1, -l.burst)
-}
-
-// refill brings b up to date and returns its level.
-func (l *limiter) refill(b *bucket, now time.Time) float64 {
 	if dt := now.Sub(b.last); dt > 0 {
 		b.tokens = min(l.burst, b.tokens+dt.Seconds()*l.perSecond)
 		b.last = now
 	}
-	return b.tokens
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / l.perSecond * float64(time.Second))
 }
 
 // evict makes room in a full shard: refilled buckets go first; if none
 // has refilled, one arbitrary bucket does (map order is random).
 func (l *limiter) evict(sh *limiterShard, now time.Time) {
 	for k, b := range sh.buckets {
-		if l.refill(b, now) >= l.burst {
+		if b.tokens+now.Sub(b.last).Seconds()*l.perSecond >= l.burst {
 			delete(sh.buckets, k)
 		}
 	}
@@ -149,65 +128,125 @@ func (l *limiter) evict(sh *limiterShard, now time.Time) {
 	}
 }
 
-// authLimits holds the limits on failed client authentication at the
-// OAuth endpoints.
+// failureLimits decide how a failed authentication is answered. They never
+// refuse a request before its credentials are checked: checking costs a
+// checksum, at most one indexed lookup and one HMAC, and a request with the
+// right credentials then always goes through, whoever else fails from its
+// address (a NAT, a Kubernetes node, a proxy) or for its client ID.
 //
-// An address that has failed too often is refused outright, before any
-// database work, so a flood from it costs next to nothing. A client ID that
-// has failed too often is refused only to addresses that have failed
-// themselves: the integration's real deployment, somewhere else and
-// presenting the right secret, keeps working while someone guesses at its
-// secret.
-type authLimits struct {
-	byClient, byAddr *limiter
+// What they slow is the failing request itself. Its own bucket, keyed by
+// its address and the client ID it presented, decides between the failure
+// it earned (401) and 429 slow_down; the buckets of its address, of a real
+// client ID it guesses at from anywhere, and the global budget decide only
+// whether its answer is held. A held answer keeps a flood's connection
+// from sending its next request, so the flood's rate falls to about one
+// request per connection per delay, whatever it retries at.
+type failureLimits struct {
+	// pair is keyed by address and client ID; addr and client are nil
+	// for admin tokens, where the address alone is the pair.
+	pair, addr, client, global *limiter
+	maxDelay                   time.Duration
+	// pairName names the pair limit in verdicts.
+	pairName string
 }
 
-// check returns which limit refuses the request ("address" or "client")
-// and when to retry, or "" when it may go ahead.
-func (a *authLimits) check(addr, clientID string) (string, time.Duration) {
-	if tokens, wait := a.byAddr.level(addr); tokens < 1 {
-		return "address", wait
+// newFailureLimits returns nil, no limits, when l is off. perClient keys
+// the failing party by address and client ID, else by address alone.
+func newFailureLimits(l RateLimit, perClient bool, now func() time.Time) *failureLimits {
+	if !l.on() {
+		return nil
 	}
-	if clientID == "" {
-		return "", 0
+	rate, burst := float64(l.PerMinute), float64(l.Burst)
+	f := &failureLimits{
+		pair:     newLimiter(rate, burst, now),
+		global:   newLimiter(rate*globalRateFactor, burst*globalBurstFactor, now),
+		maxDelay: l.maxDelay(),
+		pairName: "address",
 	}
-	if tokens, wait := a.byClient.level(clientID); tokens < 1 && !a.byAddr.clean(addr) {
-		return "client", wait
+	if perClient {
+		f.pairName = "pair"
+		f.addr = newLimiter(rate, burst, now)
+		f.client = newLimiter(rate, burst, now)
 	}
-	return "", 0
+	return f
 }
 
-// failed records a failed authentication. knownClient is false when the
-// client ID matches no key pair: counting those per ID would let anyone
-// fill the table with invented IDs, so only the address pays.
-func (a *authLimits) failed(addr, clientID string, knownClient bool) {
-	a.byAddr.fail(addr)
-	if knownClient {
-		a.byClient.fail(clientID)
-	}
+// verdict is how to answer one failure: after holding it for hold, with
+// 429 and Retry-After rather than the failure itself when refuse is set.
+// limit names what slowed it, for the metrics; empty when nothing did.
+type verdict struct {
+	refuse bool
+	hold   time.Duration
+	retry  time.Duration
+	limit  string
 }
 
-// tarpitSlots bounds how many refused requests are held at once; past it,
-// refusals are answered at once. A held request costs a parked goroutine
+// failed records one failure by the party at addr presenting clientID
+// (empty for admin tokens); knownClient is true when clientID names a
+// working key pair, whose own bucket then counts the guesses at it from
+// every address. An unknown ID gets no bucket of its own: anyone could
+// invent them by the million.
+func (f *failureLimits) failed(addr, clientID string, knownClient bool) verdict {
+	if f == nil {
+		return verdict{}
+	}
+	a := addrKey(addr)
+	pairKey := a
+	if f.addr != nil {
+		pairKey = a + " " + clientID
+	}
+	if ok, wait := f.pair.take(pairKey); !ok {
+		return verdict{refuse: true, hold: min(wait, f.maxDelay), retry: wait, limit: f.pairName}
+	}
+	var v verdict
+	spend := func(l *limiter, key, name string) {
+		if ok, wait := l.take(key); !ok && (v.limit == "" || wait > v.hold) {
+			v.hold, v.limit = wait, name
+		}
+	}
+	if f.addr != nil {
+		spend(f.addr, a, "address")
+	}
+	if knownClient && f.client != nil {
+		spend(f.client, clientID, "client")
+	}
+	spend(f.global, "", "global")
+	v.hold = min(v.hold, f.maxDelay)
+	return v
+}
+
+// addrKey is the party an address stands for: an IPv4 address itself, an
+// IPv6 address by its /64, which one host or one customer usually holds
+// whole and could otherwise walk through address by address.
+func addrKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return addr
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// tarpitSlots bounds how many failed requests are held at once; past it,
+// they are answered at once, and their connection is closed so that the
+// client must pay for a new one. A held request costs a parked goroutine
 // and nothing else.
 const tarpitSlots = 4096
 
-// holdRefused holds a refused request until its limit would let it through
-// (at most maxDelay) before it is answered. A flood retries as soon as it is
-// answered, so a 429 answered at once invites the next request at once, and
-// even cheap refusals then take the CPU from everyone else; held, each of the
-// flood's connections sends about one request per delay.
-func (s *Server) holdRefused(ctx context.Context, wait, maxDelay time.Duration) {
-	if maxDelay <= 0 {
-		maxDelay = time.Second
+// hold delays a failed request's answer by d, or less when its client
+// gives up first.
+func (s *Server) hold(w http.ResponseWriter, ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
 	}
 	select {
 	case s.tarpit <- struct{}{}:
 	default:
+		w.Header().Set("Connection", "close")
 		return
 	}
 	defer func() { <-s.tarpit }()
-	t := time.NewTimer(min(wait, maxDelay))
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -36,7 +36,7 @@ func (s *Server) routes() {
 	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
 	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
 	s.dashboardRoutes(admin)
-	admin.Handle("GET /metrics", s.metrics.handler())
+	admin.Handle("GET /metrics", s.guardMetrics(s.metrics.handler()))
 
 	s.public = s.wrap(public)
 	if s.opts.SeparateAdmin {

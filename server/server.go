@@ -50,11 +50,16 @@ type Options struct {
 	// X-Forwarded-Proto) headers are believed.
 	TrustedProxies []netip.Prefix
 	// ClientAuthLimit limits failed client authentications at the OAuth
-	// endpoints, per client ID and per address; zero is no limit.
+	// endpoints, per address and client ID, per address, per client ID and
+	// in all; zero is no limit. It never refuses correct credentials.
 	ClientAuthLimit RateLimit
-	// AdminAuthLimit limits failed admin-token attempts per address; zero
-	// is no limit.
+	// AdminAuthLimit limits failed admin-token attempts per address and in
+	// all; zero is no limit. It never refuses a correct admin token.
 	AdminAuthLimit RateLimit
+	// MetricsToken, when set, lets a caller that sends it as a bearer
+	// token read /metrics from anywhere; without it /metrics answers only
+	// loopback callers and the admin listener.
+	MetricsToken string
 	// MetricsIntegrationLabel labels per-client metrics with the
 	// integration's name.
 	MetricsIntegrationLabel bool
@@ -75,10 +80,9 @@ type Server struct {
 	keys      *keyring
 	ready     atomic.Bool
 	metrics   *metrics
-	// authLimits and adminLimit are nil when their limits are off.
-	authLimits *authLimits
-	adminLimit *limiter
-	tarpit     chan struct{}
+	// clientLimits and adminLimits are nil when their limits are off.
+	clientLimits, adminLimits *failureLimits
+	tarpit                    chan struct{}
 
 	public, admin http.Handler
 }
@@ -115,13 +119,8 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		s.now = time.Now
 	}
 	s.metrics = newMetrics(store, o.MetricsIntegrationLabel)
-	if o.ClientAuthLimit.on() {
-		s.authLimits = &authLimits{
-			byClient: newLimiter(o.ClientAuthLimit, s.now),
-			byAddr:   newLimiter(o.ClientAuthLimit, s.now),
-		}
-	}
-	s.adminLimit = newLimiter(o.AdminAuthLimit, s.now)
+	s.clientLimits = newFailureLimits(o.ClientAuthLimit, true, s.now)
+	s.adminLimits = newFailureLimits(o.AdminAuthLimit, false, s.now)
 	s.tarpit = make(chan struct{}, tarpitSlots)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {

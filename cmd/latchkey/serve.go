@@ -211,6 +211,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ClientAuthLimit:         server.RateLimit{PerMinute: cfg.RateLimitFailures, Burst: cfg.RateLimitFailuresBurst},
 		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
 		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
+		MetricsToken:            cfg.MetricsToken,
 	})
 	if err != nil {
 		return err
