@@ -294,10 +294,10 @@ func checkClientCredentials(r *http.Request) error {
 		}
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-		if id == "" {
-			ri.authFailure = "missing_credentials"
-			return fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body.")
-		}
+	}
+	if id == "" {
+		ri.authFailure = "missing_credentials"
+		return fosite.ErrInvalidClient.WithHint("No client credentials: use HTTP Basic or client_id and client_secret in the body.")
 	}
 	ri.clientID = id
 	if !storage.ValidChecksummed(secret, storage.ClientSecretPrefix) {
