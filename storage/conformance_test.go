@@ -295,6 +295,14 @@ func assertNotStored(t *testing.T, s *Store, secrets ...string) {
 
 func ptr[T any](v T) *T { return &v }
 
+// deref shows a nullable setting: its value, or "nil".
+func deref(p *int64) any {
+	if p == nil {
+		return "nil"
+	}
+	return *p
+}
+
 // --- Migrate ---
 
 func testMigrateIdempotent(t *testing.T, s *Store, _ *fakeClock) {
@@ -435,6 +443,7 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 		Audience:             []string{"https://api.example.com", "urn:ledger"},
 		CanIntrospect:        true,
 		TokenLifetimeSeconds: ptr[int64](3600),
+		TokenRatePerMinute:   ptr[int64](0),
 	}
 	created, nk := createIntegration(t, s, in)
 
@@ -455,7 +464,7 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 		Name: "billing-sync", Description: "nightly billing export",
 		Scopes:        []string{"invoices:read", "customers:read"}, // duplicates dropped, order kept
 		Audience:      []string{"https://api.example.com", "urn:ledger"},
-		CanIntrospect: true, TokenLifetimeSeconds: ptr[int64](3600),
+		CanIntrospect: true, TokenLifetimeSeconds: ptr[int64](3600), TokenRatePerMinute: ptr[int64](0),
 		CreatedBy: "alice", CreatedAt: now, UpdatedAt: now,
 	}
 	got := getIntegration(t, s, "billing-sync")
@@ -487,6 +496,9 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 	if minimal.TokenLifetimeSeconds != nil {
 		t.Errorf("TokenLifetimeSeconds = %d, want nil", *minimal.TokenLifetimeSeconds)
 	}
+	if minimal.TokenRatePerMinute != nil {
+		t.Errorf("TokenRatePerMinute = %d, want nil", *minimal.TokenRatePerMinute)
+	}
 
 	if _, err := s.GetIntegration(t.Context(), "absent"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetIntegration(absent) = %v, want ErrNotFound", err)
@@ -503,6 +515,7 @@ func assertIntegration(t *testing.T, label string, got, want *Integration) {
 		}
 		return fmt.Sprint(*p)
 	}
+	rate := lifetime
 	switch {
 	case got.Name != want.Name:
 		t.Errorf("%s: Name = %q, want %q", label, got.Name, want.Name)
@@ -516,6 +529,8 @@ func assertIntegration(t *testing.T, label string, got, want *Integration) {
 		t.Errorf("%s: CanIntrospect = %v, want %v", label, got.CanIntrospect, want.CanIntrospect)
 	case lifetime(got.TokenLifetimeSeconds) != lifetime(want.TokenLifetimeSeconds):
 		t.Errorf("%s: TokenLifetimeSeconds = %s, want %s", label, lifetime(got.TokenLifetimeSeconds), lifetime(want.TokenLifetimeSeconds))
+	case rate(got.TokenRatePerMinute) != rate(want.TokenRatePerMinute):
+		t.Errorf("%s: TokenRatePerMinute = %s, want %s", label, rate(got.TokenRatePerMinute), rate(want.TokenRatePerMinute))
 	case got.CreatedBy != want.CreatedBy:
 		t.Errorf("%s: CreatedBy = %q, want %q", label, got.CreatedBy, want.CreatedBy)
 	case !got.CreatedAt.Equal(want.CreatedAt):
@@ -615,6 +630,10 @@ func testIntegrationCreateInvalid(t *testing.T, s *Store, _ *fakeClock) {
 		{"lifetime above maximum", IntegrationInput{Name: "l4", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"lifetime at minimum", IntegrationInput{Name: "l5", TokenLifetimeSeconds: ptr[int64](MinTokenLifetimeSeconds)}, nil},
 		{"lifetime at maximum", IntegrationInput{Name: "l6", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds)}, nil},
+		{"rate negative", IntegrationInput{Name: "r1", TokenRatePerMinute: ptr[int64](-1)}, ErrInvalid},
+		{"rate above maximum", IntegrationInput{Name: "r2", TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute + 1)}, ErrInvalid},
+		{"rate zero, no cap", IntegrationInput{Name: "r3", TokenRatePerMinute: ptr[int64](0)}, nil},
+		{"rate at maximum", IntegrationInput{Name: "r4", TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute)}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -717,7 +736,7 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
 	base := IntegrationInput{
 		Description: "before", Scopes: []string{"read", "write"}, Audience: []string{"api"},
-		CanIntrospect: false, TokenLifetimeSeconds: ptr[int64](600),
+		CanIntrospect: false, TokenLifetimeSeconds: ptr[int64](600), TokenRatePerMinute: ptr[int64](30),
 	}
 	tests := []struct {
 		name   string
@@ -733,6 +752,9 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 		{"can introspect", IntegrationPatch{CanIntrospect: ptr(true)}, func(w *Integration) { w.CanIntrospect = true }},
 		{"token lifetime", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](7200)}, func(w *Integration) { w.TokenLifetimeSeconds = ptr[int64](7200) }},
 		{"token lifetime back to the default", IntegrationPatch{DefaultTokenLifetime: true}, func(w *Integration) { w.TokenLifetimeSeconds = nil }},
+		{"token rate", IntegrationPatch{TokenRatePerMinute: ptr[int64](6000)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](6000) }},
+		{"token rate uncapped", IntegrationPatch{TokenRatePerMinute: ptr[int64](0)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](0) }},
+		{"token rate back to the default", IntegrationPatch{DefaultTokenRate: true}, func(w *Integration) { w.TokenRatePerMinute = nil }},
 		{"everything", IntegrationPatch{
 			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
 			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
@@ -762,10 +784,17 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 			if got.ID != created.ID || got.KeyPair == nil || got.KeyPair.ClientID != nk.ClientID {
 				t.Errorf("update changed identity or key pair: got ID %d, %+v; want ID %d, client %s", got.ID, got.KeyPair, created.ID, nk.ClientID)
 			}
-			// The key pair sees the new settings at once.
+			// The key pair sees the new settings at once: the token
+			// endpoint reads the rate from it.
 			c := getClient(t, s, nk.ClientID)
 			if !slices.Equal(c.GetScopes(), want.Scopes) || !slices.Equal(c.GetAudience(), want.Audience) {
 				t.Errorf("client scopes %q, audience %q; want %q, %q", c.GetScopes(), c.GetAudience(), want.Scopes, want.Audience)
+			}
+			if got, want := fmt.Sprint(deref(c.Integration.TokenRatePerMinute)), fmt.Sprint(deref(want.TokenRatePerMinute)); got != want {
+				t.Errorf("client token rate %s, want %s", got, want)
+			}
+			if got, want := fmt.Sprint(deref(c.Integration.TokenLifetimeSeconds)), fmt.Sprint(deref(want.TokenLifetimeSeconds)); got != want {
+				t.Errorf("client token lifetime %s, want %s", got, want)
 			}
 		})
 	}
@@ -790,6 +819,9 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 		{"lifetime too long", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"valid field with an invalid one", "stable", IntegrationPatch{Description: ptr("changed"), Scopes: &[]string{""}}, ErrInvalid},
 		{"lifetime both set and reset", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](600), DefaultTokenLifetime: true}, ErrInvalid},
+		{"rate negative", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](-1)}, ErrInvalid},
+		{"rate above maximum", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute + 1)}, ErrInvalid},
+		{"rate both set and reset", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](600), DefaultTokenRate: true}, ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -857,12 +889,12 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 	step := func() { clk.Advance(time.Second); times = append(times, s.Now()) }
 
 	step()
-	_, first, err := s.CreateIntegration(ctx, IntegrationInput{Name: "audited", Scopes: []string{"read"}}, actors[0])
+	_, first, err := s.CreateIntegration(ctx, IntegrationInput{Name: "audited", Scopes: []string{"read"}, TokenRatePerMinute: ptr[int64](0)}, actors[0])
 	if err != nil {
 		t.Fatalf("CreateIntegration: %v", err)
 	}
 	step()
-	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true)}, actors[1]); err != nil {
+	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true), DefaultTokenRate: true}, actors[1]); err != nil {
 		t.Fatalf("UpdateIntegration: %v", err)
 	}
 	step()
@@ -901,8 +933,11 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 	if got := events[3].Details["client_id"]; got != first.ClientID {
 		t.Errorf("create details client_id = %v, want %s", got, first.ClientID)
 	}
-	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect]" {
-		t.Errorf("update details fields = %s, want [description can_introspect]", got)
+	if got := fmt.Sprint(events[3].Details["token_rate_per_minute"]); got != "0" {
+		t.Errorf("create details token_rate_per_minute = %s, want 0 (uncapped)", got)
+	}
+	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect token_rate_per_minute]" {
+		t.Errorf("update details fields = %s, want [description can_introspect token_rate_per_minute]", got)
 	}
 	if got, want := events[1].Details["previous_client_id"], first.ClientID; got != want {
 		t.Errorf("regenerate details previous_client_id = %v, want %s", got, want)

@@ -18,6 +18,7 @@ type integrationRow struct {
 	Audience             string
 	CanIntrospect        bool
 	TokenLifetimeSeconds *int64
+	TokenRatePerMinute   *int64
 	CreatedBy            string
 	CreatedAt            time.Time
 	UpdatedAt            time.Time
@@ -30,7 +31,8 @@ func (r *integrationRow) integration() *Integration {
 		ID: r.ID, Name: r.Name, Description: r.Description,
 		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
 		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		TokenRatePerMinute: r.TokenRatePerMinute,
+		CreatedBy:          r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
@@ -58,11 +60,20 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	if err := checkLifetime(in.TokenLifetimeSeconds); err != nil {
 		return nil, nil, err
 	}
+	if err := checkRate(in.TokenRatePerMinute); err != nil {
+		return nil, nil, err
+	}
 	now := s.clock()
 	row := integrationRow{
 		Name: in.Name, Description: in.Description, Scopes: joinList(scopes), Audience: joinList(aud),
 		CanIntrospect: in.CanIntrospect, TokenLifetimeSeconds: in.TokenLifetimeSeconds,
-		CreatedBy: by.Name, CreatedAt: now, UpdatedAt: now,
+		TokenRatePerMinute: in.TokenRatePerMinute,
+		CreatedBy:          by.Name, CreatedAt: now, UpdatedAt: now,
+	}
+	details := map[string]any{"scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect}
+	if in.TokenRatePerMinute != nil {
+		// An uncapped integration is a decision worth finding in the log.
+		details["token_rate_per_minute"] = *in.TokenRatePerMinute
 	}
 	var kp *KeyPair
 	var nk *NewKeyPair
@@ -75,9 +86,8 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 		if err != nil {
 			return err
 		}
-		return s.audit(tx, by, "integration.create", "integration", row.Name, map[string]any{
-			"client_id": kp.ClientID, "scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect,
-		})
+		details["client_id"] = kp.ClientID
+		return s.audit(tx, by, "integration.create", "integration", row.Name, details)
 	})
 	if err != nil {
 		return nil, nil, translate(fmt.Sprintf("create integration %q", in.Name), err)
@@ -217,6 +227,19 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		}
 		updates["token_lifetime_seconds"] = *patch.TokenLifetimeSeconds
 		changed = append(changed, "token_lifetime_seconds")
+	}
+	switch {
+	case patch.DefaultTokenRate && patch.TokenRatePerMinute != nil:
+		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
+	case patch.DefaultTokenRate:
+		updates["token_rate_per_minute"] = nil
+		changed = append(changed, "token_rate_per_minute")
+	case patch.TokenRatePerMinute != nil:
+		if err := checkRate(patch.TokenRatePerMinute); err != nil {
+			return nil, err
+		}
+		updates["token_rate_per_minute"] = *patch.TokenRatePerMinute
+		changed = append(changed, "token_rate_per_minute")
 	}
 	if len(changed) == 0 {
 		// Nothing to change: no write, no audit event, updated_at stays.

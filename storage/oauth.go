@@ -37,7 +37,7 @@ type Client struct {
 	// lastUsedWriteResolution; nil if never.
 	LastUsedAt *time.Time
 	// Integration holds what the OAuth endpoints use: its ID, name,
-	// scopes, audience, introspection right and token lifetime. The admin
+	// scopes, audience, introspection right, token lifetime and token rate. The admin
 	// API reads the rest through GetIntegration. The owner of a stored
 	// token (GetAccessTokenSession) has only its IDs, grace deadline and
 	// integration name and ID.
@@ -65,7 +65,7 @@ func (c *Client) GetAudience() fosite.Arguments      { return c.Integration.Audi
 const (
 	ownerColumns  = `k.id, k.client_id, k.expires_at, i.id, i.name`
 	clientColumns = ownerColumns + `, k.secret_hash, k.last_used_at,
-	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds`
+	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute`
 )
 
 const getClientSQL = `SELECT ` + clientColumns + `
@@ -83,12 +83,12 @@ func scanClient(full bool) ([]any, func() *Client) {
 		c                 Client
 		expires, lastUsed sql.NullTime
 		scopes, aud       string
-		lifetime          sql.NullInt64
+		lifetime, rate    sql.NullInt64
 		ig                = &c.Integration
 	)
 	dest := []any{&c.KeyPairID, &c.ClientID, &expires, &ig.ID, &ig.Name}
 	if full {
-		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime)
+		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime, &rate)
 	}
 	return dest, func() *Client {
 		c.ExpiresAt = nullTime(expires)
@@ -96,6 +96,9 @@ func scanClient(full bool) ([]any, func() *Client) {
 		ig.Scopes, ig.Audience = splitList(scopes), splitList(aud)
 		if lifetime.Valid {
 			ig.TokenLifetimeSeconds = &lifetime.Int64
+		}
+		if rate.Valid {
+			ig.TokenRatePerMinute = &rate.Int64
 		}
 		return &c
 	}
