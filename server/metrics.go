@@ -68,7 +68,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latchkey_rate_limited_total",
-		Help: "Requests answered 429, by the limit that refused them (address, client, admin).",
+		Help: "Requests answered 429, by the limit that refused them (address, client, admin, issuance).",
 	}, []string{"limit"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "latchkey_http_request_duration_seconds",
@@ -96,7 +96,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	m.introspectedActive = m.introspections.WithLabelValues("active")
 	m.introspectedInactive = m.introspections.WithLabelValues("inactive")
 	m.limitedBy = map[string]prometheus.Counter{}
-	for _, l := range []string{"address", "client", "admin"} {
+	for _, l := range []string{"address", "client", "admin", "issuance"} {
 		m.limitedBy[l] = m.rateLimited.WithLabelValues(l)
 	}
 	return m

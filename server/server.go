@@ -55,6 +55,10 @@ type Options struct {
 	// AdminAuthLimit limits failed admin-token attempts per address; zero
 	// is no limit.
 	AdminAuthLimit RateLimit
+	// IssuanceLimit caps the tokens each integration is issued, in this
+	// process; zero caps only integrations with a token_rate_per_minute
+	// of their own.
+	IssuanceLimit IssuanceLimit
 	// MetricsIntegrationLabel labels per-client metrics with the
 	// integration's name.
 	MetricsIntegrationLabel bool
@@ -79,6 +83,7 @@ type Server struct {
 	authLimits *authLimits
 	adminLimit *limiter
 	tarpit     chan struct{}
+	issuance   *issuance
 
 	public, admin http.Handler
 }
@@ -123,6 +128,7 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	}
 	s.adminLimit = newLimiter(o.AdminAuthLimit, s.now)
 	s.tarpit = make(chan struct{}, tarpitSlots)
+	s.issuance = newIssuance(o.IssuanceLimit, s.now)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)
