@@ -75,6 +75,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/Update", testIntegrationUpdate},
 		{"Integration/UpdateErrors", testIntegrationUpdateErrors},
 		{"Integration/Delete", testIntegrationDelete},
+		{"Integration/DeleteSeenByPreviousRelease", testIntegrationDeleteSeenByPreviousRelease},
 		{"Integration/Audit", testIntegrationAudit},
 
 		{"Client/Get", testClientGet},
@@ -836,14 +837,20 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 	}
 }
 
+// testIntegrationDelete deletes an integration with a current pair, a
+// pair in its grace period and tokens for both: at once its pairs are
+// refused, its tokens are inactive, a token request that authenticated
+// before cannot store a token, it is in no listing or scope list, and its
+// name is free; Purge then deletes every row it left, and nothing else.
 func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
-	created, nk := createIntegration(t, s, IntegrationInput{Name: "doomed"})
-	issueToken(t, s, clk, nk.ClientID, time.Hour)
+	created, nk := createIntegration(t, s, IntegrationInput{Name: "doomed", Scopes: []string{"doomed:only", "shared"}})
+	prevSig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
 	prev := nk.ClientID
 	nk = regenerate(t, s, "doomed", time.Hour)
-	issueToken(t, s, clk, nk.ClientID, time.Hour)
-	_, other := createIntegration(t, s, IntegrationInput{Name: "bystander"})
+	curSig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	authenticated := getClient(t, s, nk.ClientID)
+	_, other := createIntegration(t, s, IntegrationInput{Name: "bystander", Scopes: []string{"shared"}})
 	otherSig, _ := issueToken(t, s, clk, other.ClientID, time.Hour)
 
 	if err := s.DeleteIntegration(ctx, "doomed", testActor); err != nil {
@@ -852,17 +859,31 @@ func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	if _, err := s.GetIntegration(ctx, "doomed"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetIntegration after delete = %v, want ErrNotFound", err)
 	}
+	if items, _, err := s.ListIntegrations(ctx, Page{}); err != nil || len(items) != 1 || items[0].Name != "bystander" {
+		t.Errorf("ListIntegrations after delete = %v, %v; want only bystander", items, err)
+	}
+	if got, err := s.Scopes(ctx); err != nil || !slices.Equal(got, []string{"shared"}) {
+		t.Errorf("Scopes after delete = %q, %v; want [shared]", got, err)
+	}
 	for _, id := range []string{prev, nk.ClientID} {
 		if clientWorks(t, s, id) {
 			t.Errorf("GetClient(%s) works after its integration was deleted", id)
 		}
 	}
-	// Key pairs and tokens go with the integration.
-	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?", created.ID); got != 0 {
-		t.Errorf("%d key pairs left after delete, want 0", got)
+	for _, sig := range []string{prevSig, curSig} {
+		if tokenActive(t, s, sig) {
+			t.Errorf("token %s active after its integration was deleted", sig)
+		}
 	}
-	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 1 {
-		t.Errorf("%d access tokens left after delete, want 1 (the bystander's)", got)
+	late := tokenRequest(authenticated, clk.Now(), time.Hour)
+	if err := s.CreateAccessTokenSession(ctx, "sig-late", late); !isInvalidClient(err) || !errors.Is(err, ErrKeyPairChanged) {
+		t.Errorf("storing a token for a pair authenticated before the delete = %v, want invalid_client wrapping ErrKeyPairChanged", err)
+	}
+	if _, err := s.UpdateIntegration(ctx, "doomed", IntegrationPatch{Description: ptr("x")}, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateIntegration after delete = %v, want ErrNotFound", err)
+	}
+	if _, err := s.RegenerateKeyPair(ctx, "doomed", 0, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RegenerateKeyPair after delete = %v, want ErrNotFound", err)
 	}
 	if !tokenActive(t, s, otherSig) || !clientWorks(t, s, other.ClientID) {
 		t.Error("deleting one integration affected another")
@@ -873,8 +894,70 @@ func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	if err := s.DeleteIntegration(ctx, "never-existed", testActor); !errors.Is(err, ErrNotFound) {
 		t.Errorf("DeleteIntegration(never-existed) = %v, want ErrNotFound", err)
 	}
-	// The name is free again.
-	createIntegration(t, s, IntegrationInput{Name: "doomed"})
+
+	// The name is free at once, for an integration that owns nothing of
+	// the old one.
+	reborn, fresh := createIntegration(t, s, IntegrationInput{Name: "doomed"})
+	freshSig, _ := issueToken(t, s, clk, fresh.ClientID, time.Hour)
+	if reborn.ID == created.ID || clientWorks(t, s, prev) || tokenActive(t, s, curSig) {
+		t.Error("the new integration of the same name revived the deleted one")
+	}
+	if got := getIntegration(t, s, "doomed"); got.KeyPair == nil || got.KeyPair.ClientID != fresh.ClientID || got.PreviousKeyPair != nil {
+		t.Errorf("new doomed = %+v, want only its own key pair %s", got, fresh.ClientID)
+	}
+
+	// Purge, a row at a time, deletes the deleted integration's two
+	// tokens, two pairs and row; nothing of the live ones.
+	if n, err := s.Purge(ctx, 1); err != nil || n != 5 {
+		t.Errorf("Purge = %d, %v; want 5 rows (2 tokens, 2 key pairs, the integration)", n, err)
+	}
+	for _, q := range []string{
+		"SELECT COUNT(*) FROM integrations WHERE id = ?",
+		"SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?",
+		"SELECT COUNT(*) FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id WHERE k.integration_id = ?",
+	} {
+		if got := countRows(t, s, q, created.ID); got != 0 {
+			t.Errorf("%s: %d after Purge, want 0", q, got)
+		}
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM integrations"); got != 2 {
+		t.Errorf("%d integrations after Purge, want 2 (bystander and the new doomed)", got)
+	}
+	if !tokenActive(t, s, otherSig) || !tokenActive(t, s, freshSig) {
+		t.Error("Purge took a live integration's token")
+	}
+}
+
+// testIntegrationDeleteSeenByPreviousRelease reads a deleted integration
+// as the previous release does, which knows nothing of deleted_at (see
+// migrations/README.md): its pairs have expired, so that release refuses
+// them and reports their tokens inactive too. Its own way of deleting, a
+// cascading DELETE, still works on this schema.
+func testIntegrationDeleteSeenByPreviousRelease(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "gone"})
+	sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	if err := s.DeleteIntegration(ctx, "gone", testActor); err != nil {
+		t.Fatalf("DeleteIntegration: %v", err)
+	}
+	working := "(k.expires_at IS NULL OR k.expires_at > ?)"
+	if n := countRows(t, s, "SELECT COUNT(*) FROM key_pairs k JOIN integrations i ON i.id = k.integration_id WHERE k.client_id = ? AND "+working,
+		nk.ClientID, s.Now()); n != 0 {
+		t.Error("the previous release's client lookup finds a working pair of a deleted integration")
+	}
+	if n := countRows(t, s, `SELECT COUNT(*) FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id
+		JOIN integrations i ON i.id = k.integration_id WHERE t.signature = ? AND `+working, sig, s.Now()); n != 0 {
+		t.Error("the previous release's token lookup finds a deleted integration's token with a working pair")
+	}
+
+	_, old := createIntegration(t, s, IntegrationInput{Name: "old-way"})
+	issueToken(t, s, clk, old.ClientID, time.Hour)
+	if err := s.w.WithContext(ctx).Exec("DELETE FROM integrations WHERE name = ?", "old-way").Error; err != nil {
+		t.Fatalf("the previous release's DELETE: %v", err)
+	}
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("a pair deleted the previous release's way still works")
+	}
 }
 
 func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {

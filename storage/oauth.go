@@ -68,12 +68,16 @@ const (
 	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute`
 )
 
+// A deleted integration's pairs have expired, which alone refuses them and
+// their tokens (and is what the previous release checks); the lookups skip
+// deleted integrations too, so nothing of one can ever work again.
 const getClientSQL = `SELECT ` + clientColumns + `
-	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id WHERE k.client_id = $1`
+	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id
+	WHERE k.client_id = $1 AND i.deleted_at IS NULL`
 
 const getTokenSQL = `SELECT t.request_id, t.scopes, t.audience, t.issued_at, t.expires_at, ` + ownerColumns + `
 	FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
-	WHERE t.signature = $1`
+	WHERE t.signature = $1 AND i.deleted_at IS NULL`
 
 // scanClient returns the destinations of clientColumns (ownerColumns alone
 // unless full), in order, and the function that turns them into a Client
