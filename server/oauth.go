@@ -349,7 +349,7 @@ func (s *Server) issue(ctx context.Context, r *http.Request) (fosite.AccessReque
 	client := req.GetClient().(*storage.Client)
 	// After authentication, so only the integration's own requests count,
 	// and before the token is made and stored, which is what the cap
-	// bounds.
+	// bounds. The rare retry after ErrKeyPairChanged counts twice.
 	rate := s.issuance.rate(client.Integration.TokenRatePerMinute)
 	if wait, ok := s.issuance.take(client.Integration.ID, rate); !ok {
 		return nil, nil, &issuanceLimited{perMinute: rate, wait: wait}
