@@ -44,8 +44,8 @@ func (r *integrationRow) integration() *Integration {
 		ID: r.ID, Name: r.Name, Description: r.Description,
 		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
 		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
-		TokenRatePerMinute: r.TokenRatePerMinute,
-		CreatedBy:          r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		TokenRatePerMinute: r.TokenRatePerMinute, CreatedBy: r.CreatedBy,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
@@ -80,8 +80,8 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	row := integrationRow{
 		Name: in.Name, Description: in.Description, Scopes: joinList(scopes), Audience: joinList(aud),
 		CanIntrospect: in.CanIntrospect, TokenLifetimeSeconds: in.TokenLifetimeSeconds,
-		TokenRatePerMinute: in.TokenRatePerMinute,
-		CreatedBy:          by.Name, CreatedAt: now, UpdatedAt: now,
+		TokenRatePerMinute: in.TokenRatePerMinute, CreatedBy: by.Name,
+		CreatedAt: now, UpdatedAt: now,
 	}
 	details := map[string]any{"scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect}
 	if in.TokenRatePerMinute != nil {

@@ -37,10 +37,10 @@ type Client struct {
 	// lastUsedWriteResolution; nil if never.
 	LastUsedAt *time.Time
 	// Integration holds what the OAuth endpoints use: its ID, name,
-	// scopes, audience, introspection right, token lifetime and token rate. The admin
-	// API reads the rest through GetIntegration. The owner of a stored
-	// token (GetAccessTokenSession) has only its IDs, grace deadline and
-	// integration name and ID.
+	// scopes, audience, introspection right, token lifetime and token
+	// rate. The admin API reads the rest through GetIntegration. The
+	// owner of a stored token (GetAccessTokenSession) has only its IDs,
+	// grace deadline and integration name and ID.
 	Integration Integration
 }
 
