@@ -115,6 +115,12 @@ type Config struct {
 	// per remote address.
 	RateLimitAdminFailures      int
 	RateLimitAdminFailuresBurst int
+	// IntegrationTokenRate caps the tokens an integration is issued a
+	// minute, once IntegrationTokenBurst is used up, so that a client
+	// asking for a token per API call cannot fill the disk; 0 leaves
+	// integrations uncapped unless they set token_rate_per_minute.
+	IntegrationTokenRate  int
+	IntegrationTokenBurst int
 	// MetricsIntegrationLabel adds the integration's name as a label to
 	// the per-client metrics; off by default because every integration
 	// then becomes a set of time series.
@@ -153,6 +159,18 @@ func Default() Config {
 		RateLimitFailuresBurst:      20,
 		RateLimitAdminFailures:      10,
 		RateLimitAdminFailuresBurst: 10,
+
+		// A well-behaved client asks for one token per process per
+		// lifetime (10 h), so 600 a minute is about five orders of
+		// magnitude above a fleet's steady state, and a burst of 1000
+		// lets a thousand pods start in the same second. A client asking
+		// for a token per API call is held to 10 a second: with 10-hour
+		// tokens at most 1000 + 600×600 = 361,000 live rows per
+		// integration, about 120 MB at 335 bytes a row, where an
+		// uncapped one wrote 143,000 rows in 15 seconds (115 GB over a
+		// lifetime at that pace).
+		IntegrationTokenRate:  600,
+		IntegrationTokenBurst: 1000,
 	}
 }
 
@@ -187,6 +205,7 @@ const (
 	acceptedProxies      = `IP addresses or CIDR ranges, e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`
 	acceptedRate         = `0 (off) or a whole number of failures per minute up to 1000000`
 	acceptedBurst        = `a whole number from 1 up to 1000000`
+	acceptedTokenRate    = `0 (no default cap) or a whole number of tokens per minute up to 1000000`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -441,6 +460,18 @@ func settings() []setting {
 			set:   count(func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, maxRateLimit, acceptedBurst),
 		},
 		{
+			key: "integration_token_rate", env: "LATCHKEY_INTEGRATION_TOKEN_RATE", flag: "integration-token-rate",
+			usage: "tokens per minute issued to one integration once the burst is spent, unless it sets token_rate_per_minute (0: no default cap)",
+			show:  func(c *Config) string { return strconv.Itoa(c.IntegrationTokenRate) },
+			set:   count(func(c *Config) *int { return &c.IntegrationTokenRate }, maxRateLimit, acceptedTokenRate),
+		},
+		{
+			key: "integration_token_burst", env: "LATCHKEY_INTEGRATION_TOKEN_BURST", flag: "integration-token-burst",
+			usage: "tokens one integration may be issued at once before integration_token_rate applies",
+			show:  func(c *Config) string { return strconv.Itoa(c.IntegrationTokenBurst) },
+			set:   count(func(c *Config) *int { return &c.IntegrationTokenBurst }, maxRateLimit, acceptedBurst),
+		},
+		{
 			key: "metrics_integration_label", env: "LATCHKEY_METRICS_INTEGRATION_LABEL", flag: "metrics-integration-label", isBool: true,
 			usage: "label per-client metrics with the integration name (one set of series per integration)",
 			show:  func(c *Config) string { return strconv.FormatBool(c.MetricsIntegrationLabel) },
@@ -624,6 +655,8 @@ type fileConfig struct {
 	RateLimitBurst   yaml.Node `yaml:"rate_limit_failures_burst"`
 	AdminRateLimit   yaml.Node `yaml:"rate_limit_admin_failures"`
 	AdminRateBurst   yaml.Node `yaml:"rate_limit_admin_failures_burst"`
+	TokenRate        yaml.Node `yaml:"integration_token_rate"`
+	TokenBurst       yaml.Node `yaml:"integration_token_burst"`
 	MetricsLabel     yaml.Node `yaml:"metrics_integration_label"`
 	MetricsToken     yaml.Node `yaml:"metrics_token"`
 }
@@ -660,6 +693,8 @@ func (f *fileConfig) nodes() map[string]*yaml.Node {
 		"rate_limit_failures_burst":       &f.RateLimitBurst,
 		"rate_limit_admin_failures":       &f.AdminRateLimit,
 		"rate_limit_admin_failures_burst": &f.AdminRateBurst,
+		"integration_token_rate":          &f.TokenRate,
+		"integration_token_burst":         &f.TokenBurst,
 		"metrics_integration_label":       &f.MetricsLabel,
 	}
 }
@@ -838,18 +873,20 @@ func (c *Config) problems() map[string][]string {
 	if _, err := c.ProxyNets(); err != nil {
 		add("trusted_proxies", "%q: %s; accepted values: %s", strings.Join(c.TrustedProxies, ","), err, acceptedProxies)
 	}
-	checkRate := func(key string, n int, burst bool) {
+	checkRate := func(key string, n int, accepted string) {
 		switch {
 		case n < 0 || n > maxRateLimit:
-			add(key, "%q is not valid; accepted values: %s", strconv.Itoa(n), map[bool]string{false: acceptedRate, true: acceptedBurst}[burst])
-		case burst && n == 0:
+			add(key, "%q is not valid; accepted values: %s", strconv.Itoa(n), accepted)
+		case accepted == acceptedBurst && n == 0:
 			add(key, "%q is not valid; accepted values: %s", "0", acceptedBurst)
 		}
 	}
-	checkRate("rate_limit_failures", c.RateLimitFailures, false)
-	checkRate("rate_limit_failures_burst", c.RateLimitFailuresBurst, true)
-	checkRate("rate_limit_admin_failures", c.RateLimitAdminFailures, false)
-	checkRate("rate_limit_admin_failures_burst", c.RateLimitAdminFailuresBurst, true)
+	checkRate("rate_limit_failures", c.RateLimitFailures, acceptedRate)
+	checkRate("rate_limit_failures_burst", c.RateLimitFailuresBurst, acceptedBurst)
+	checkRate("rate_limit_admin_failures", c.RateLimitAdminFailures, acceptedRate)
+	checkRate("rate_limit_admin_failures_burst", c.RateLimitAdminFailuresBurst, acceptedBurst)
+	checkRate("integration_token_rate", c.IntegrationTokenRate, acceptedTokenRate)
+	checkRate("integration_token_burst", c.IntegrationTokenBurst, acceptedBurst)
 	return p
 }
 

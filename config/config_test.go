@@ -120,6 +120,8 @@ func TestDefault(t *testing.T) {
 		RateLimitFailuresBurst:      20,
 		RateLimitAdminFailures:      10,
 		RateLimitAdminFailuresBurst: 10,
+		IntegrationTokenRate:        600,
+		IntegrationTokenBurst:       1000,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -166,6 +168,8 @@ func TestLoadEverySourceSetsEveryKey(t *testing.T) {
 		RateLimitFailuresBurst:      30,
 		RateLimitAdminFailures:      5,
 		RateLimitAdminFailuresBurst: 3,
+		IntegrationTokenRate:        0,
+		IntegrationTokenBurst:       50,
 		MetricsIntegrationLabel:     true,
 	}
 	file := writeConfig(t, `
@@ -196,6 +200,8 @@ rate_limit_failures: 120
 rate_limit_failures_burst: 30
 rate_limit_admin_failures: 5
 rate_limit_admin_failures_burst: 3
+integration_token_rate: 0
+integration_token_burst: 50
 metrics_integration_label: true
 `)
 	tests := []struct {
@@ -237,6 +243,8 @@ metrics_integration_label: true
 				"LATCHKEY_RATE_LIMIT_FAILURES_BURST":       "30",
 				"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES":       "5",
 				"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST": "3",
+				"LATCHKEY_INTEGRATION_TOKEN_RATE":          "0",
+				"LATCHKEY_INTEGRATION_TOKEN_BURST":         "50",
 				"LATCHKEY_METRICS_INTEGRATION_LABEL":       "true",
 			},
 		},
@@ -270,6 +278,8 @@ metrics_integration_label: true
 				"--rate-limit-failures-burst", "30",
 				"--rate-limit-admin-failures", "5",
 				"--rate-limit-admin-failures-burst", "3",
+				"--integration-token-rate", "0",
+				"--integration-token-burst=50",
 				"--metrics-integration-label",
 			},
 		},
@@ -613,6 +623,11 @@ func TestInvalidValues(t *testing.T) {
 		{name: "rate_limit_failures_burst zero", args: []string{"--rate-limit-failures-burst", "0"}, key: "rate_limit_failures_burst", accepted: "from 1 up to"},
 		{name: "rate_limit_admin_failures too many", env: map[string]string{"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES": "1000001"}, key: "rate_limit_admin_failures", accepted: "0 (off)"},
 		{name: "rate_limit_admin_failures_burst zero", env: map[string]string{"LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST": "0"}, key: "rate_limit_admin_failures_burst", accepted: "from 1 up to"},
+		{name: "integration_token_rate negative", args: []string{"--integration-token-rate=-5"}, key: "integration_token_rate", accepted: "0 (no default cap) or a whole number of tokens per minute"},
+		{name: "integration_token_rate unparsable", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_RATE": "10/s"}, key: "integration_token_rate", accepted: "up to 1000000"},
+		{name: "integration_token_rate too many", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_RATE": "1000001"}, key: "integration_token_rate", accepted: "up to 1000000"},
+		{name: "integration_token_burst zero", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_BURST": "0"}, key: "integration_token_burst", accepted: "from 1 up to"},
+		{name: "integration_token_burst unparsable", args: []string{"--integration-token-burst", "big"}, key: "integration_token_burst", accepted: "from 1 up to"},
 		{name: "metrics_integration_label", env: map[string]string{"LATCHKEY_METRICS_INTEGRATION_LABEL": "sometimes"}, key: "metrics_integration_label", accepted: "true, false, 1, 0"},
 	}
 	for _, tt := range tests {

@@ -63,7 +63,8 @@ basic() { printf '%s:%s' "$(jq -r .key_pair.client_id <<<"$1")" "$(jq -r .key_pa
 seed() {
   local api=http://127.0.0.1:$1/admin/integrations
   local job rs
-  job=$(curl -fs -X POST "$api" -H "Authorization: Bearer $boot" -d '{"name":"load","scopes":["read"]}')
+  # Uncapped: wrk asks for tens of thousands of tokens a second.
+  job=$(curl -fs -X POST "$api" -H "Authorization: Bearer $boot" -d '{"name":"load","scopes":["read"],"token_rate_per_minute":0}')
   rs=$(curl -fs -X POST "$api" -H "Authorization: Bearer $boot" -d '{"name":"rs","can_introspect":true}')
   LK_BASIC=$(basic "$job"); LK_RS_BASIC=$(basic "$rs")
   LK_TOKEN=$(curl -fs -X POST "http://127.0.0.1:$1/oauth2/token" -H "Authorization: Basic $LK_BASIC" \

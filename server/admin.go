@@ -142,6 +142,7 @@ type integrationJSON struct {
 	Audience             []string     `json:"audience"`
 	CanIntrospect        bool         `json:"can_introspect"`
 	TokenLifetimeSeconds int64        `json:"token_lifetime_seconds"`
+	TokenRatePerMinute   *int64       `json:"token_rate_per_minute"`
 	CreatedBy            string       `json:"created_by"`
 	CreatedAt            time.Time    `json:"created_at"`
 	UpdatedAt            time.Time    `json:"updated_at"`
@@ -164,11 +165,15 @@ func keyPairOut(kp *storage.KeyPair) *keyPairJSON {
 	return &keyPairJSON{ClientID: kp.ClientID, CreatedAt: kp.CreatedAt.UTC(), LastUsedAt: utc(kp.LastUsedAt), ExpiresAt: utc(kp.ExpiresAt)}
 }
 
+// integrationOut shows the lifetime that applies, but the integration's own
+// token rate, null when it follows the server's: 0 (no cap) and the
+// default must stay told apart.
 func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
 	return integrationJSON{
 		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
 		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.lifetime(ig) / time.Second),
-		CreatedBy: ig.CreatedBy, CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
+		TokenRatePerMinute: ig.TokenRatePerMinute, CreatedBy: ig.CreatedBy,
+		CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
 		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
 	}
 }
@@ -189,6 +194,7 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 		Audience             []string `json:"audience"`
 		CanIntrospect        bool     `json:"can_introspect"`
 		TokenLifetimeSeconds *int64   `json:"token_lifetime_seconds"`
+		TokenRatePerMinute   *int64   `json:"token_rate_per_minute"`
 	}
 	type createdKeyPair struct {
 		ClientID     string    `json:"client_id"`
@@ -207,6 +213,7 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 		ig, nk, err := s.store.CreateIntegration(r.Context(), storage.IntegrationInput{
 			Name: req.Name, Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds,
+			TokenRatePerMinute: req.TokenRatePerMinute,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)
@@ -257,6 +264,7 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		Audience             *[]string `json:"audience"`
 		CanIntrospect        *bool     `json:"can_introspect"`
 		TokenLifetimeSeconds nullable  `json:"token_lifetime_seconds"`
+		TokenRatePerMinute   nullable  `json:"token_rate_per_minute"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -272,6 +280,7 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 			Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
 			DefaultTokenLifetime: req.TokenLifetimeSeconds.null,
+			TokenRatePerMinute:   req.TokenRatePerMinute.v, DefaultTokenRate: req.TokenRatePerMinute.null,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)

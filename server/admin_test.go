@@ -350,7 +350,8 @@ func TestAdminIntegrationCreate(t *testing.T) {
 			body: map[string]any{"name": "minimal"},
 			want: map[string]any{
 				"name": "minimal", "description": "", "scopes": []any{}, "audience": []any{},
-				"can_introspect": false, "token_lifetime_seconds": float64(36000), "created_by": "bootstrap",
+				"can_introspect": false, "token_lifetime_seconds": float64(36000), "token_rate_per_minute": nil,
+				"created_by": "bootstrap",
 			},
 		},
 		{
@@ -358,19 +359,21 @@ func TestAdminIntegrationCreate(t *testing.T) {
 			body: map[string]any{
 				"name": "billing.sync-2", "description": "nightly sync", "scopes": []string{"read", "write:all"},
 				"audience": []string{"https://api.example.com"}, "can_introspect": true, "token_lifetime_seconds": 600,
+				"token_rate_per_minute": 120,
 			},
 			want: map[string]any{
 				"name": "billing.sync-2", "description": "nightly sync", "scopes": []any{"read", "write:all"},
 				"audience": []any{"https://api.example.com"}, "can_introspect": true,
-				"token_lifetime_seconds": float64(600), "created_by": "bootstrap",
+				"token_lifetime_seconds": float64(600), "token_rate_per_minute": float64(120), "created_by": "bootstrap",
 			},
 		},
 		{
 			name: "by another admin", caller: alice,
-			body: map[string]any{"name": "0-by-alice", "token_lifetime_seconds": 60},
+			body: map[string]any{"name": "0-by-alice", "token_lifetime_seconds": 60, "token_rate_per_minute": 0},
 			want: map[string]any{
 				"name": "0-by-alice", "description": "", "scopes": []any{}, "audience": []any{},
-				"can_introspect": false, "token_lifetime_seconds": float64(60), "created_by": "alice",
+				"can_introspect": false, "token_lifetime_seconds": float64(60), "token_rate_per_minute": float64(0),
+				"created_by": "alice",
 			},
 		},
 		{
@@ -388,7 +391,7 @@ func TestAdminIntegrationCreate(t *testing.T) {
 			now := e.now()
 			out := e.adminAs(tc.caller, "POST", "/admin/integrations", tc.body, http.StatusCreated)
 			requireKeys(t, "create response", out, "name", "description", "scopes", "audience", "can_introspect",
-				"token_lifetime_seconds", "created_by", "created_at", "key_pair")
+				"token_lifetime_seconds", "token_rate_per_minute", "created_by", "created_at", "key_pair")
 			for k, want := range tc.want {
 				if got := out[k]; !reflect.DeepEqual(got, want) {
 					t.Errorf("%s = %#v, want %#v", k, got, want)
@@ -468,7 +471,7 @@ func TestAdminIntegrationGet(t *testing.T) {
 	t.Run("before use", func(t *testing.T) {
 		out, _ := get(t)
 		requireKeys(t, "integration", out, "name", "description", "scopes", "audience", "can_introspect",
-			"token_lifetime_seconds", "created_by", "created_at", "key_pair")
+			"token_lifetime_seconds", "token_rate_per_minute", "created_by", "created_at", "key_pair")
 		pair, ok := out["key_pair"].(map[string]any)
 		if !ok {
 			t.Fatalf("key_pair = %#v, want an object", out["key_pair"])
@@ -621,7 +624,8 @@ func TestAdminIntegrationPatch(t *testing.T) {
 	// want is the integration as it should be after every step so far.
 	want := map[string]any{
 		"name": "svc", "description": "first", "scopes": []any{"read"}, "audience": []any{},
-		"can_introspect": false, "token_lifetime_seconds": float64(36000), "created_by": "bootstrap",
+		"can_introspect": false, "token_lifetime_seconds": float64(36000), "token_rate_per_minute": nil,
+		"created_by": "bootstrap",
 	}
 	tests := []struct {
 		name   string
@@ -641,6 +645,11 @@ func TestAdminIntegrationPatch(t *testing.T) {
 		// leaving the field out (the case above) keeps it.
 		{"null token_lifetime_seconds follows the server again", map[string]any{"token_lifetime_seconds": nil},
 			map[string]any{"token_lifetime_seconds": float64(36000)}},
+		{"token_rate_per_minute", map[string]any{"token_rate_per_minute": 6000}, map[string]any{"token_rate_per_minute": float64(6000)}},
+		{"token_rate_per_minute 0, no cap", map[string]any{"token_rate_per_minute": 0}, map[string]any{"token_rate_per_minute": float64(0)}},
+		{"token_rate_per_minute left out stays", map[string]any{"description": "third"}, map[string]any{"description": "third"}},
+		{"null token_rate_per_minute follows the server again", map[string]any{"token_rate_per_minute": nil},
+			map[string]any{"token_rate_per_minute": nil}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -886,6 +895,10 @@ func TestAdminRequestErrors(t *testing.T) {
 		{"token_lifetime_seconds negative", "POST", ig, `{"name":"x","token_lifetime_seconds":-1}`, false, http.StatusBadRequest},
 		{"token_lifetime_seconds too large", "POST", ig, `{"name":"x","token_lifetime_seconds":2592001}`, false, http.StatusBadRequest},
 		{"token_lifetime_seconds overflows", "POST", ig, `{"name":"x","token_lifetime_seconds":1e30}`, false, http.StatusBadRequest},
+		{"token_rate_per_minute negative", "POST", ig, `{"name":"x","token_rate_per_minute":-1}`, false, http.StatusBadRequest},
+		{"token_rate_per_minute too large", "POST", ig, `{"name":"x","token_rate_per_minute":1000001}`, false, http.StatusBadRequest},
+		{"fractional token_rate_per_minute", "POST", ig, `{"name":"x","token_rate_per_minute":1.5}`, false, http.StatusBadRequest},
+		{"wrong type token_rate_per_minute", "POST", ig, `{"name":"x","token_rate_per_minute":"60"}`, false, http.StatusBadRequest},
 		{"description too long", "POST", ig, `{"name":"x","description":"` + strings.Repeat("d", 1025) + `"}`, false, http.StatusBadRequest},
 		{"duplicate name", "POST", ig, `{"name":"existing"}`, false, http.StatusConflict},
 		{"duplicate name with other fields", "POST", ig, `{"name":"existing","description":"again","scopes":["write"]}`, false, http.StatusConflict},
@@ -900,6 +913,8 @@ func TestAdminRequestErrors(t *testing.T) {
 		{"PATCH bad scope", "PATCH", ig + "/existing", `{"scopes":["a b"]}`, false, http.StatusBadRequest},
 		{"PATCH lifetime 0", "PATCH", ig + "/existing", `{"token_lifetime_seconds":0}`, false, http.StatusBadRequest},
 		{"PATCH lifetime too large", "PATCH", ig + "/existing", `{"token_lifetime_seconds":2592001}`, false, http.StatusBadRequest},
+		{"PATCH rate negative", "PATCH", ig + "/existing", `{"token_rate_per_minute":-1}`, false, http.StatusBadRequest},
+		{"PATCH rate wrong type", "PATCH", ig + "/existing", `{"token_rate_per_minute":true}`, false, http.StatusBadRequest},
 		{"PATCH rename", "PATCH", ig + "/existing", `{"name":"renamed"}`, false, http.StatusBadRequest},
 		{"PATCH valid field beside a bad one", "PATCH", ig + "/existing", `{"description":"changed","token_lifetime_seconds":0}`, false, http.StatusBadRequest},
 		{"PATCH unknown integration", "PATCH", ig + "/nope", `{"description":"x"}`, false, http.StatusNotFound},

@@ -5,13 +5,16 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/latchkey/latchkey/server"
 	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/storage/storagetest"
 )
 
 // benchClient keeps enough idle connections for RunParallel's goroutines,
@@ -187,4 +190,86 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDeleteUnderLoad deletes an integration holding 200,000 tokens
+// while another integration requests tokens from 16 goroutines, on a real
+// SQLite file, and reports what those requests saw: the p99 and the
+// longest latency of the requests in flight at any moment of the deletion
+// (p99-ms, max-ms), the p99 of the requests before it (base-p99-ms), and
+// how long the DELETE itself took (delete-ms). Run it once:
+//
+//	go test ./server -run '^$' -bench DeleteUnderLoad -benchtime 1x
+func BenchmarkDeleteUnderLoad(b *testing.B) {
+	const held = 200_000
+	type sample struct{ start, end time.Time }
+	var during, before []time.Duration
+	var deleteTook time.Duration
+	for range b.N {
+		b.StopTimer()
+		e := newEnv(b)
+		doomed := e.createIntegration(map[string]any{"name": "doomed"})
+		now := e.clock.Now()
+		storagetest.SeedTokens(b, e.dbPath, doomed.ID, held, now, now.Add(10*time.Hour))
+		other := e.createIntegration(map[string]any{"name": "bystander"})
+		u := e.srv.URL + "/oauth2/token"
+		body := url.Values{"grant_type": {"client_credentials"}}.Encode()
+		b.StartTimer()
+
+		var (
+			mu      sync.Mutex
+			samples []sample
+			stop    = make(chan struct{})
+			wg      sync.WaitGroup
+		)
+		for range 16 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					benchPost(b, u, other, body)
+					end := time.Now()
+					mu.Lock()
+					samples = append(samples, sample{start, end})
+					mu.Unlock()
+				}
+			})
+		}
+		time.Sleep(500 * time.Millisecond)
+		delStart := time.Now()
+		e.mustAdmin("DELETE", "/admin/integrations/doomed", nil, http.StatusNoContent)
+		delEnd := time.Now()
+		time.Sleep(500 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+
+		deleteTook = max(deleteTook, delEnd.Sub(delStart))
+		for _, s := range samples {
+			switch {
+			case s.start.Before(delEnd) && s.end.After(delStart):
+				during = append(during, s.end.Sub(s.start))
+			case s.end.Before(delStart):
+				before = append(before, s.end.Sub(s.start))
+			}
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	p99 := func(ds []time.Duration) time.Duration {
+		if len(ds) == 0 {
+			return 0
+		}
+		slices.Sort(ds)
+		return ds[(len(ds)*99)/100]
+	}
+	b.ReportMetric(ms(p99(during)), "p99-ms")
+	if len(during) > 0 {
+		b.ReportMetric(ms(slices.Max(during)), "max-ms")
+	}
+	b.ReportMetric(ms(p99(before)), "base-p99-ms")
+	b.ReportMetric(ms(deleteTook), "delete-ms")
+	b.ReportMetric(float64(len(during)), "requests-during")
 }

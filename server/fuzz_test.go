@@ -961,6 +961,7 @@ type fuzzAdminBody struct {
 	Audience             *[]string `json:"audience"`
 	CanIntrospect        *bool     `json:"can_introspect"`
 	TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds"`
+	TokenRatePerMinute   *int64    `json:"token_rate_per_minute"`
 	GraceSeconds         *int64    `json:"grace_seconds"`
 }
 
@@ -1050,6 +1051,12 @@ func FuzzAdminJSON(f *testing.F) {
 		{opPatch, nameTarget, "", `{"name":"renamed"}`},
 		{opPatch, nameTarget, "", `{"token_lifetime_seconds":0}`},
 		{opPatch, nameTarget, "", `{"token_lifetime_seconds":null}`},
+		{opPatch, nameTarget, "", `{"token_rate_per_minute":0}`},
+		{opPatch, nameTarget, "", `{"token_rate_per_minute":null}`},
+		{opPatch, nameTarget, "", `{"token_rate_per_minute":-1}`},
+		{opCreate, 0, "", `{"name":"x","token_rate_per_minute":1000001}`},
+		{opCreate, 0, "", `{"name":"fuzz-rate","token_rate_per_minute":60}`},
+		{opRegenerate, nameTarget, "", `{"token_rate_per_minute":60}`},
 		{opPatch, nameTarget, "", `{"description":"ok","token_lifetime_seconds":-5}`},
 		{opPatch, nameTarget, "", `{"can_introspect":1}`},
 		{opPatch, nameTarget, "", `{"grace_seconds":1}`},
@@ -1133,14 +1140,17 @@ func FuzzAdminJSON(f *testing.F) {
 		if err != nil && !(op%3 == opRegenerate && strings.Trim(body, " \t\r\n") == "") {
 			t.Fatalf("%s accepted (%d) a body a strict decoder refuses (%v): %q", what, r.status, err, body)
 		}
+		var out map[string]any
+		if err := json.Unmarshal(r.body, &out); err != nil {
+			t.Fatalf("%s: %d with a body that is not a JSON object: %q", what, r.status, r.body)
+		}
 		lifetimeOK := func() {
 			if in.TokenLifetimeSeconds != nil && (*in.TokenLifetimeSeconds < storage.MinTokenLifetimeSeconds || *in.TokenLifetimeSeconds > storage.MaxTokenLifetimeSeconds) {
 				t.Fatalf("%s accepted token_lifetime_seconds %d: %q", what, *in.TokenLifetimeSeconds, body)
 			}
-		}
-		var out map[string]any
-		if err := json.Unmarshal(r.body, &out); err != nil {
-			t.Fatalf("%s: %d with a body that is not a JSON object: %q", what, r.status, r.body)
+			if r := in.TokenRatePerMinute; r != nil && (*r < 0 || *r > storage.MaxTokenRatePerMinute || fmt.Sprint(out["token_rate_per_minute"]) != fmt.Sprint(*r)) {
+				t.Fatalf("%s accepted token_rate_per_minute %d and answered %v: %q", what, *r, out["token_rate_per_minute"], body)
+			}
 		}
 		switch op % 3 {
 		case opCreate:
@@ -1180,7 +1190,7 @@ func FuzzAdminJSON(f *testing.F) {
 				t.Fatalf("%s: status %d, want 201", what, r.status)
 			}
 			if in.Name != nil || in.Description != nil || in.Scopes != nil || in.Audience != nil ||
-				in.CanIntrospect != nil || in.TokenLifetimeSeconds != nil {
+				in.CanIntrospect != nil || in.TokenLifetimeSeconds != nil || in.TokenRatePerMinute != nil {
 				t.Fatalf("%s accepted integration fields: %q", what, body)
 			}
 			if g := in.GraceSeconds; g != nil && (*g < 0 || *g > int64(storage.MaxGrace/time.Second)) {

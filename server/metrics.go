@@ -72,7 +72,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latchkey_rate_limited_total",
-		Help: "Failed authentications held or answered 429, by the limit that slowed them: pair (address and client ID), address, client, global, admin_address, admin_global.",
+		Help: "Failed authentications held or answered 429, by the limit that slowed them: pair (address and client ID), address, client, global, admin_address, admin_global; and issuance, token requests over an integration's issuance cap.",
 	}, []string{"limit"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "latchkey_http_request_duration_seconds",
@@ -100,7 +100,7 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 	m.introspectedActive = m.introspections.WithLabelValues("active")
 	m.introspectedInactive = m.introspections.WithLabelValues("inactive")
 	m.limitedBy = map[string]prometheus.Counter{}
-	for _, l := range []string{"pair", "address", "client", "global", "admin_address", "admin_global"} {
+	for _, l := range []string{"pair", "address", "client", "global", "admin_address", "admin_global", "issuance"} {
 		m.limitedBy[l] = m.rateLimited.WithLabelValues(l)
 	}
 	return m

@@ -419,6 +419,11 @@ func (s *Server) handleToken() http.Handler {
 		if errors.Is(err, storage.ErrKeyPairChanged) {
 			req, resp, err = s.issue(ctx, r)
 		}
+		var limited *issuanceLimited
+		if errors.As(err, &limited) {
+			s.writeIssuanceLimited(w, limited)
+			return
+		}
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
@@ -436,6 +441,13 @@ func (s *Server) issue(ctx context.Context, r *http.Request) (fosite.AccessReque
 		return nil, nil, err
 	}
 	client := req.GetClient().(*storage.Client)
+	// After authentication, so only the integration's own requests count,
+	// and before the token is made and stored, which is what the cap
+	// bounds. The rare retry after ErrKeyPairChanged counts twice.
+	rate := s.issuance.rate(client.Integration.TokenRatePerMinute)
+	if wait, ok := s.issuance.take(client.Integration.ID, rate); !ok {
+		return nil, nil, &issuanceLimited{perMinute: rate, wait: wait}
+	}
 	scopes := req.GetRequestedScopes()
 	if len(scopes) == 0 {
 		scopes = client.Integration.Scopes

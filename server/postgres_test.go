@@ -31,7 +31,7 @@ func TestPostgres(t *testing.T) {
 		"RegenerateImmediate": TestRegenerateImmediate, "RegenerateGrace": TestRegenerateGrace,
 		"RegenerateBadRequest": TestRegenerateBadRequest, "RegenerateGraceMidSecond": TestRegenerateGraceMidSecond,
 		"RegenerateRace": TestRegenerateRace, "RevokeAcrossRegeneration": TestRevokeAcrossRegeneration,
-		"RegenerateGraceRace": TestRegenerateGraceRace,
+		"RegenerateGraceRace": TestRegenerateGraceRace, "DeleteLargeIntegrationUnderLoad": TestDeleteLargeIntegrationUnderLoad,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

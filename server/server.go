@@ -60,6 +60,10 @@ type Options struct {
 	// token read /metrics from anywhere; without it /metrics answers only
 	// loopback callers and the admin listener.
 	MetricsToken string
+	// IssuanceLimit caps the tokens each integration is issued, in this
+	// process; zero caps only integrations with a token_rate_per_minute
+	// of their own.
+	IssuanceLimit IssuanceLimit
 	// MetricsIntegrationLabel labels per-client metrics with the
 	// integration's name.
 	MetricsIntegrationLabel bool
@@ -83,6 +87,7 @@ type Server struct {
 	// clientLimits and adminLimits are nil when their limits are off.
 	clientLimits, adminLimits *failureLimits
 	tarpit                    chan struct{}
+	issuance                  *issuance
 
 	public, admin http.Handler
 }
@@ -122,6 +127,7 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	s.clientLimits = newFailureLimits(o.ClientAuthLimit, true, s.now)
 	s.adminLimits = newFailureLimits(o.AdminAuthLimit, false, s.now)
 	s.tarpit = make(chan struct{}, tarpitSlots)
+	s.issuance = newIssuance(o.IssuanceLimit, s.now)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)

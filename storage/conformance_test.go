@@ -75,6 +75,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/Update", testIntegrationUpdate},
 		{"Integration/UpdateErrors", testIntegrationUpdateErrors},
 		{"Integration/Delete", testIntegrationDelete},
+		{"Integration/DeleteSeenByPreviousRelease", testIntegrationDeleteSeenByPreviousRelease},
 		{"Integration/Audit", testIntegrationAudit},
 
 		{"Client/Get", testClientGet},
@@ -295,6 +296,14 @@ func assertNotStored(t *testing.T, s *Store, secrets ...string) {
 
 func ptr[T any](v T) *T { return &v }
 
+// deref shows a nullable setting: its value, or "nil".
+func deref(p *int64) any {
+	if p == nil {
+		return "nil"
+	}
+	return *p
+}
+
 // --- Migrate ---
 
 func testMigrateIdempotent(t *testing.T, s *Store, _ *fakeClock) {
@@ -435,6 +444,7 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 		Audience:             []string{"https://api.example.com", "urn:ledger"},
 		CanIntrospect:        true,
 		TokenLifetimeSeconds: ptr[int64](3600),
+		TokenRatePerMinute:   ptr[int64](0),
 	}
 	created, nk := createIntegration(t, s, in)
 
@@ -455,7 +465,7 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 		Name: "billing-sync", Description: "nightly billing export",
 		Scopes:        []string{"invoices:read", "customers:read"}, // duplicates dropped, order kept
 		Audience:      []string{"https://api.example.com", "urn:ledger"},
-		CanIntrospect: true, TokenLifetimeSeconds: ptr[int64](3600),
+		CanIntrospect: true, TokenLifetimeSeconds: ptr[int64](3600), TokenRatePerMinute: ptr[int64](0),
 		CreatedBy: "alice", CreatedAt: now, UpdatedAt: now,
 	}
 	got := getIntegration(t, s, "billing-sync")
@@ -487,6 +497,9 @@ func testIntegrationCreate(t *testing.T, s *Store, _ *fakeClock) {
 	if minimal.TokenLifetimeSeconds != nil {
 		t.Errorf("TokenLifetimeSeconds = %d, want nil", *minimal.TokenLifetimeSeconds)
 	}
+	if minimal.TokenRatePerMinute != nil {
+		t.Errorf("TokenRatePerMinute = %d, want nil", *minimal.TokenRatePerMinute)
+	}
 
 	if _, err := s.GetIntegration(t.Context(), "absent"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetIntegration(absent) = %v, want ErrNotFound", err)
@@ -503,6 +516,7 @@ func assertIntegration(t *testing.T, label string, got, want *Integration) {
 		}
 		return fmt.Sprint(*p)
 	}
+	rate := lifetime
 	switch {
 	case got.Name != want.Name:
 		t.Errorf("%s: Name = %q, want %q", label, got.Name, want.Name)
@@ -516,6 +530,8 @@ func assertIntegration(t *testing.T, label string, got, want *Integration) {
 		t.Errorf("%s: CanIntrospect = %v, want %v", label, got.CanIntrospect, want.CanIntrospect)
 	case lifetime(got.TokenLifetimeSeconds) != lifetime(want.TokenLifetimeSeconds):
 		t.Errorf("%s: TokenLifetimeSeconds = %s, want %s", label, lifetime(got.TokenLifetimeSeconds), lifetime(want.TokenLifetimeSeconds))
+	case rate(got.TokenRatePerMinute) != rate(want.TokenRatePerMinute):
+		t.Errorf("%s: TokenRatePerMinute = %s, want %s", label, rate(got.TokenRatePerMinute), rate(want.TokenRatePerMinute))
 	case got.CreatedBy != want.CreatedBy:
 		t.Errorf("%s: CreatedBy = %q, want %q", label, got.CreatedBy, want.CreatedBy)
 	case !got.CreatedAt.Equal(want.CreatedAt):
@@ -615,6 +631,10 @@ func testIntegrationCreateInvalid(t *testing.T, s *Store, _ *fakeClock) {
 		{"lifetime above maximum", IntegrationInput{Name: "l4", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"lifetime at minimum", IntegrationInput{Name: "l5", TokenLifetimeSeconds: ptr[int64](MinTokenLifetimeSeconds)}, nil},
 		{"lifetime at maximum", IntegrationInput{Name: "l6", TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds)}, nil},
+		{"rate negative", IntegrationInput{Name: "r1", TokenRatePerMinute: ptr[int64](-1)}, ErrInvalid},
+		{"rate above maximum", IntegrationInput{Name: "r2", TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute + 1)}, ErrInvalid},
+		{"rate zero, no cap", IntegrationInput{Name: "r3", TokenRatePerMinute: ptr[int64](0)}, nil},
+		{"rate at maximum", IntegrationInput{Name: "r4", TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute)}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -717,7 +737,7 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
 	base := IntegrationInput{
 		Description: "before", Scopes: []string{"read", "write"}, Audience: []string{"api"},
-		CanIntrospect: false, TokenLifetimeSeconds: ptr[int64](600),
+		CanIntrospect: false, TokenLifetimeSeconds: ptr[int64](600), TokenRatePerMinute: ptr[int64](30),
 	}
 	tests := []struct {
 		name   string
@@ -733,6 +753,9 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 		{"can introspect", IntegrationPatch{CanIntrospect: ptr(true)}, func(w *Integration) { w.CanIntrospect = true }},
 		{"token lifetime", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](7200)}, func(w *Integration) { w.TokenLifetimeSeconds = ptr[int64](7200) }},
 		{"token lifetime back to the default", IntegrationPatch{DefaultTokenLifetime: true}, func(w *Integration) { w.TokenLifetimeSeconds = nil }},
+		{"token rate", IntegrationPatch{TokenRatePerMinute: ptr[int64](6000)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](6000) }},
+		{"token rate uncapped", IntegrationPatch{TokenRatePerMinute: ptr[int64](0)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](0) }},
+		{"token rate back to the default", IntegrationPatch{DefaultTokenRate: true}, func(w *Integration) { w.TokenRatePerMinute = nil }},
 		{"everything", IntegrationPatch{
 			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
 			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
@@ -762,10 +785,17 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 			if got.ID != created.ID || got.KeyPair == nil || got.KeyPair.ClientID != nk.ClientID {
 				t.Errorf("update changed identity or key pair: got ID %d, %+v; want ID %d, client %s", got.ID, got.KeyPair, created.ID, nk.ClientID)
 			}
-			// The key pair sees the new settings at once.
+			// The key pair sees the new settings at once: the token
+			// endpoint reads the rate from it.
 			c := getClient(t, s, nk.ClientID)
 			if !slices.Equal(c.GetScopes(), want.Scopes) || !slices.Equal(c.GetAudience(), want.Audience) {
 				t.Errorf("client scopes %q, audience %q; want %q, %q", c.GetScopes(), c.GetAudience(), want.Scopes, want.Audience)
+			}
+			if got, want := fmt.Sprint(deref(c.Integration.TokenRatePerMinute)), fmt.Sprint(deref(want.TokenRatePerMinute)); got != want {
+				t.Errorf("client token rate %s, want %s", got, want)
+			}
+			if got, want := fmt.Sprint(deref(c.Integration.TokenLifetimeSeconds)), fmt.Sprint(deref(want.TokenLifetimeSeconds)); got != want {
+				t.Errorf("client token lifetime %s, want %s", got, want)
 			}
 		})
 	}
@@ -790,6 +820,9 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 		{"lifetime too long", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"valid field with an invalid one", "stable", IntegrationPatch{Description: ptr("changed"), Scopes: &[]string{""}}, ErrInvalid},
 		{"lifetime both set and reset", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](600), DefaultTokenLifetime: true}, ErrInvalid},
+		{"rate negative", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](-1)}, ErrInvalid},
+		{"rate above maximum", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute + 1)}, ErrInvalid},
+		{"rate both set and reset", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](600), DefaultTokenRate: true}, ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -804,14 +837,20 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 	}
 }
 
+// testIntegrationDelete deletes an integration with a current pair, a
+// pair in its grace period and tokens for both: at once its pairs are
+// refused, its tokens are inactive, a token request that authenticated
+// before cannot store a token, it is in no listing or scope list, and its
+// name is free; Purge then deletes every row it left, and nothing else.
 func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
-	created, nk := createIntegration(t, s, IntegrationInput{Name: "doomed"})
-	issueToken(t, s, clk, nk.ClientID, time.Hour)
+	created, nk := createIntegration(t, s, IntegrationInput{Name: "doomed", Scopes: []string{"doomed:only", "shared"}})
+	prevSig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
 	prev := nk.ClientID
 	nk = regenerate(t, s, "doomed", time.Hour)
-	issueToken(t, s, clk, nk.ClientID, time.Hour)
-	_, other := createIntegration(t, s, IntegrationInput{Name: "bystander"})
+	curSig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	authenticated := getClient(t, s, nk.ClientID)
+	_, other := createIntegration(t, s, IntegrationInput{Name: "bystander", Scopes: []string{"shared"}})
 	otherSig, _ := issueToken(t, s, clk, other.ClientID, time.Hour)
 
 	if err := s.DeleteIntegration(ctx, "doomed", testActor); err != nil {
@@ -820,17 +859,31 @@ func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	if _, err := s.GetIntegration(ctx, "doomed"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetIntegration after delete = %v, want ErrNotFound", err)
 	}
+	if items, _, err := s.ListIntegrations(ctx, Page{}); err != nil || len(items) != 1 || items[0].Name != "bystander" {
+		t.Errorf("ListIntegrations after delete = %v, %v; want only bystander", items, err)
+	}
+	if got, err := s.Scopes(ctx); err != nil || !slices.Equal(got, []string{"shared"}) {
+		t.Errorf("Scopes after delete = %q, %v; want [shared]", got, err)
+	}
 	for _, id := range []string{prev, nk.ClientID} {
 		if clientWorks(t, s, id) {
 			t.Errorf("GetClient(%s) works after its integration was deleted", id)
 		}
 	}
-	// Key pairs and tokens go with the integration.
-	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?", created.ID); got != 0 {
-		t.Errorf("%d key pairs left after delete, want 0", got)
+	for _, sig := range []string{prevSig, curSig} {
+		if tokenActive(t, s, sig) {
+			t.Errorf("token %s active after its integration was deleted", sig)
+		}
 	}
-	if got := countRows(t, s, "SELECT COUNT(*) FROM access_tokens"); got != 1 {
-		t.Errorf("%d access tokens left after delete, want 1 (the bystander's)", got)
+	late := tokenRequest(authenticated, clk.Now(), time.Hour)
+	if err := s.CreateAccessTokenSession(ctx, "sig-late", late); !isInvalidClient(err) || !errors.Is(err, ErrKeyPairChanged) {
+		t.Errorf("storing a token for a pair authenticated before the delete = %v, want invalid_client wrapping ErrKeyPairChanged", err)
+	}
+	if _, err := s.UpdateIntegration(ctx, "doomed", IntegrationPatch{Description: ptr("x")}, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateIntegration after delete = %v, want ErrNotFound", err)
+	}
+	if _, err := s.RegenerateKeyPair(ctx, "doomed", 0, testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RegenerateKeyPair after delete = %v, want ErrNotFound", err)
 	}
 	if !tokenActive(t, s, otherSig) || !clientWorks(t, s, other.ClientID) {
 		t.Error("deleting one integration affected another")
@@ -841,8 +894,70 @@ func testIntegrationDelete(t *testing.T, s *Store, clk *fakeClock) {
 	if err := s.DeleteIntegration(ctx, "never-existed", testActor); !errors.Is(err, ErrNotFound) {
 		t.Errorf("DeleteIntegration(never-existed) = %v, want ErrNotFound", err)
 	}
-	// The name is free again.
-	createIntegration(t, s, IntegrationInput{Name: "doomed"})
+
+	// The name is free at once, for an integration that owns nothing of
+	// the old one.
+	reborn, fresh := createIntegration(t, s, IntegrationInput{Name: "doomed"})
+	freshSig, _ := issueToken(t, s, clk, fresh.ClientID, time.Hour)
+	if reborn.ID == created.ID || clientWorks(t, s, prev) || tokenActive(t, s, curSig) {
+		t.Error("the new integration of the same name revived the deleted one")
+	}
+	if got := getIntegration(t, s, "doomed"); got.KeyPair == nil || got.KeyPair.ClientID != fresh.ClientID || got.PreviousKeyPair != nil {
+		t.Errorf("new doomed = %+v, want only its own key pair %s", got, fresh.ClientID)
+	}
+
+	// Purge, a row at a time, deletes the deleted integration's two
+	// tokens, two pairs and row; nothing of the live ones.
+	if n, err := s.Purge(ctx, 1); err != nil || n != 5 {
+		t.Errorf("Purge = %d, %v; want 5 rows (2 tokens, 2 key pairs, the integration)", n, err)
+	}
+	for _, q := range []string{
+		"SELECT COUNT(*) FROM integrations WHERE id = ?",
+		"SELECT COUNT(*) FROM key_pairs WHERE integration_id = ?",
+		"SELECT COUNT(*) FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id WHERE k.integration_id = ?",
+	} {
+		if got := countRows(t, s, q, created.ID); got != 0 {
+			t.Errorf("%s: %d after Purge, want 0", q, got)
+		}
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM integrations"); got != 2 {
+		t.Errorf("%d integrations after Purge, want 2 (bystander and the new doomed)", got)
+	}
+	if !tokenActive(t, s, otherSig) || !tokenActive(t, s, freshSig) {
+		t.Error("Purge took a live integration's token")
+	}
+}
+
+// testIntegrationDeleteSeenByPreviousRelease reads a deleted integration
+// as the previous release does, which knows nothing of deleted_at (see
+// migrations/README.md): its pairs have expired, so that release refuses
+// them and reports their tokens inactive too. Its own way of deleting, a
+// cascading DELETE, still works on this schema.
+func testIntegrationDeleteSeenByPreviousRelease(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	_, nk := createIntegration(t, s, IntegrationInput{Name: "gone"})
+	sig, _ := issueToken(t, s, clk, nk.ClientID, time.Hour)
+	if err := s.DeleteIntegration(ctx, "gone", testActor); err != nil {
+		t.Fatalf("DeleteIntegration: %v", err)
+	}
+	working := "(k.expires_at IS NULL OR k.expires_at > ?)"
+	if n := countRows(t, s, "SELECT COUNT(*) FROM key_pairs k JOIN integrations i ON i.id = k.integration_id WHERE k.client_id = ? AND "+working,
+		nk.ClientID, s.Now()); n != 0 {
+		t.Error("the previous release's client lookup finds a working pair of a deleted integration")
+	}
+	if n := countRows(t, s, `SELECT COUNT(*) FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id
+		JOIN integrations i ON i.id = k.integration_id WHERE t.signature = ? AND `+working, sig, s.Now()); n != 0 {
+		t.Error("the previous release's token lookup finds a deleted integration's token with a working pair")
+	}
+
+	_, old := createIntegration(t, s, IntegrationInput{Name: "old-way"})
+	issueToken(t, s, clk, old.ClientID, time.Hour)
+	if err := s.w.WithContext(ctx).Exec("DELETE FROM integrations WHERE name = ?", "old-way").Error; err != nil {
+		t.Fatalf("the previous release's DELETE: %v", err)
+	}
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("a pair deleted the previous release's way still works")
+	}
 }
 
 func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
@@ -857,12 +972,12 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 	step := func() { clk.Advance(time.Second); times = append(times, s.Now()) }
 
 	step()
-	_, first, err := s.CreateIntegration(ctx, IntegrationInput{Name: "audited", Scopes: []string{"read"}}, actors[0])
+	_, first, err := s.CreateIntegration(ctx, IntegrationInput{Name: "audited", Scopes: []string{"read"}, TokenRatePerMinute: ptr[int64](0)}, actors[0])
 	if err != nil {
 		t.Fatalf("CreateIntegration: %v", err)
 	}
 	step()
-	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true)}, actors[1]); err != nil {
+	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true), DefaultTokenRate: true}, actors[1]); err != nil {
 		t.Fatalf("UpdateIntegration: %v", err)
 	}
 	step()
@@ -901,8 +1016,11 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 	if got := events[3].Details["client_id"]; got != first.ClientID {
 		t.Errorf("create details client_id = %v, want %s", got, first.ClientID)
 	}
-	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect]" {
-		t.Errorf("update details fields = %s, want [description can_introspect]", got)
+	if got := fmt.Sprint(events[3].Details["token_rate_per_minute"]); got != "0" {
+		t.Errorf("create details token_rate_per_minute = %s, want 0 (uncapped)", got)
+	}
+	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect token_rate_per_minute]" {
+		t.Errorf("update details fields = %s, want [description can_introspect token_rate_per_minute]", got)
 	}
 	if got, want := events[1].Details["previous_client_id"], first.ClientID; got != want {
 		t.Errorf("regenerate details previous_client_id = %v, want %s", got, want)

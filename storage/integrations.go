@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"gorm.io/gorm"
@@ -18,6 +19,7 @@ type integrationRow struct {
 	Audience             string
 	CanIntrospect        bool
 	TokenLifetimeSeconds *int64
+	TokenRatePerMinute   *int64
 	CreatedBy            string
 	CreatedAt            time.Time
 	UpdatedAt            time.Time
@@ -25,12 +27,25 @@ type integrationRow struct {
 
 func (integrationRow) TableName() string { return "integrations" }
 
+// live is the condition every read of integrations adds: a deleted
+// integration waits for the janitor under a name no one can ask for, but
+// is filtered by its mark as well, not only by its name.
+const live = "deleted_at IS NULL"
+
+// deletedName is the name a deleted integration's row takes until the
+// janitor removes it: it starts with "~", which no valid name does, and
+// holds the row's ID, which no other row has.
+func deletedName(id int64, name string) string {
+	return "~deleted~" + strconv.FormatInt(id, 10) + "~" + name
+}
+
 func (r *integrationRow) integration() *Integration {
 	return &Integration{
 		ID: r.ID, Name: r.Name, Description: r.Description,
 		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
 		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		TokenRatePerMinute: r.TokenRatePerMinute, CreatedBy: r.CreatedBy,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
@@ -58,11 +73,20 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	if err := checkLifetime(in.TokenLifetimeSeconds); err != nil {
 		return nil, nil, err
 	}
+	if err := checkRate(in.TokenRatePerMinute); err != nil {
+		return nil, nil, err
+	}
 	now := s.clock()
 	row := integrationRow{
 		Name: in.Name, Description: in.Description, Scopes: joinList(scopes), Audience: joinList(aud),
 		CanIntrospect: in.CanIntrospect, TokenLifetimeSeconds: in.TokenLifetimeSeconds,
-		CreatedBy: by.Name, CreatedAt: now, UpdatedAt: now,
+		TokenRatePerMinute: in.TokenRatePerMinute, CreatedBy: by.Name,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	details := map[string]any{"scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect}
+	if in.TokenRatePerMinute != nil {
+		// An uncapped integration is a decision worth finding in the log.
+		details["token_rate_per_minute"] = *in.TokenRatePerMinute
 	}
 	var kp *KeyPair
 	var nk *NewKeyPair
@@ -75,9 +99,8 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 		if err != nil {
 			return err
 		}
-		return s.audit(tx, by, "integration.create", "integration", row.Name, map[string]any{
-			"client_id": kp.ClientID, "scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect,
-		})
+		details["client_id"] = kp.ClientID
+		return s.audit(tx, by, "integration.create", "integration", row.Name, details)
 	})
 	if err != nil {
 		return nil, nil, translate(fmt.Sprintf("create integration %q", in.Name), err)
@@ -101,7 +124,7 @@ func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, now time.Time) (
 // pair and, during a grace period, its previous one; ErrNotFound if absent.
 func (s *Store) GetIntegration(ctx context.Context, name string) (*Integration, error) {
 	var row integrationRow
-	if err := s.r.WithContext(ctx).Where("name = ?", name).Take(&row).Error; err != nil {
+	if err := s.r.WithContext(ctx).Where("name = ? AND "+live, name).Take(&row).Error; err != nil {
 		return nil, translate(fmt.Sprintf("get integration %q", name), err)
 	}
 	ig := row.integration()
@@ -150,7 +173,7 @@ func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, s
 		return nil, "", err
 	}
 	var rows []integrationRow
-	q := s.r.WithContext(ctx).Order("name").Limit(p.limit() + 1)
+	q := s.r.WithContext(ctx).Where(live).Order("name").Limit(p.limit() + 1)
 	if after != "" {
 		q = q.Where("name > ?", after)
 	}
@@ -218,13 +241,26 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		updates["token_lifetime_seconds"] = *patch.TokenLifetimeSeconds
 		changed = append(changed, "token_lifetime_seconds")
 	}
+	switch {
+	case patch.DefaultTokenRate && patch.TokenRatePerMinute != nil:
+		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
+	case patch.DefaultTokenRate:
+		updates["token_rate_per_minute"] = nil
+		changed = append(changed, "token_rate_per_minute")
+	case patch.TokenRatePerMinute != nil:
+		if err := checkRate(patch.TokenRatePerMinute); err != nil {
+			return nil, err
+		}
+		updates["token_rate_per_minute"] = *patch.TokenRatePerMinute
+		changed = append(changed, "token_rate_per_minute")
+	}
 	if len(changed) == 0 {
 		// Nothing to change: no write, no audit event, updated_at stays.
 		return s.GetIntegration(ctx, name)
 	}
 	updates["updated_at"] = s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&integrationRow{}).Where("name = ?", name).Updates(updates)
+		res := tx.Model(&integrationRow{}).Where("name = ? AND "+live, name).Updates(updates)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -239,17 +275,41 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 	return s.GetIntegration(ctx, name)
 }
 
-// DeleteIntegration deletes the integration called name with its key pairs
-// and their access tokens, and audits it, in one transaction. Every token
-// it was issued stops being active when this returns. ErrNotFound if absent.
+// DeleteIntegration deletes the integration called name and audits it, in
+// one transaction. When it returns, on every replica, the name is free, the
+// integration is in no listing, its key pairs are refused and every token
+// it was issued is inactive. Its rows stay behind for Purge, which deletes
+// the tokens in batches, then the key pairs, then the integration: the
+// transaction here touches the integration and its few key pairs, however
+// many tokens it holds, so it never stalls other requests. ErrNotFound if
+// absent.
 func (s *Store) DeleteIntegration(ctx context.Context, name string, by Actor) error {
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Where("name = ?", name).Delete(&integrationRow{})
-		if res.Error != nil {
-			return res.Error
+	err := s.lockingTx(ctx, func(tx *gorm.DB) error {
+		// Locked as RegenerateKeyPair locks them, so a deletion and a
+		// regeneration of one integration queue one behind the other, and
+		// token requests in flight for its pairs either stored their token
+		// before (which then dies with the pair) or see the pair ended.
+		var ids []int64
+		if err := tx.Raw("SELECT id FROM integrations WHERE name = ? AND "+live+s.forUpdate(), name).Scan(&ids).Error; err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
+		if len(ids) == 0 {
 			return ErrNotFound
+		}
+		id := ids[0]
+		var pairs []int64
+		if err := tx.Raw("SELECT id FROM key_pairs WHERE integration_id = ?"+s.forUpdate(), id).Scan(&pairs).Error; err != nil {
+			return err
+		}
+		now := s.clock()
+		if err := tx.Model(&KeyPair{}).
+			Where("integration_id = ? AND (expires_at IS NULL OR expires_at > ?)", id, now).
+			Update("expires_at", now).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&integrationRow{}).Where("id = ?", id).
+			Updates(map[string]any{"name": deletedName(id, name), "deleted_at": now, "updated_at": now}).Error; err != nil {
+			return err
 		}
 		return s.audit(tx, by, "integration.delete", "integration", name, nil)
 	})
@@ -272,7 +332,7 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		// integration, from any replica, one behind the other; each then
 		// reads the pairs as the previous one left them.
 		var ids []int64
-		if err := tx.Raw("SELECT id FROM integrations WHERE name = ?"+s.forUpdate(), name).Scan(&ids).Error; err != nil {
+		if err := tx.Raw("SELECT id FROM integrations WHERE name = ? AND "+live+s.forUpdate(), name).Scan(&ids).Error; err != nil {
 			return err
 		}
 		if len(ids) == 0 {
@@ -354,7 +414,7 @@ func unavailable(op string, err error) error {
 // the authorization server metadata.
 func (s *Store) Scopes(ctx context.Context) ([]string, error) {
 	var lists []string
-	if err := s.r.WithContext(ctx).Model(&integrationRow{}).Distinct("scopes").Pluck("scopes", &lists).Error; err != nil {
+	if err := s.r.WithContext(ctx).Model(&integrationRow{}).Where(live).Distinct("scopes").Pluck("scopes", &lists).Error; err != nil {
 		return nil, unavailable("list scopes", err)
 	}
 	seen := map[string]bool{}

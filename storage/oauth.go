@@ -37,10 +37,10 @@ type Client struct {
 	// lastUsedWriteResolution; nil if never.
 	LastUsedAt *time.Time
 	// Integration holds what the OAuth endpoints use: its ID, name,
-	// scopes, audience, introspection right and token lifetime. The admin
-	// API reads the rest through GetIntegration. The owner of a stored
-	// token (GetAccessTokenSession) has only its IDs, grace deadline and
-	// integration name and ID.
+	// scopes, audience, introspection right, token lifetime and token
+	// rate. The admin API reads the rest through GetIntegration. The
+	// owner of a stored token (GetAccessTokenSession) has only its IDs,
+	// grace deadline and integration name and ID.
 	Integration Integration
 }
 
@@ -65,15 +65,19 @@ func (c *Client) GetAudience() fosite.Arguments      { return c.Integration.Audi
 const (
 	ownerColumns  = `k.id, k.client_id, k.expires_at, i.id, i.name`
 	clientColumns = ownerColumns + `, k.secret_hash, k.last_used_at,
-	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds`
+	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute`
 )
 
+// A deleted integration's pairs have expired, which alone refuses them and
+// their tokens (and is what the previous release checks); the lookups skip
+// deleted integrations too, so nothing of one can ever work again.
 const getClientSQL = `SELECT ` + clientColumns + `
-	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id WHERE k.client_id = $1`
+	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id
+	WHERE k.client_id = $1 AND i.deleted_at IS NULL`
 
 const getTokenSQL = `SELECT t.request_id, t.scopes, t.audience, t.issued_at, t.expires_at, ` + ownerColumns + `
 	FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
-	WHERE t.signature = $1`
+	WHERE t.signature = $1 AND i.deleted_at IS NULL`
 
 // scanClient returns the destinations of clientColumns (ownerColumns alone
 // unless full), in order, and the function that turns them into a Client
@@ -83,12 +87,12 @@ func scanClient(full bool) ([]any, func() *Client) {
 		c                 Client
 		expires, lastUsed sql.NullTime
 		scopes, aud       string
-		lifetime          sql.NullInt64
+		lifetime, rate    sql.NullInt64
 		ig                = &c.Integration
 	)
 	dest := []any{&c.KeyPairID, &c.ClientID, &expires, &ig.ID, &ig.Name}
 	if full {
-		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime)
+		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime, &rate)
 	}
 	return dest, func() *Client {
 		c.ExpiresAt = nullTime(expires)
@@ -96,6 +100,9 @@ func scanClient(full bool) ([]any, func() *Client) {
 		ig.Scopes, ig.Audience = splitList(scopes), splitList(aud)
 		if lifetime.Valid {
 			ig.TokenLifetimeSeconds = &lifetime.Int64
+		}
+		if rate.Valid {
+			ig.TokenRatePerMinute = &rate.Int64
 		}
 		return &c
 	}

@@ -24,9 +24,12 @@ type Integration struct {
 	// follows it, so changing the configured default reaches every
 	// integration that never chose its own.
 	TokenLifetimeSeconds *int64
-	CreatedBy            string
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
+	// TokenRatePerMinute caps the tokens it is issued a minute; nil
+	// follows the server's integration_token_rate, 0 is no cap.
+	TokenRatePerMinute *int64
+	CreatedBy          string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
 
 	// KeyPair is the current pair. PreviousKeyPair is the pair it replaced,
 	// present only while that pair's grace deadline is in the future.
@@ -145,6 +148,7 @@ type IntegrationInput struct {
 	Audience             []string
 	CanIntrospect        bool
 	TokenLifetimeSeconds *int64
+	TokenRatePerMinute   *int64
 }
 
 // IntegrationPatch changes the fields that are non-nil.
@@ -157,6 +161,10 @@ type IntegrationPatch struct {
 	// DefaultTokenLifetime drops the integration's own token lifetime, so
 	// it follows the server's again; TokenLifetimeSeconds must then be nil.
 	DefaultTokenLifetime bool
+	TokenRatePerMinute   *int64
+	// DefaultTokenRate drops the integration's own token rate, as
+	// DefaultTokenLifetime does the lifetime.
+	DefaultTokenRate bool
 }
 
 var (
@@ -174,6 +182,9 @@ const (
 	MinTokenLifetimeSeconds = 60
 	MaxTokenLifetimeSeconds = 30 * 24 * 3600
 	MaxGrace                = 30 * 24 * time.Hour
+	// MaxTokenRatePerMinute matches the largest rate the configuration
+	// accepts; beyond it a cap no longer caps anything.
+	MaxTokenRatePerMinute = 1_000_000
 )
 
 // ValidName reports whether name is a valid integration or admin name.
@@ -228,6 +239,13 @@ func normalizeAudience(a []string) ([]string, error) {
 func checkLifetime(n *int64) error {
 	if n != nil && (*n < MinTokenLifetimeSeconds || *n > MaxTokenLifetimeSeconds) {
 		return invalidf("token_lifetime_seconds must be between %d and %d", MinTokenLifetimeSeconds, MaxTokenLifetimeSeconds)
+	}
+	return nil
+}
+
+func checkRate(n *int64) error {
+	if n != nil && (*n < 0 || *n > MaxTokenRatePerMinute) {
+		return invalidf("token_rate_per_minute must be between 0 (no cap) and %d, or null (the server's default)", MaxTokenRatePerMinute)
 	}
 	return nil
 }

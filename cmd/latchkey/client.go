@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -154,28 +156,64 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// rateFlag is --token-rate: tokens a minute, 0 for no cap, or "default"
+// for the server's integration_token_rate (null in the API).
+type rateFlag struct{ v *int64 }
+
+func (f *rateFlag) String() string {
+	if f.v == nil {
+		return "default"
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f *rateFlag) Set(s string) error {
+	if s == "default" {
+		f.v = nil
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return errors.New(`want a whole number of tokens a minute, 0 for no cap, or "default"`)
+	}
+	f.v = &n
+	return nil
+}
+
+// value is the flag as the admin API takes it.
+func (f *rateFlag) value() any {
+	if f.v == nil {
+		return nil
+	}
+	return *f.v
+}
+
 func runIntegration(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: latchkey integration create|list|get|regenerate|delete [NAME] [flags]"
+	const use = "usage: latchkey integration create|list|get|update|regenerate|delete [NAME] [flags]"
 	sub, args, fs, client, err := command("integration", use, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	var (
-		description   = fs.String("description", "", "what the integration is for (create)")
-		canIntrospect = fs.Bool("can-introspect", false, "allow it to call /oauth2/introspect: a resource server (create)")
-		lifetime      = fs.Duration("token-lifetime", 0, "token lifetime, e.g. 1h; default: the server's (create)")
+		description   = fs.String("description", "", "what the integration is for (create, update)")
+		canIntrospect = fs.Bool("can-introspect", false, "allow it to call /oauth2/introspect: a resource server (create, update)")
+		lifetime      = fs.Duration("token-lifetime", 0, "token lifetime, e.g. 1h; default: the server's (create, update)")
 		grace         = fs.Duration("grace", 0, "keep the old key pair working this long, e.g. 1h (regenerate)")
 		limit         = fs.Int("limit", 0, "page size, 1-1000 (list)")
 		pageToken     = fs.String("page-token", "", "next_page_token of the previous page (list)")
 		scopes        listFlag
 		audience      listFlag
+		rate          rateFlag
 	)
-	fs.Var(&scopes, "scope", "allowed scope; repeat or space-separate (create)")
-	fs.Var(&audience, "audience", "allowed audience; repeat or space-separate (create)")
+	fs.Var(&scopes, "scope", "allowed scope; repeat or space-separate (create, update)")
+	fs.Var(&audience, "audience", "allowed audience; repeat or space-separate (create, update)")
+	fs.Var(&rate, "token-rate", `tokens a minute it may be issued; 0: no cap; "default": the server's integration_token_rate (create, update)`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	c, err := client().asAdmin(getenv)
 	if err != nil {
 		return err
@@ -196,7 +234,29 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		if *lifetime != 0 {
 			in["token_lifetime_seconds"] = int64(lifetime.Seconds())
 		}
+		if given["token-rate"] {
+			in["token_rate_per_minute"] = rate.value()
+		}
 		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations", in)
+	case "update":
+		// Only what was given changes (JSON Merge Patch): a flag left out
+		// leaves its field as it is.
+		patch := map[string]any{}
+		set := func(flagName, field string, v any) {
+			if given[flagName] {
+				patch[field] = v
+			}
+		}
+		set("description", "description", *description)
+		set("scope", "scopes", []string(scopes))
+		set("audience", "audience", []string(audience))
+		set("can-introspect", "can_introspect", *canIntrospect)
+		set("token-lifetime", "token_lifetime_seconds", int64(lifetime.Seconds()))
+		set("token-rate", "token_rate_per_minute", rate.value())
+		if len(patch) == 0 {
+			return usageError{"integration update: nothing to change; give --description, --scope, --audience, --can-introspect, --token-lifetime or --token-rate"}
+		}
+		b, err = c.admin(ctx, http.MethodPatch, "/admin/integrations/"+name, patch)
 	case "list":
 		q := url.Values{}
 		if *limit > 0 {

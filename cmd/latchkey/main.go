@@ -55,6 +55,7 @@ Usage:
   latchkey migrate [flags]                  apply database migrations and exit
   latchkey admin create NAME [flags]        create an admin and print its first admin token
   latchkey integration create NAME [flags]  create an integration and print its key pair
+  latchkey integration update NAME [flags]  change the fields whose flags are given
   latchkey integration list|get NAME|regenerate NAME|delete NAME
   latchkey token issue [flags]              get an access token with a key pair
   latchkey token introspect TOKEN|-         introspect a token (- reads it from stdin) as a resource server

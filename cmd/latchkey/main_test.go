@@ -222,6 +222,64 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// TestIntegrationTokenRate sets the issuance cap from serve's flags and an
+// integration's own rate from the CLI: create and update take --token-rate
+// (a number, 0 for no cap, or "default"), and the server applies it.
+func TestIntegrationTokenRate(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
+	boot := environ("LATCHKEY_BOOTSTRAP_TOKEN", "rate-bootstrap-token-0123456789abcdefgh")
+	// One token, then one a minute: this test never waits that long.
+	base, _ := startServe(t, boot, "--database", db, "--integration-token-rate", "1", "--integration-token-burst", "1")
+	admin := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_ADMIN_TOKEN", "rate-bootstrap-token-0123456789abcdefgh")
+	as := func(ig map[string]any) func(string) string {
+		kp := ig["key_pair"].(map[string]any)
+		return environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", kp["client_id"].(string), "LATCHKEY_CLIENT_SECRET", kp["client_secret"].(string))
+	}
+	refused := func(env func(string) string, what string) {
+		t.Helper()
+		if _, err := cli(t, env, "token", "issue"); err == nil || !strings.Contains(err.Error(), "slow_down (429)") {
+			t.Fatalf("%s: token issue err = %v, want slow_down (429)", what, err)
+		}
+	}
+	rateOf := func(name string) any {
+		return decodeJSON(t, mustCLI(t, admin, "integration", "get", name))["token_rate_per_minute"]
+	}
+
+	capped := decodeJSON(t, mustCLI(t, admin, "integration", "create", "capped"))
+	if capped["token_rate_per_minute"] != nil {
+		t.Errorf("create without --token-rate: token_rate_per_minute = %v, want null", capped["token_rate_per_minute"])
+	}
+	mustCLI(t, as(capped), "token", "issue")
+	refused(as(capped), "second token at the server's cap")
+
+	bulk := decodeJSON(t, mustCLI(t, admin, "integration", "create", "bulk", "--token-rate", "0"))
+	for range 5 {
+		mustCLI(t, as(bulk), "token", "issue")
+	}
+	if got := rateOf("bulk"); got != float64(0) {
+		t.Errorf("bulk: token_rate_per_minute = %v, want 0", got)
+	}
+
+	mustCLI(t, admin, "integration", "update", "capped", "--token-rate", "0")
+	mustCLI(t, as(capped), "token", "issue")
+	mustCLI(t, admin, "integration", "update", "capped", "--description", "leaves the rate alone")
+	if got := rateOf("capped"); got != float64(0) {
+		t.Errorf("after update --description: token_rate_per_minute = %v, want 0 still", got)
+	}
+	mustCLI(t, admin, "integration", "update", "capped", "--token-rate", "default")
+	if got := rateOf("capped"); got != nil {
+		t.Errorf("after update --token-rate default: token_rate_per_minute = %v, want null", got)
+	}
+	refused(as(capped), "back at the server's cap")
+
+	if _, err := cli(t, admin, "integration", "update", "capped"); exitCode(err) != 2 {
+		t.Errorf("update with no flags: err = %v, want a usage error", err)
+	}
+	if _, err := cli(t, admin, "integration", "create", "bad", "--token-rate", "-1"); err == nil {
+		t.Error("create --token-rate -1 succeeded")
+	}
+}
+
 // TestServeRestartKeepsState checks that the generated secret and the data
 // survive a restart: a key pair made before still works after.
 func TestServeRestartKeepsState(t *testing.T) {

@@ -349,7 +349,8 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	for i := range 4 {
 		name := fmt.Sprintf("load-%d", i)
 		w.loadNames = append(w.loadNames, name)
-		w.loads = append(w.loads, createIntegration(t, p.base, map[string]any{"name": name}))
+		// Uncapped: the load asks for thousands of tokens a second.
+		w.loads = append(w.loads, createIntegration(t, p.base, map[string]any{"name": name, "token_rate_per_minute": 0}))
 	}
 
 	for cycle := range cycles {
@@ -803,7 +804,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "latchkey.db")
 		env := procEnv(db, "LATCHKEY_SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
 		p := startLatchkey(t, "latchkey", env)
-		svc := createIntegration(t, p.base, map[string]any{"name": "svc"})
+		svc := createIntegration(t, p.base, map[string]any{"name": "svc", "token_rate_per_minute": 0}) // a load
 		rs := createIntegration(t, p.base, map[string]any{"name": "rs", "can_introspect": true})
 		ctx := t.Context()
 		errs := &cappedErrors{t: t}

@@ -455,7 +455,8 @@ func TestReplicasConcurrentRegenerate(t *testing.T) {
 	errs := &cappedErrors{t: t}
 
 	first := mustKeyPair(t, "create svc", replicaExpect(t, "create svc", http.StatusCreated,
-		replicaAdmin(ctx, a.base, replicaBootstrap, "POST", "/admin/integrations", map[string]any{"name": "svc"}))["key_pair"])
+		// Uncapped: both replicas are asked for tokens in a loop.
+		replicaAdmin(ctx, a.base, replicaBootstrap, "POST", "/admin/integrations", map[string]any{"name": "svc", "token_rate_per_minute": 0}))["key_pair"])
 	rs := mustKeyPair(t, "create rs", replicaExpect(t, "create rs", http.StatusCreated,
 		replicaAdmin(ctx, b.base, replicaBootstrap, "POST", "/admin/integrations",
 			map[string]any{"name": "rs", "can_introspect": true}))["key_pair"])
@@ -917,7 +918,7 @@ func TestReplicaDatabaseOutage(t *testing.T) {
 
 	kp := mustKeyPair(t, "create svc", replicaExpect(t, "create svc", http.StatusCreated,
 		replicaAdmin(ctx, r.base, replicaBootstrap, "POST", "/admin/integrations",
-			map[string]any{"name": "svc", "can_introspect": true}))["key_pair"])
+			map[string]any{"name": "svc", "can_introspect": true, "token_rate_per_minute": 0}))["key_pair"])
 	before := mustToken(t, "token before the outage", replicaToken(ctx, r.base, kp))
 	replicaExpect(t, "create spare", http.StatusCreated, replicaAdmin(ctx, r.base, replicaBootstrap, "POST",
 		"/admin/integrations", map[string]any{"name": "spare"}))

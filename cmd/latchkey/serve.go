@@ -210,6 +210,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		TrustedProxies:          proxies,
 		ClientAuthLimit:         server.RateLimit{PerMinute: cfg.RateLimitFailures, Burst: cfg.RateLimitFailuresBurst},
 		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
+		IssuanceLimit:           server.IssuanceLimit{PerMinute: cfg.IntegrationTokenRate, Burst: cfg.IntegrationTokenBurst},
 		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
 		MetricsToken:            cfg.MetricsToken,
 	})
