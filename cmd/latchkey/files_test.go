@@ -4,11 +4,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // withUmask runs the rest of the test under mask, the common default 022
@@ -98,4 +101,64 @@ func TestDatabaseModeWarning(t *testing.T) {
 			t.Errorf("migrate on a 0644 database logged no %q:\n%s", want, log)
 		}
 	}
+}
+
+// TestSecretFileMode checks that serve refuses a generated secret that
+// other users can read or replace, with one line that says how to fix it.
+func TestSecretFileMode(t *testing.T) {
+	withUmask(t, 0o022)
+	tests := []struct {
+		mode os.FileMode
+		want string // "" when the file is accepted
+	}{
+		{0o600, ""},
+		{0o400, ""},
+		{0o700, ""},
+		{0o644, "readable by group and others"},
+		{0o604, "readable by others"},
+		{0o640, "readable by group"},
+		{0o620, "writable by group"},
+		{0o602, "writable by others"},
+		{0o666, "readable and writable by group and others"},
+		{0o660, "readable and writable by group"},
+		{0o646, "readable by group and others, writable by others"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%04o", tt.mode), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, secretFile)
+			if err := os.WriteFile(path, []byte(strings.Repeat("s", 64)+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			db := "sqlite://" + filepath.Join(dir, "latchkey.db")
+			if tt.want == "" {
+				mustCLI(t, environ(), "migrate", "--database", db)
+				return
+			}
+			err := serveBriefly(t, "--database", db)
+			if err == nil {
+				t.Fatalf("serve started with the secret file at mode %04o", tt.mode)
+			}
+			want := fmt.Sprintf("secret: %s is %s (mode %04o); run chmod 600 %s", path, tt.want, tt.mode, path)
+			if err.Error() != want {
+				t.Errorf("serve failed with\n%s\nwant\n%s", err, want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "latchkey.db")); err == nil {
+				t.Error("the database was created although start-up was refused")
+			}
+		})
+	}
+}
+
+// serveBriefly runs `latchkey serve` in-process and returns its error, or
+// nil when it was still serving after a few seconds and stopped cleanly.
+func serveBriefly(t *testing.T, args ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	return run(ctx, append([]string{"latchkey", "serve", "--listen", "127.0.0.1:0"}, args...), environ(), strings.NewReader(""), &stdout, &stderr)
 }
