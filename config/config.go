@@ -202,7 +202,7 @@ const (
 	acceptedTimeout      = `a Go duration between 1s and 5m, e.g. "10s"`
 	acceptedShutdown     = `a Go duration between 1s and 10m, e.g. "20s"`
 	acceptedTLSFile      = `empty, or the path of a PEM file; tls_cert and tls_key are set together`
-	acceptedProxies      = `IP addresses or CIDR ranges, e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`
+	acceptedProxies      = `IP addresses or CIDR ranges of your proxies, never all addresses (0.0.0.0/0, ::/0), e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`
 	acceptedRate         = `0 (off) or a whole number of failures per minute up to 1000000`
 	acceptedBurst        = `a whole number from 1 up to 1000000`
 	acceptedTokenRate    = `0 (no default cap) or a whole number of tokens per minute up to 1000000`
@@ -922,23 +922,94 @@ func tlsLoadError(err error) string {
 	return strings.TrimPrefix(msg, "tls: ")
 }
 
-// ProxyNets parses trusted_proxies; a bare IP is a one-address range.
+// ProxyNets parses trusted_proxies; a bare IP is a one-address range, and
+// an IPv4-mapped range (::ffff:10.0.0.0/104) is the IPv4 range it spells,
+// since client addresses are compared unmapped. It refuses a list that
+// trusts every IPv4 or every IPv6 address, in one entry or together: a
+// trusted peer's X-Forwarded-For decides the client's address, so anyone
+// could then choose the address the per-address failure limits count and
+// the audit log records.
 func (c *Config) ProxyNets() ([]netip.Prefix, error) {
 	nets := make([]netip.Prefix, 0, len(c.TrustedProxies))
 	for i, s := range c.TrustedProxies {
 		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			nets = append(nets, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
+		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d %q is not an IP address or CIDR range", i+1, s)
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("entry %d %q is not an IP address or CIDR range", i+1, s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		a = a.Unmap()
-		nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
+		p = p.Masked()
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if family := trustsEveryAddress([]netip.Prefix{p}); family != "" {
+			return nil, fmt.Errorf("entry %d %q trusts every %s address, so anyone could send X-Forwarded-For and choose the address that the failure limits and the audit log see", i+1, s, family)
+		}
+		nets = append(nets, p)
+	}
+	if family := trustsEveryAddress(nets); family != "" {
+		return nil, fmt.Errorf("the entries together trust every %s address, so anyone could send X-Forwarded-For and choose the address that the failure limits and the audit log see", family)
 	}
 	return nets, nil
+}
+
+var (
+	allIPv4   = netip.MustParsePrefix("0.0.0.0/0")
+	allIPv6   = netip.MustParsePrefix("::/0")
+	allMapped = netip.MustParsePrefix("::ffff:0.0.0.0/96")
+)
+
+// trustsEveryAddress names the families ("IPv4", "IPv6" or "IPv4 and
+// IPv6") of which nets together contain every address, or returns "". An
+// IPv6 range wide enough to hold all of ::ffff:0:0/96 counts as all of
+// IPv4, which it spells. That range itself counts as covered for IPv6: a
+// client's address is compared unmapped, so no IPv6 client is ever in it.
+func trustsEveryAddress(nets []netip.Prefix) string {
+	var v4 []netip.Prefix
+	v6 := []netip.Prefix{allMapped}
+	for _, p := range nets {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+			continue
+		}
+		v6 = append(v6, p)
+		if p.Bits() <= allMapped.Bits() && p.Contains(allMapped.Addr()) {
+			v4 = append(v4, allIPv4)
+		}
+	}
+	var families []string
+	if covers(allIPv4, v4) {
+		families = append(families, "IPv4")
+	}
+	if covers(allIPv6, v6) {
+		families = append(families, "IPv6")
+	}
+	return strings.Join(families, " and ")
+}
+
+// covers reports whether nets, all of space's family, together contain
+// every address of space. It halves space only where some range lies
+// partly inside it, so it visits at most two nodes per range and bit.
+func covers(space netip.Prefix, nets []netip.Prefix) bool {
+	partial := false
+	for _, p := range nets {
+		if p.Bits() <= space.Bits() && p.Contains(space.Addr()) {
+			return true
+		}
+		partial = partial || p.Overlaps(space)
+	}
+	bits := space.Bits()
+	if !partial || bits == space.Addr().BitLen() {
+		return false
+	}
+	lo := netip.PrefixFrom(space.Addr(), bits+1)
+	b := space.Addr().AsSlice()
+	b[bits/8] |= 0x80 >> (bits % 8)
+	hiAddr, _ := netip.AddrFromSlice(b)
+	return covers(lo, nets) && covers(netip.PrefixFrom(hiAddr, bits+1), nets)
 }
 
 func keyRotationOK(d time.Duration) bool {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -1014,4 +1015,87 @@ func TestSlogLevel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTrustedProxiesEveryAddress checks that trusted_proxies never trusts
+// every address, however it is spelled: with every peer trusted, anyone's
+// X-Forwarded-For would pick the address that the failure limits count and
+// the audit log records.
+func TestTrustedProxiesEveryAddress(t *testing.T) {
+	tests := []struct {
+		name    string
+		proxies string
+		refused string   // what the line says is trusted; "" when accepted
+		entry   string   // the entry the line names, when one alone is at fault
+		want    []string // ProxyNets when accepted
+	}{
+		{name: "all IPv4", proxies: "0.0.0.0/0", refused: "every IPv4 address", entry: `entry 1 "0.0.0.0/0"`},
+		{name: "all IPv6", proxies: "::/0", refused: "every IPv4 and IPv6 address", entry: `entry 1 "::/0"`},
+		{name: "all IPv4 with host bits", proxies: "10.1.2.3/0", refused: "every IPv4 address", entry: `entry 1 "10.1.2.3/0"`},
+		{name: "all IPv6 with host bits", proxies: "::1/0", refused: "every IPv4 and IPv6 address", entry: `entry 1 "::1/0"`},
+		{name: "all IPv6 long form", proxies: "0000:0000:0000:0000:0000:0000:0000:0000/0", refused: "every IPv4 and IPv6 address"},
+		{name: "after a good entry", proxies: "10.0.0.0/8, 0.0.0.0/0", refused: "every IPv4 address", entry: `entry 2 "0.0.0.0/0"`},
+		{name: "IPv4-mapped", proxies: "::ffff:0:0/96", refused: "every IPv4 address", entry: `entry 1 "::ffff:0:0/96"`},
+		{name: "IPv4-mapped dotted", proxies: "::ffff:0.0.0.0/96", refused: "every IPv4 address", entry: `entry 1 "::ffff:0.0.0.0/96"`},
+		{name: "IPv6 range holding the mapped range", proxies: "::ffff:0:0/95", refused: "every IPv4 address", entry: `entry 1 "::ffff:0:0/95"`},
+		{name: "IPv6 low half", proxies: "::/1", refused: "every IPv4 address", entry: `entry 1 "::/1"`},
+		{name: "IPv4 halves", proxies: "0.0.0.0/1,128.0.0.0/1", refused: "the entries together trust every IPv4 address"},
+		{name: "IPv4 uneven pieces", proxies: "128.0.0.0/1, 10.0.0.0/8, 0.0.0.0/2, 64.0.0.0/2", refused: "the entries together trust every IPv4 address"},
+		{name: "IPv4 pieces mapped and not", proxies: "::ffff:0:0/97,128.0.0.0/1", refused: "the entries together trust every IPv4 address"},
+		{name: "IPv6 halves", proxies: "8000::/1,::/1", refused: "every IPv4 address", entry: `entry 2 "::/1"`},
+		// No IPv6 client is ever in ::ffff:0:0/96 (it is compared as IPv4),
+		// so everything but that range is every IPv6 address.
+		{name: "IPv6 but the mapped range", proxies: allIPv6But("::ffff:0:0/96"), refused: "the entries together trust every IPv6 address"},
+		{name: "IPv6 and mapped pieces", proxies: allIPv6But("::ffff:0:0/96") + ",::ffff:0:0/97,::ffff:128.0.0.0/97", refused: "the entries together trust every IPv4 and IPv6 address"},
+		{name: "IPv6 but one IPv4-mapped address", proxies: allIPv6But("::ffff:10.0.0.1/128"), refused: "the entries together trust every IPv6 address"},
+
+		{name: "proxies", proxies: "10.0.0.0/8,127.0.0.1", want: []string{"10.0.0.0/8", "127.0.0.1/32"}},
+		{name: "IPv4 half", proxies: "0.0.0.0/1", want: []string{"0.0.0.0/1"}},
+		{name: "IPv6 unique local", proxies: "fd00::/8,::1", want: []string{"fd00::/8", "::1/128"}},
+		{name: "IPv6 global unicast", proxies: "2000::/3", want: []string{"2000::/3"}},
+		{name: "IPv4-mapped range is its IPv4 range", proxies: "::ffff:10.0.0.0/104", want: []string{"10.0.0.0/8"}},
+		{name: "IPv4-mapped address", proxies: "::ffff:192.0.2.7", want: []string{"192.0.2.7/32"}},
+		{name: "unspecified address alone", proxies: "0.0.0.0,::", want: []string{"0.0.0.0/32", "::/128"}},
+		{name: "almost everything", proxies: "0.0.0.0/1,128.0.0.0/2,192.0.0.0/3,224.0.0.0/4,240.0.0.0/5,248.0.0.0/6,252.0.0.0/7,254.0.0.0/8,255.0.0.0/9",
+			want: []string{"0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4", "240.0.0.0/5", "248.0.0.0/6", "252.0.0.0/7", "254.0.0.0/8", "255.0.0.0/9"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"LATCHKEY_TRUSTED_PROXIES": tt.proxies}
+			if tt.refused == "" {
+				nets, err := mustLoad(t, nil, env).ProxyNets()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, n := range nets {
+					got = append(got, n.String())
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("ProxyNets() = %q; want %q", got, tt.want)
+				}
+				return
+			}
+			line := problemLine(t, loadErr(t, nil, env), "trusted_proxies")
+			for _, want := range []string{tt.refused, tt.entry, "X-Forwarded-For", "failure limits", "audit log", "accepted values: "} {
+				if !strings.Contains(line, want) {
+					t.Errorf("line %q does not say %q", line, want)
+				}
+			}
+		})
+	}
+}
+
+// allIPv6But returns the ranges that together hold every IPv6 address but
+// those of hole: the sibling of each range on the way down to it.
+func allIPv6But(hole string) string {
+	h := netip.MustParsePrefix(hole)
+	var out []string
+	for bits := 1; bits <= h.Bits(); bits++ {
+		b := h.Addr().AsSlice()
+		b[(bits-1)/8] ^= 0x80 >> ((bits - 1) % 8)
+		a, _ := netip.AddrFromSlice(b)
+		out = append(out, netip.PrefixFrom(a, bits).Masked().String())
+	}
+	return strings.Join(out, ",")
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -35,6 +36,16 @@ func (s *Store) openSQLite(path string, pool Pool) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("open sqlite %s: %w", path, err)
 		}
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// A database from before files were created private, or one
+		// loosened by hand: refusing it would stop an upgrade, so it is
+		// only pointed out.
+		s.log.Warn("sqlite: users other than the owner may read or write the database, which holds credential hashes and sealed signing keys; run chmod 600 on it and on its -wal and -shm files",
+			"file", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	if err := createPrivate(path); err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	// _txlock=immediate takes the write lock at BEGIN, so two transactions
 	// never both read and then deadlock upgrading to write.
@@ -78,6 +89,21 @@ func (s *Store) openSQLite(path string, pool Pool) error {
 	s.commits = newGroupCommit(s, wdb)
 	s.checkpoints = newCheckpointer(cdb, s.log)
 	return nil
+}
+
+// createPrivate creates the database file, empty and readable by its owner
+// only, unless it exists. SQLite would create it 0644 less the umask, and
+// gives the -wal and -shm files beside it the database file's mode, so all
+// three holding credential hashes and sealed signing keys stay private.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // checkpointer copies the WAL into the database file every

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -75,6 +76,11 @@ func TestDockerCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb := parseNginx(string(nginxConf))
+	// nginx's fixed address on the compose network, and the loopback
+	// address it sends from here (proxy_bind) in its place; clients connect
+	// from another, clientAddr.
+	nginxAddr, nginxNet := cf.Services["nginx"].ipv4Address()
+	const nginxLocal, clientAddr = "127.0.0.3", "127.0.0.2"
 
 	t.Run("dockerfile", func(t *testing.T) {
 		if len(df.stages) < 2 {
@@ -296,6 +302,22 @@ func TestDockerCompose(t *testing.T) {
 				t.Errorf("nginx sets %s to %q; want %s", h, lb.headers[h], v)
 			}
 		}
+		// The replicas believe X-Forwarded-For from nginx, and only from
+		// nginx: the replicas and postgres share its network, and the
+		// Docker host reaches that network through the gateway, so
+		// trusting more would let them forge a client's address.
+		subnet, err := cf.subnet(nginxNet)
+		switch {
+		case nginxAddr == "":
+			t.Error("nginx has no fixed ipv4_address on the compose network for LATCHKEY_TRUSTED_PROXIES to name")
+		case err != nil:
+			t.Errorf("nginx's network %q: %v", nginxNet, err)
+		case !subnet.Contains(netip.MustParseAddr(nginxAddr)):
+			t.Errorf("nginx's address %s is outside its network's subnet %s", nginxAddr, subnet)
+		}
+		if proxies, err := cfg.ProxyNets(); err != nil || len(proxies) != 1 || proxies[0].String() != nginxAddr+"/32" {
+			t.Errorf("LATCHKEY_TRUSTED_PROXIES %q (%v); want exactly nginx's address %s", migrateEnv["LATCHKEY_TRUSTED_PROXIES"], err, nginxAddr)
+		}
 		published := nginx.publishedPort(lb.listen)
 		if published == "" {
 			t.Errorf("nginx publishes no host port for its listen port %s: %v", lb.listen, nginx.Ports)
@@ -357,6 +379,9 @@ func TestDockerCompose(t *testing.T) {
 				env[k] = v
 			}
 			env["LATCHKEY_DATABASE"] = dsn
+			if v, ok := env["LATCHKEY_TRUSTED_PROXIES"]; ok && nginxAddr != "" {
+				env["LATCHKEY_TRUSTED_PROXIES"] = strings.ReplaceAll(v, nginxAddr, nginxLocal)
+			}
 			if listen {
 				// Every container listens on :8080; here they share one host.
 				env["LATCHKEY_LISTEN"] = "127.0.0.1:0"
@@ -492,7 +517,7 @@ func TestDockerCompose(t *testing.T) {
 				upstreams[r+":8080"] = strings.TrimPrefix(bases[i], "http://")
 			}
 			port := freeLoopbackPort(t)
-			conf, err := rewriteNginx(string(nginxConf), upstreams, "127.0.0.1:"+port, dir)
+			conf, err := rewriteNginx(string(nginxConf), upstreams, "127.0.0.1:"+port, nginxLocal, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -530,6 +555,76 @@ func TestDockerCompose(t *testing.T) {
 			for i, s := range served {
 				if s == 0 {
 					t.Errorf("%s served none of %d token requests through nginx (served: %v)\nnginx log: %s", replicas[i], n, served, ng.stdout.String())
+				}
+			}
+
+			// Behind nginx, a client is seen by its own address, in the
+			// access log and the audit log, whichever replica answers, even
+			// when it sends an X-Forwarded-For of its own.
+			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}}).DialContext,
+			}}
+			defer client.CloseIdleConnections()
+			behind := func(method, p, auth, contentType string, body []byte, out any) (int, string) {
+				t.Helper()
+				req, err := http.NewRequestWithContext(t.Context(), method, lbURL+p, bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := "compose-" + rand.Text()
+				req.Header.Set("X-Request-ID", id)
+				req.Header.Set("X-Forwarded-For", "203.0.113.9")
+				req.Header.Set("Authorization", auth)
+				if contentType != "" {
+					req.Header.Set("Content-Type", contentType)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s from %s through nginx: %v", method, p, clientAddr, err)
+				}
+				defer resp.Body.Close()
+				if out != nil {
+					if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+						t.Fatalf("%s %s through nginx: %d, not JSON: %v", method, p, resp.StatusCode, err)
+					}
+				}
+				return resp.StatusCode, id
+			}
+			for range len(procs) {
+				code, id := behind("POST", "/oauth2/token", "Basic "+base64.StdEncoding.EncodeToString([]byte(newID+":"+newSecret)),
+					"application/x-www-form-urlencoded", []byte("grant_type=client_credentials"), nil)
+				if code != 200 {
+					t.Errorf("token from %s through nginx: %d", clientAddr, code)
+				}
+				var remote string
+				waitForProc(t, ng, 5*time.Second, func() bool {
+					for _, p := range procs {
+						if remote = p.requestRemote(id); remote != "" {
+							return true
+						}
+					}
+					return false
+				})
+				if remote != clientAddr {
+					t.Errorf("a replica logged the request from %s through nginx (%s) as remote %q; want the client's own address", clientAddr, nginxLocal, remote)
+				}
+			}
+			body, _ := json.Marshal(map[string]any{"name": "compose-behind-nginx"})
+			if code, _ := behind("POST", "/admin/integrations", "Bearer "+boot, "application/json", body, nil); code != 201 {
+				t.Fatalf("create integration through nginx: %d", code)
+			}
+			var audit struct {
+				Items []struct {
+					Action     string `json:"action"`
+					RemoteAddr string `json:"remote_addr"`
+				} `json:"items"`
+			}
+			if code, _ := behind("GET", "/admin/audit?integration=compose-behind-nginx", "Bearer "+boot, "", nil, &audit); code != 200 || len(audit.Items) == 0 {
+				t.Fatalf("audit through nginx: %d %+v", code, audit)
+			}
+			for _, e := range audit.Items {
+				if e.RemoteAddr != clientAddr {
+					t.Errorf("audit event %s has remote_addr %q; want the client's own address %s", e.Action, e.RemoteAddr, clientAddr)
 				}
 			}
 
@@ -946,6 +1041,22 @@ func copyContext(t *testing.T, root, dst string, ig dockerignore) {
 type composeFile struct {
 	Services map[string]composeService `yaml:"services"`
 	Volumes  map[string]any            `yaml:"volumes"`
+	Networks map[string]struct {
+		IPAM struct {
+			Config []struct {
+				Subnet string `yaml:"subnet"`
+			} `yaml:"config"`
+		} `yaml:"ipam"`
+	} `yaml:"networks"`
+}
+
+// subnet returns the one subnet the compose fixes for network.
+func (cf *composeFile) subnet(network string) (netip.Prefix, error) {
+	n, ok := cf.Networks[network]
+	if !ok || len(n.IPAM.Config) != 1 {
+		return netip.Prefix{}, errors.New("has no fixed subnet (ipam config with one subnet)")
+	}
+	return netip.ParsePrefix(n.IPAM.Config[0].Subnet)
 }
 
 type composeService struct {
@@ -958,6 +1069,7 @@ type composeService struct {
 	Healthcheck struct {
 		Test any `yaml:"test"`
 	} `yaml:"healthcheck"`
+	Networks        any    `yaml:"networks"`
 	Volumes         []any  `yaml:"volumes"`
 	Ports           []any  `yaml:"ports"`
 	Restart         string `yaml:"restart"`
@@ -1217,6 +1329,21 @@ func (s composeService) dependsOn() map[string]composeDependency {
 	return out
 }
 
+// ipv4Address returns the service's fixed address and the network it is
+// on, or "" when it has none; a service named on no network is on the
+// default one.
+func (s composeService) ipv4Address() (addr, network string) {
+	nets, _ := s.Networks.(map[string]any)
+	for name, v := range nets {
+		if m, ok := v.(map[string]any); ok {
+			if a, ok := m["ipv4_address"].(string); ok {
+				return a, name
+			}
+		}
+	}
+	return "", "default"
+}
+
 // healthcheckArgs returns the healthcheck's command line.
 func healthcheckArgs(s composeService) []string {
 	test := composeList(s.Healthcheck.Test)
@@ -1328,9 +1455,11 @@ func parseNginx(raw string) nginxSettings {
 }
 
 // rewriteNginx adapts the compose's nginx.conf to this machine, and only
-// where it must: the replicas' addresses, the listen address, and the pid
-// file and temporary directories, which default to system paths.
-func rewriteNginx(raw string, upstreams map[string]string, listen, dir string) (string, error) {
+// where it must: the replicas' addresses, the listen address, the address
+// nginx connects to the replicas from (its own on the compose network,
+// bind here), and the pid file and temporary directories, which default to
+// system paths.
+func rewriteNginx(raw string, upstreams map[string]string, listen, bind, dir string) (string, error) {
 	conf := raw
 	for from, to := range upstreams {
 		re := regexp.MustCompile(`(?m)^(\s*server\s+)` + regexp.QuoteMeta(from) + `\b`)
@@ -1344,8 +1473,8 @@ func rewriteNginx(raw string, upstreams map[string]string, listen, dir string) (
 		return "", fmt.Errorf("nginx.conf has %d listen directives; want one", n)
 	}
 	conf = listenRe.ReplaceAllString(conf, "${1}"+listen)
-	if regexp.MustCompile(`(?m)^\s*(pid|\w+_temp_path)\s`).MatchString(nginxWithoutComments(conf)) {
-		return "", errors.New("nginx.conf sets a pid or temp path; teach rewriteNginx to replace it")
+	if regexp.MustCompile(`(?m)^\s*(pid|\w+_temp_path|proxy_bind)\s`).MatchString(nginxWithoutComments(conf)) {
+		return "", errors.New("nginx.conf sets a pid, temp path or proxy_bind; teach rewriteNginx to replace it")
 	}
 	httpRe := regexp.MustCompile(`(?m)^http\s*\{`)
 	if !httpRe.MatchString(conf) {
@@ -1355,6 +1484,7 @@ func rewriteNginx(raw string, upstreams map[string]string, listen, dir string) (
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		temp += fmt.Sprintf("\n    %s_temp_path %s;", d, filepath.Join(dir, d))
 	}
+	temp += fmt.Sprintf("\n    proxy_bind %s;", bind)
 	conf = httpRe.ReplaceAllLiteralString(conf, "http {"+temp)
 	return fmt.Sprintf("pid %s;\n", filepath.Join(dir, "nginx.pid")) + conf, nil
 }
@@ -1480,6 +1610,23 @@ func (p *composeProc) tokenRequests() int {
 		}
 	}
 	return n
+}
+
+// requestRemote returns the remote address the replica logged for the
+// request with X-Request-ID id, or "" when it logged none.
+func (p *composeProc) requestRemote(id string) string {
+	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	for sc.Scan() {
+		var l struct {
+			Msg       string
+			RequestID string `json:"request_id"`
+			Remote    string
+		}
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "request" && l.RequestID == id {
+			return l.Remote
+		}
+	}
+	return ""
 }
 
 // --- HTTP ---

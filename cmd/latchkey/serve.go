@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +82,7 @@ func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 		return out, nil
 	}
 	path := filepath.Join(cfg.DataDir(), secretFile)
-	b, err := os.ReadFile(path)
+	b, err := readPrivateFile(path)
 	switch {
 	case err == nil:
 		s := strings.TrimSpace(string(b))
@@ -106,6 +108,65 @@ func systemSecrets(cfg *config.Config, log *slog.Logger) ([][]byte, error) {
 	}
 	log.Warn("no secret configured: generated a system secret into the data directory; keep it with the database and set LATCHKEY_SECRET in production", "file", path)
 	return [][]byte{[]byte(hex.EncodeToString(raw[:]))}, nil
+}
+
+// exposedError is a file that users other than its owner may read or
+// write. Its message names the fix.
+type exposedError struct {
+	path string
+	mode fs.FileMode
+}
+
+func (e exposedError) Error() string {
+	return fmt.Sprintf("%s is %s (mode %04o); run chmod 600 %s", e.path, exposure(e.mode), e.mode.Perm(), e.path)
+}
+
+// exposure says who besides the owner may read or write a file of mode m,
+// e.g. "readable by group and others, writable by group"; "" for nobody.
+func exposure(m fs.FileMode) string {
+	who := func(group, others fs.FileMode) string {
+		switch g, o := m&group != 0, m&others != 0; {
+		case g && o:
+			return "group and others"
+		case g:
+			return "group"
+		case o:
+			return "others"
+		}
+		return ""
+	}
+	r, w := who(0o040, 0o004), who(0o020, 0o002)
+	switch {
+	case r != "" && r == w:
+		return "readable and writable by " + r
+	case r != "" && w != "":
+		return "readable by " + r + ", writable by " + w
+	case r != "":
+		return "readable by " + r
+	case w != "":
+		return "writable by " + w
+	}
+	return ""
+}
+
+// readPrivateFile reads path, refusing with an exposedError a file that
+// other users may read or write: a secret others can read is no longer a
+// secret, and one others can write lets them choose it. The mode is taken
+// from the open file, so it is the mode of what is read.
+func readPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOOS != "windows" && exposure(fi.Mode()) != "" {
+		return nil, exposedError{path, fi.Mode()}
+	}
+	return io.ReadAll(f)
 }
 
 // writeNewFile creates path with data, mode 0600, all at once: the data
