@@ -77,12 +77,23 @@ func decodeJSON(t *testing.T, s string) map[string]any {
 	return m
 }
 
-var listening = regexp.MustCompile(`listening on (\S+) \(public\)`)
+var (
+	listening      = regexp.MustCompile(`listening on (\S+) \(public\)`)
+	listeningAdmin = regexp.MustCompile(`listening on (\S+) \(admin\)`)
+)
 
 // startServe runs `latchkey serve` on 127.0.0.1:0 and waits until /readyz
 // answers 200. It returns the base URL and a stop function that cancels
 // the context and returns serve's error.
 func startServe(t *testing.T, getenv func(string) string, args ...string) (string, func() error) {
+	t.Helper()
+	base, _, stop := startServeAdmin(t, getenv, args...)
+	return base, stop
+}
+
+// startServeAdmin is startServe that also returns the admin listener's
+// base URL, when args give one (--admin-listen localhost:0: the same address as --listen is refused).
+func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (string, string, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
@@ -116,6 +127,10 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 		cancel()
 		t.Fatalf("serve never became ready; stderr: %s", stderr.String())
 	}
+	var admin string
+	if m := listeningAdmin.FindStringSubmatch(stdout.String()); m != nil {
+		admin = "http://" + m[1]
+	}
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -132,7 +147,7 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return base, stop
+	return base, admin, stop
 }
 
 // TestEndToEnd drives the whole life of a key pair through the CLI:
