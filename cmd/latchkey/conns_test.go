@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -222,4 +224,94 @@ func TestConnectionCapFromLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnectionCapTLS runs serve over TLS with max_connections 1: a new
+// client is served in the place of an idle HTTP/2 connection (the states
+// of a TLS connection reach the cap through its *tls.Conn), and with a
+// connection in the middle of its handshake taking the only place, a new
+// connection is closed without an answer, which over TLS costs no
+// handshake.
+func TestConnectionCapTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCert(t, certFile, keyFile, "latchkey")
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	tlsConfig := &tls.Config{RootCAs: pool}
+
+	base, admin, _ := startServeAdmin(t, environ(), "--database", "sqlite://"+filepath.Join(dir, "latchkey.db"),
+		"--issuer", "https://127.0.0.1", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--max-connections", "1", "--admin-listen", "localhost:0")
+	// Each transport gets its own copy: an HTTP/2 transport adds "h2" to
+	// the config's protocols.
+	oneShotTLS := &http.Client{Timeout: capTimeout, Transport: &http.Transport{TLSClientConfig: tlsConfig.Clone(), DisableKeepAlives: true}}
+	adminMetric := func(series string) int {
+		t.Helper()
+		resp, err := oneShotTLS.Get(admin + "/metrics")
+		if err != nil {
+			t.Fatalf("GET %s/metrics for %s: %v", admin, series, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)$`).FindSubmatch(b)
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	waitFor := func(series string, want int) {
+		t.Helper()
+		got := -1
+		for deadline := time.Now().Add(capTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if got = adminMetric(series); got == want {
+				return
+			}
+		}
+		t.Fatalf("%s is %d, want %d", series, got, want)
+	}
+	const (
+		open = `latchkey_connections_open{listener="public"}`
+		idle = `latchkey_connections_idle{listener="public"}`
+	)
+	// startServe's readiness checks, each on a connection of its own.
+	waitFor(open, 0)
+
+	pooled := &http.Client{Timeout: capTimeout, Transport: &http.Transport{TLSClientConfig: tlsConfig.Clone(), ForceAttemptHTTP2: true}}
+	resp, err := pooled.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("pooled client spoke %s, want HTTP/2", resp.Proto)
+	}
+	waitFor(idle, 1)
+	resp, err = oneShotTLS.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("a new client with the only place taken by an idle connection: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a new client with the only place taken by an idle connection: %d", resp.StatusCode)
+	}
+	waitFor(`latchkey_connections_evicted_total{listener="public"}`, 1)
+
+	waitFor(open, 0)
+	silent, err := net.Dial("tcp", strings.TrimPrefix(base, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitFor(open, 1)
+	resp, err = oneShotTLS.Get(base + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a new client with the only place taken by a handshake: %d, want the connection closed", resp.StatusCode)
+	}
+	if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+		t.Errorf("a new client with the only place taken by a handshake: %v, want the connection closed unanswered", err)
+	}
+	waitFor(`latchkey_connections_shed_total{listener="public"}`, 1)
 }

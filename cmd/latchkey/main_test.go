@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,8 +79,8 @@ func decodeJSON(t *testing.T, s string) map[string]any {
 }
 
 var (
-	listening      = regexp.MustCompile(`listening on (\S+) \(public\)`)
-	listeningAdmin = regexp.MustCompile(`listening on (\S+) \(admin\)`)
+	listening      = regexp.MustCompile(`listening on (\S+) \(public\) for (\S+)`)
+	listeningAdmin = regexp.MustCompile(`listening on (\S+) \(admin\) for (\S+)`)
 )
 
 // startServe runs `latchkey serve` on 127.0.0.1:0 and waits until /readyz
@@ -92,7 +93,9 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 }
 
 // startServeAdmin is startServe that also returns the admin listener's
-// base URL, when args give one (--admin-listen localhost:0: the same address as --listen is refused).
+// base URL, when args give one (--admin-listen localhost:0: the same
+// address as --listen is refused). With tls_cert, both are https URLs,
+// and readiness is polled without checking the certificate.
 func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (string, string, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,6 +106,7 @@ func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	var base string
+	poll := http.DefaultClient
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
@@ -111,10 +115,14 @@ func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (
 		default:
 		}
 		if m := listening.FindStringSubmatch(stdout.String()); m != nil && base == "" {
-			base = "http://" + m[1]
+			base = m[2] + "://" + m[1]
+			if m[2] == "https" {
+				poll = &http.Client{Transport: &http.Transport{
+					TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
+			}
 		}
 		if base != "" {
-			if resp, err := http.Get(base + "/readyz"); err == nil {
+			if resp, err := poll.Get(base + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					break
@@ -129,7 +137,7 @@ func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (
 	}
 	var admin string
 	if m := listeningAdmin.FindStringSubmatch(stdout.String()); m != nil {
-		admin = "http://" + m[1]
+		admin = m[2] + "://" + m[1]
 	}
 	stopped := false
 	stop := func() error {
@@ -146,7 +154,12 @@ func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (
 			return nil
 		}
 	}
-	t.Cleanup(func() { _ = stop() })
+	t.Cleanup(func() {
+		_ = stop()
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", stderr.String())
+		}
+	})
 	return base, admin, stop
 }
 
