@@ -24,9 +24,10 @@
 #                 them idle, split over RESOURCES_IDLE_PROCS (4) processes
 #                 from 127.0.0.2, 127.0.0.3, ... (one process cannot hold
 #                 20,000 sockets under a 20,000 open-file limit). Once all
-#                 are opened: the server's open file descriptors (from
-#                 /proc/PID/fd), /healthz and a token request (curl, on new
-#                 connections), and the server's connection metrics. Then
+#                 are tried: the server's open file descriptors (from
+#                 /proc/PID/fd), its connection metrics, and three rounds
+#                 of /healthz and a token request (curl, on new
+#                 connections, 5 s each), all within the 60 s hold. Then
 #                 what the clients saw: answers by status, failures, and
 #                 connections the server closed while they were held.
 #
@@ -104,16 +105,16 @@ good_client() {
   client_secret=$(jq -r .key_pair.client_secret <<<"$out")
 }
 
-# probe OUT: one token request and one GET /healthz, each on a new
-# connection; appends "token|healthz STATUS SECONDS" lines to OUT (status
-# 000: no answer within 10 s).
+# probe OUT SECONDS: one token request and one GET /healthz, each on a
+# new connection and given SECONDS; appends "token|healthz STATUS SECONDS"
+# lines to OUT (status 000: no answer in time).
 probe() {
   local t
-  t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 -u "$client_id:$client_secret" \
+  t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time "$2" -u "$client_id:$client_secret" \
     -d grant_type=client_credentials "$base/oauth2/token" || true)
-  echo "token ${t:-000 10}" >>"$1"
-  t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 "$base/healthz" || true)
-  echo "healthz ${t:-000 10}" >>"$1"
+  echo "token ${t:-000 $2}" >>"$1"
+  t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time "$2" "$base/healthz" || true)
+  echo "healthz ${t:-000 $2}" >>"$1"
 }
 
 # probe_summary FILE: per kind, the successes out of the tries, their
@@ -126,7 +127,7 @@ probe_summary() {
     lat=$(awk -v k="$kind" '$1 == k && $2 == 200 { print $3 * 1000 }' "$1" | sort -n |
       awk '{ v[NR] = $1 } END { if (NR) printf "latency median %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[NR]; else printf "no successes" }')
     bad=$(awk -v k="$kind" '$1 == k && $2 != 200 { print $2 }' "$1" | sort | uniq -c | awk '{ printf " %s:%s", $2, $1 }')
-    printf '  good %-8s %3d/%-3d succeeded; %s%s\n' "$kind" "$ok" "$n" "$lat" "${bad:+; failures (status:count, 000 = no answer within 10 s)$bad}"
+    printf '  good %-8s %3d/%-3d succeeded; %s%s\n' "$kind" "$ok" "$n" "$lat" "${bad:+; failures (status:count, 000 = no answer in time)$bad}"
   done
 }
 
@@ -167,7 +168,7 @@ fi
 : >"$work/slow-metrics"
 sleep 2
 for i in $(seq $(( secs - 3 ))); do
-  probe "$work/slow-probes"
+  probe "$work/slow-probes" 10
   # The server's own figures, halfway through.
   (( i == (secs - 1) / 2 )) && server_metrics >"$work/slow-metrics"
   sleep 1
@@ -197,7 +198,7 @@ for i in $(seq "$idle_procs"); do
   left=$(( left - n ))
   (( n > 0 )) || break
   taskset -c "$load_cpu" "$bench" idle -url "$base" -source "127.0.0.$(( i + 1 ))" -c "$n" -parallel 256 \
-    -timeout 3s -hold 30s -json >"$work/idle-$i.json" 2>"$work/idle-$i.log" &
+    -timeout 3s -hold 60s -json >"$work/idle-$i.json" 2>"$work/idle-$i.log" &
   client_pids+=($!)
 done
 start=$SECONDS
@@ -210,10 +211,10 @@ until [[ $(cat "$work"/idle-*.log 2>/dev/null | grep -c '^opened') -ge ${#client
   sleep 0.5
 done
 echo "  all connections tried after $(( SECONDS - start )) s; server file descriptors: $fds_before before, $(fds) now"
-: >"$work/idle-probes"
-for _ in 1 2 3; do probe "$work/idle-probes"; sleep 1; done
-probe_summary "$work/idle-probes"
 server_metrics
+: >"$work/idle-probes"
+for _ in 1 2 3; do probe "$work/idle-probes" 5; sleep 1; done
+probe_summary "$work/idle-probes"
 echo "  server file descriptors after the probes: $(fds); memory peak (VmHWM) $(mb "$(status_kb VmHWM)")"
 for pid in "${client_pids[@]}"; do
   wait "$pid" || { echo "resources.sh: an idle client failed:" >&2; cat "$work"/idle-*.log >&2; exit 1; }
