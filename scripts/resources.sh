@@ -146,7 +146,9 @@ server_metrics() {
 
 describe
 echo "server on CPU $server_cpu (GOMAXPROCS=1, ulimit -n $(ulimit -n)); clients on CPU $load_cpu"
-[[ -n ${RESOURCES_LATCHKEY:-} ]] && echo "latchkey binary: $RESOURCES_LATCHKEY"
+if [[ -n ${RESOURCES_LATCHKEY:-} ]]; then
+  echo "measuring the latchkey binary $RESOURCES_LATCHKEY, not this checkout's (latchkey-bench is this checkout's)"
+fi
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
