@@ -78,8 +78,9 @@ func connectionCap(setting int, nofile uint64) (int, error) {
 // that no number of clients, however slow or idle, exhausts the
 // process's file descriptors. At the cap, a new connection takes the
 // place of the keep-alive connection that has been idle longest (closing
-// it costs its client a reconnect, never a request); when no connection
-// is idle, the new one is refused. Its http.Server must report
+// it costs its client a reconnect; a request sent at that very moment is
+// lost, as with any idle timeout); when no connection is idle, the new
+// one is refused. Its http.Server must report
 // connection states to connState.
 //
 // A refused connection is answered, not just closed: its request head is
