@@ -49,6 +49,17 @@ const (
 	maxShutdownTimeout = 10 * time.Minute
 	// Rate limits are per minute; beyond this they no longer limit.
 	maxRateLimit = 1_000_000
+	// No process holds more sockets than this; a larger cap is a typo.
+	maxConnections = 1_000_000
+	// Each body slot may hold a 1 MiB admin body; this many would be
+	// 100 GiB, which no longer bounds anything.
+	maxBodiesInFlight = 100_000
+	// An idle timeout under a second closes connections between a
+	// client's requests; over an hour it keeps dead peers' sockets. Load
+	// balancers want it longer than their own (AWS ALB 60 s, Google Cloud
+	// 600 s), which both bounds allow.
+	minIdleTimeout = time.Second
+	maxIdleTimeout = time.Hour
 
 	// minSecretBytes matches the key size of the HMAC and AEAD primitives the
 	// secret feeds, so a shorter secret would silently weaken them.
@@ -129,6 +140,17 @@ type Config struct {
 	// token read /metrics on the public listener from anywhere; without
 	// it, only loopback callers and the admin listener may.
 	MetricsToken string
+	// MaxConnections caps the open connections of the public listener,
+	// so that no number of clients exhausts the process's file
+	// descriptors; 0 sizes it from the open-file limit.
+	MaxConnections int
+	// MaxBodiesInFlight caps the requests receiving a body larger than a
+	// few KiB at once, so that slow uploads cannot exhaust memory; past
+	// it such requests are answered 503 before their body is read.
+	MaxBodiesInFlight int
+	// IdleTimeout closes a keep-alive connection that has waited this
+	// long for its next request.
+	IdleTimeout time.Duration
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -171,6 +193,8 @@ func Default() Config {
 		// lifetime at that pace).
 		IntegrationTokenRate:  600,
 		IntegrationTokenBurst: 1000,
+		MaxBodiesInFlight:     64,
+		IdleTimeout:           75 * time.Second,
 	}
 }
 
@@ -206,6 +230,9 @@ const (
 	acceptedRate         = `0 (off) or a whole number of failures per minute up to 1000000`
 	acceptedBurst        = `a whole number from 1 up to 1000000`
 	acceptedTokenRate    = `0 (no default cap) or a whole number of tokens per minute up to 1000000`
+	acceptedConnections  = `0 (sized from the open-file limit) or a whole number up to 1000000`
+	acceptedBodies       = `a whole number from 1 up to 100000`
+	acceptedIdleTimeout  = `a Go duration between 1s and 1h, e.g. "75s"`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -483,8 +510,28 @@ func settings() []setting {
 			show:  func(*Config) string { return "" },
 			set:   str(func(c *Config) *string { return &c.MetricsToken }),
 		},
+		{
+			key: "max_connections", env: "LATCHKEY_MAX_CONNECTIONS", flag: "max-connections",
+			usage: "most open connections on the listener; past it the longest-idle keep-alive is closed, else the new connection is answered 503 (0: sized from the open-file limit)",
+			show:  func(c *Config) string { return strconv.Itoa(c.MaxConnections) },
+			set:   count(func(c *Config) *int { return &c.MaxConnections }, maxConnections, acceptedConnections),
+		},
+		{
+			key: "max_bodies_in_flight", env: "LATCHKEY_MAX_BODIES_IN_FLIGHT", flag: "max-bodies-in-flight",
+			usage: "most requests receiving a body over 4 KiB at once; past it they are answered 503",
+			show:  func(c *Config) string { return strconv.Itoa(c.MaxBodiesInFlight) },
+			set:   count(func(c *Config) *int { return &c.MaxBodiesInFlight }, maxBodiesInFlight, acceptedBodies),
+		},
+		{
+			key: "idle_timeout", env: "LATCHKEY_IDLE_TIMEOUT", flag: "idle-timeout",
+			usage: "close a keep-alive connection idle this long, as a Go `duration`; keep it above a load balancer's own",
+			show:  func(c *Config) string { return c.IdleTimeout.String() },
+			set:   dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, idleTimeoutOK, acceptedIdleTimeout),
+		},
 	}
 }
+
+func idleTimeoutOK(d time.Duration) bool { return d >= minIdleTimeout && d <= maxIdleTimeout }
 
 func shutdownTimeoutOK(d time.Duration) bool {
 	return d >= minShutdownTimeout && d <= maxShutdownTimeout
@@ -659,6 +706,9 @@ type fileConfig struct {
 	TokenBurst       yaml.Node `yaml:"integration_token_burst"`
 	MetricsLabel     yaml.Node `yaml:"metrics_integration_label"`
 	MetricsToken     yaml.Node `yaml:"metrics_token"`
+	MaxConnections   yaml.Node `yaml:"max_connections"`
+	MaxBodies        yaml.Node `yaml:"max_bodies_in_flight"`
+	IdleTimeout      yaml.Node `yaml:"idle_timeout"`
 }
 
 func (f *fileConfig) nodes() map[string]*yaml.Node {
@@ -696,6 +746,9 @@ func (f *fileConfig) nodes() map[string]*yaml.Node {
 		"integration_token_rate":          &f.TokenRate,
 		"integration_token_burst":         &f.TokenBurst,
 		"metrics_integration_label":       &f.MetricsLabel,
+		"max_connections":                 &f.MaxConnections,
+		"max_bodies_in_flight":            &f.MaxBodies,
+		"idle_timeout":                    &f.IdleTimeout,
 	}
 }
 
@@ -887,6 +940,15 @@ func (c *Config) problems() map[string][]string {
 	checkRate("rate_limit_admin_failures_burst", c.RateLimitAdminFailuresBurst, acceptedBurst)
 	checkRate("integration_token_rate", c.IntegrationTokenRate, acceptedTokenRate)
 	checkRate("integration_token_burst", c.IntegrationTokenBurst, acceptedBurst)
+	if c.MaxConnections < 0 || c.MaxConnections > maxConnections {
+		add("max_connections", "%q is not valid; accepted values: %s", strconv.Itoa(c.MaxConnections), acceptedConnections)
+	}
+	if c.MaxBodiesInFlight < 1 || c.MaxBodiesInFlight > maxBodiesInFlight {
+		add("max_bodies_in_flight", "%q is not valid; accepted values: %s", strconv.Itoa(c.MaxBodiesInFlight), acceptedBodies)
+	}
+	if !idleTimeoutOK(c.IdleTimeout) {
+		add("idle_timeout", "%q is not valid; accepted values: %s", c.IdleTimeout.String(), acceptedIdleTimeout)
+	}
 	return p
 }
 

@@ -123,6 +123,8 @@ func TestDefault(t *testing.T) {
 		RateLimitAdminFailuresBurst: 10,
 		IntegrationTokenRate:        600,
 		IntegrationTokenBurst:       1000,
+		MaxBodiesInFlight:           64,
+		IdleTimeout:                 75 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -172,6 +174,9 @@ func TestLoadEverySourceSetsEveryKey(t *testing.T) {
 		IntegrationTokenRate:        0,
 		IntegrationTokenBurst:       50,
 		MetricsIntegrationLabel:     true,
+		MaxConnections:              5000,
+		MaxBodiesInFlight:           16,
+		IdleTimeout:                 620 * time.Second,
 	}
 	file := writeConfig(t, `
 listen: "127.0.0.1:9000"
@@ -204,6 +209,9 @@ rate_limit_admin_failures_burst: 3
 integration_token_rate: 0
 integration_token_burst: 50
 metrics_integration_label: true
+max_connections: 5000
+max_bodies_in_flight: 16
+idle_timeout: 620s
 `)
 	tests := []struct {
 		name string
@@ -247,6 +255,9 @@ metrics_integration_label: true
 				"LATCHKEY_INTEGRATION_TOKEN_RATE":          "0",
 				"LATCHKEY_INTEGRATION_TOKEN_BURST":         "50",
 				"LATCHKEY_METRICS_INTEGRATION_LABEL":       "true",
+				"LATCHKEY_MAX_CONNECTIONS":                 "5000",
+				"LATCHKEY_MAX_BODIES_IN_FLIGHT":            "16",
+				"LATCHKEY_IDLE_TIMEOUT":                    "10m20s",
 			},
 		},
 		{
@@ -282,6 +293,9 @@ metrics_integration_label: true
 				"--integration-token-rate", "0",
 				"--integration-token-burst=50",
 				"--metrics-integration-label",
+				"--max-connections", "5000",
+				"--max-bodies-in-flight=16",
+				"--idle-timeout", "620s",
 			},
 		},
 	}
@@ -630,6 +644,14 @@ func TestInvalidValues(t *testing.T) {
 		{name: "integration_token_burst zero", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_BURST": "0"}, key: "integration_token_burst", accepted: "from 1 up to"},
 		{name: "integration_token_burst unparsable", args: []string{"--integration-token-burst", "big"}, key: "integration_token_burst", accepted: "from 1 up to"},
 		{name: "metrics_integration_label", env: map[string]string{"LATCHKEY_METRICS_INTEGRATION_LABEL": "sometimes"}, key: "metrics_integration_label", accepted: "true, false, 1, 0"},
+		{name: "max_connections negative", args: []string{"--max-connections=-1"}, key: "max_connections", accepted: "0 (sized from the open-file limit) or a whole number up to 1000000"},
+		{name: "max_connections too many", env: map[string]string{"LATCHKEY_MAX_CONNECTIONS": "1000001"}, key: "max_connections", accepted: "0 (sized from the open-file limit)"},
+		{name: "max_connections unparsable", env: map[string]string{"LATCHKEY_MAX_CONNECTIONS": "unlimited"}, key: "max_connections", accepted: "0 (sized from the open-file limit)"},
+		{name: "max_bodies_in_flight zero", args: []string{"--max-bodies-in-flight", "0"}, key: "max_bodies_in_flight", accepted: "from 1 up to 100000"},
+		{name: "max_bodies_in_flight too many", env: map[string]string{"LATCHKEY_MAX_BODIES_IN_FLIGHT": "100001"}, key: "max_bodies_in_flight", accepted: "from 1 up to 100000"},
+		{name: "idle_timeout too short", args: []string{"--idle-timeout", "500ms"}, key: "idle_timeout", accepted: "between 1s and 1h"},
+		{name: "idle_timeout too long", env: map[string]string{"LATCHKEY_IDLE_TIMEOUT": "61m"}, key: "idle_timeout", accepted: "between 1s and 1h"},
+		{name: "idle_timeout unparsable", env: map[string]string{"LATCHKEY_IDLE_TIMEOUT": "a while"}, key: "idle_timeout", accepted: "between 1s and 1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -934,6 +956,13 @@ func TestValidatePoolAndTimeout(t *testing.T) {
 		{name: "request timeout bounds", set: func(c *Config) { c.RequestTimeout = 5 * time.Minute }},
 		{name: "request timeout too short", set: func(c *Config) { c.RequestTimeout = 999 * time.Millisecond }, key: "request_timeout", bad: `"999ms"`, accepted: "between 1s and 5m"},
 		{name: "request timeout too long", set: func(c *Config) { c.RequestTimeout = 5*time.Minute + time.Second }, key: "request_timeout", bad: `"5m1s"`, accepted: "between 1s and 5m"},
+		{name: "connection cap bounds", set: func(c *Config) { c.MaxConnections, c.MaxBodiesInFlight = 1_000_000, 100_000 }},
+		{name: "connection cap from the limit", set: func(c *Config) { c.MaxConnections, c.MaxBodiesInFlight = 0, 1 }},
+		{name: "connection cap negative", set: func(c *Config) { c.MaxConnections = -1 }, key: "max_connections", bad: `"-1"`, accepted: "0 (sized from the open-file limit)"},
+		{name: "connection cap too many", set: func(c *Config) { c.MaxConnections = 1_000_001 }, key: "max_connections", bad: `"1000001"`, accepted: "up to 1000000"},
+		{name: "no body slots", set: func(c *Config) { c.MaxBodiesInFlight = 0 }, key: "max_bodies_in_flight", bad: `"0"`, accepted: "from 1 up to 100000"},
+		{name: "idle timeout bounds", set: func(c *Config) { c.IdleTimeout = time.Hour }},
+		{name: "idle timeout zero", set: func(c *Config) { c.IdleTimeout = 0 }, key: "idle_timeout", bad: `"0s"`, accepted: "between 1s and 1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

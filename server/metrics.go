@@ -35,6 +35,7 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	janitorRuns     *prometheus.CounterVec
 	janitorPurged   prometheus.Counter
+	bodiesShed      prometheus.Counter
 	durationByRoute sync.Map // route+code → prometheus.Observer
 
 	// Resolved once: a label lookup hashes its values on every call.
@@ -87,8 +88,12 @@ func newMetrics(store *storage.Store, byIntegration bool) *metrics {
 		Name: "latchkey_janitor_purged_rows_total",
 		Help: "Expired tokens and key pairs the janitor deleted.",
 	})
+	m.bodiesShed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latchkey_request_bodies_shed_total",
+		Help: "Requests answered 503 without reading their body because max_bodies_in_flight large bodies were being received.",
+	})
 	m.reg.MustRegister(m.tokens, m.introspections, m.revocations, m.authFailures, m.adminFailures,
-		m.rateLimited, m.duration, m.janitorRuns, m.janitorPurged,
+		m.rateLimited, m.duration, m.janitorRuns, m.janitorPurged, m.bodiesShed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -205,4 +210,49 @@ func (s *Server) JanitorRun(purged int64, err error) {
 		s.metrics.janitorRuns.WithLabelValues("ok").Inc()
 	}
 	s.metrics.janitorPurged.Add(float64(purged))
+}
+
+// watchBodySlots publishes how many of the body slots are taken.
+func (m *metrics) watchBodySlots(slots chan struct{}) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "latchkey_request_bodies_in_flight",
+		Help: "Requests receiving a body over 4 KiB now (at most max_bodies_in_flight).",
+	}, func() float64 { return float64(len(slots)) }))
+}
+
+// ListenerStats are the figures of one listener's connections, which
+// only the listener knows.
+type ListenerStats interface {
+	// Open and Idle count the connections open now, and those of them
+	// waiting for their next request.
+	Open() int
+	Idle() int
+	// Shed counts connections refused at the cap; Evicted counts idle
+	// connections closed to make room for new ones.
+	Shed() uint64
+	Evicted() uint64
+}
+
+// ListenerMetrics publishes a listener's connection figures under its
+// name ("public", "admin"), read at each scrape.
+func (s *Server) ListenerMetrics(name string, l ListenerStats) {
+	labels := prometheus.Labels{"listener": name}
+	s.metrics.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latchkey_connections_open", ConstLabels: labels,
+			Help: "Connections open on the listener (at most max_connections on the public one).",
+		}, func() float64 { return float64(l.Open()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latchkey_connections_idle", ConstLabels: labels,
+			Help: "Open keep-alive connections waiting for their next request.",
+		}, func() float64 { return float64(l.Idle()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_connections_shed_total", ConstLabels: labels,
+			Help: "Connections refused at the cap with no idle connection to close: answered 503, or closed at once.",
+		}, func() float64 { return float64(l.Shed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_connections_evicted_total", ConstLabels: labels,
+			Help: "Idle keep-alive connections closed at the cap to make room for a new connection.",
+		}, func() float64 { return float64(l.Evicted()) }),
+	)
 }

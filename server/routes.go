@@ -45,10 +45,10 @@ func (s *Server) routes() {
 }
 
 // wrap adds what every request gets: its ID, deadline, access log, metrics
-// and panic guard, the body limit, security headers, and JSON answers for
-// unknown paths and methods.
+// and panic guard, the body limit, security headers, the cap on large
+// bodies in flight, and JSON answers for unknown paths and methods.
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
-	return s.observe(limitBody(s.securityHeaders(jsonMuxErrors(mux))))
+	return s.observe(limitBody(s.securityHeaders(s.limitBodies(jsonMuxErrors(mux)))))
 }
 
 // securityHeaders are for browsers that find their way to an API made for

@@ -67,6 +67,9 @@ type Options struct {
 	// MetricsIntegrationLabel labels per-client metrics with the
 	// integration's name.
 	MetricsIntegrationLabel bool
+	// MaxBodiesInFlight caps the requests receiving a body over 4 KiB at
+	// once; zero means DefaultMaxBodiesInFlight.
+	MaxBodiesInFlight int
 	// Logger receives the access log and unexpected errors; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -88,6 +91,8 @@ type Server struct {
 	clientLimits, adminLimits *failureLimits
 	tarpit                    chan struct{}
 	issuance                  *issuance
+	// bodySlots holds a token for each request receiving a large body.
+	bodySlots chan struct{}
 
 	public, admin http.Handler
 }
@@ -111,6 +116,9 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
+	if o.MaxBodiesInFlight <= 0 {
+		o.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	}
 	if o.TokenFormat != "opaque" && o.TokenFormat != "jwt" {
 		return nil, fmt.Errorf("server: token format %q is not opaque or jwt", o.TokenFormat)
 	}
@@ -128,6 +136,8 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	s.adminLimits = newFailureLimits(o.AdminAuthLimit, false, s.now)
 	s.tarpit = make(chan struct{}, tarpitSlots)
 	s.issuance = newIssuance(o.IssuanceLimit, s.now)
+	s.bodySlots = make(chan struct{}, o.MaxBodiesInFlight)
+	s.metrics.watchBodySlots(s.bodySlots)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {
 			return nil, fmt.Errorf("server: bootstrap admin: %w", err)

@@ -62,6 +62,12 @@ Usage:
         insert N access-token rows straight into latchkey's database
   latchkey-bench count -database DSN
         count the access-token rows, live and expired
+  latchkey-bench slow -url URL -path PATH [flags]
+        keep many slow uploads going (each declares a large body and
+        drips it), as slow or hostile clients do
+  latchkey-bench idle -url URL -c N [flags]
+        open N keep-alive connections, leave them idle, and report how
+        many the server answered, refused or closed
 
 Run 'latchkey-bench COMMAND -h' for the flags of a command.
 `
@@ -83,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSeed(ctx, rest, stdout, stderr)
 	case "count":
 		return runCount(ctx, rest, stdout, stderr)
+	case "slow":
+		return runSlow(ctx, rest, stdout, stderr)
+	case "idle":
+		return runIdle(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -562,6 +562,11 @@ func TestUsage(t *testing.T) {
 		{[]string{"load", "-url", "https://example.com", "-mode", "floor"}, 2},
 		{[]string{"load", "-mode", "floor", "-source", "127.0.0.300"}, 2},
 		{[]string{"seed", "-database", "mysql://x", "-tokens", "1"}, 2},
+		{[]string{"slow", "-h"}, 0},
+		{[]string{"idle", "-h"}, 0},
+		{[]string{"slow", "-rate", "0"}, 2},
+		{[]string{"idle", "-c", "0"}, 2},
+		{[]string{"slow", "-header", "no colon"}, 2},
 		{[]string{"frobnicate"}, 2},
 	}
 	for _, tc := range tests {

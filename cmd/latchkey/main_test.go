@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -77,12 +78,25 @@ func decodeJSON(t *testing.T, s string) map[string]any {
 	return m
 }
 
-var listening = regexp.MustCompile(`listening on (\S+) \(public\)`)
+var (
+	listening      = regexp.MustCompile(`listening on (\S+) \(public\) for (\S+)`)
+	listeningAdmin = regexp.MustCompile(`listening on (\S+) \(admin\) for (\S+)`)
+)
 
 // startServe runs `latchkey serve` on 127.0.0.1:0 and waits until /readyz
 // answers 200. It returns the base URL and a stop function that cancels
 // the context and returns serve's error.
 func startServe(t *testing.T, getenv func(string) string, args ...string) (string, func() error) {
+	t.Helper()
+	base, _, stop := startServeAdmin(t, getenv, args...)
+	return base, stop
+}
+
+// startServeAdmin is startServe that also returns the admin listener's
+// base URL, when args give one (--admin-listen localhost:0: the same
+// address as --listen is refused). With tls_cert, both are https URLs,
+// and readiness is polled without checking the certificate.
+func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (string, string, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
@@ -92,6 +106,7 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	var base string
+	poll := http.DefaultClient
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
@@ -100,10 +115,14 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 		default:
 		}
 		if m := listening.FindStringSubmatch(stdout.String()); m != nil && base == "" {
-			base = "http://" + m[1]
+			base = m[2] + "://" + m[1]
+			if m[2] == "https" {
+				poll = &http.Client{Transport: &http.Transport{
+					TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
+			}
 		}
 		if base != "" {
-			if resp, err := http.Get(base + "/readyz"); err == nil {
+			if resp, err := poll.Get(base + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					break
@@ -115,6 +134,10 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 	if base == "" {
 		cancel()
 		t.Fatalf("serve never became ready; stderr: %s", stderr.String())
+	}
+	var admin string
+	if m := listeningAdmin.FindStringSubmatch(stdout.String()); m != nil {
+		admin = m[2] + "://" + m[1]
 	}
 	stopped := false
 	stop := func() error {
@@ -131,8 +154,13 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 			return nil
 		}
 	}
-	t.Cleanup(func() { _ = stop() })
-	return base, stop
+	t.Cleanup(func() {
+		_ = stop()
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", stderr.String())
+		}
+	})
+	return base, admin, stop
 }
 
 // TestEndToEnd drives the whole life of a key pair through the CLI:

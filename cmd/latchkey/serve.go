@@ -274,7 +274,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		IssuanceLimit:           server.IssuanceLimit{PerMinute: cfg.IntegrationTokenRate, Burst: cfg.IntegrationTokenBurst},
 		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
 		MetricsToken:            cfg.MetricsToken,
+		MaxBodiesInFlight:       cfg.MaxBodiesInFlight,
 	})
+	if err != nil {
+		return err
+	}
+	maxConns, err := connectionCap(cfg.MaxConnections, openFileLimit())
 	if err != nil {
 		return err
 	}
@@ -287,7 +292,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	type listener struct {
 		name string
-		ln   net.Listener
+		ln   *connLimiter
 		srv  *http.Server
 	}
 	var lns []listener
@@ -296,33 +301,52 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			l.ln.Close()
 		}
 	}()
-	listen := func(name, addr string, h http.Handler) error {
+	listen := func(name, addr string, h http.Handler, maxConns int) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", name, err)
 		}
+		probe := h
+		if certs != nil {
+			probe = nil // see connLimiter
+		}
+		lim := newConnLimiter(ln, maxConns, probe)
+		srv.ListenerMetrics(name, lim)
 		hs := &http.Server{
-			Handler:           h,
+			Handler: h,
+			// A client that has connected sends its request head at
+			// once; 5 s allows for a retransmitted packet or two on a
+			// bad network, and is how long a connection that never
+			// sends one can hold a place under max_connections.
 			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
+			// How long one body may hold a body slot: a 1 MiB admin
+			// body needs 100 KiB/s, a 16 KiB OAuth one 1.6 KiB/s.
+			// Only reading is bounded; handlers run on
+			// request_timeout.
+			ReadTimeout: 10 * time.Second,
 			// Past the request timeout, so a request waiting on the
 			// database still gets its 503 written.
-			WriteTimeout:   max(30*time.Second, cfg.RequestTimeout+5*time.Second),
-			IdleTimeout:    2 * time.Minute,
+			WriteTimeout: max(30*time.Second, cfg.RequestTimeout+5*time.Second),
+			// Above a load balancer's own idle timeout (75 s by
+			// default against an AWS ALB's 60 s), so the balancer is
+			// the one to close an idle connection and never sends a
+			// request down one latchkey is closing.
+			IdleTimeout:    cfg.IdleTimeout,
 			MaxHeaderBytes: 64 << 10,
+			ConnState:      lim.connState,
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		if certs != nil {
 			hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 		}
-		lns = append(lns, listener{name, ln, hs})
+		lns = append(lns, listener{name, lim, hs})
 		return nil
 	}
-	if err := listen("public", cfg.Listen, srv.Handler()); err != nil {
+	if err := listen("public", cfg.Listen, srv.Handler(), maxConns); err != nil {
 		return err
 	}
 	if cfg.AdminListen != "" {
-		if err := listen("admin", cfg.AdminListen, srv.AdminHandler()); err != nil {
+		if err := listen("admin", cfg.AdminListen, srv.AdminHandler(), adminMaxConnections); err != nil {
 			return err
 		}
 	}
@@ -333,7 +357,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if certs != nil {
 			scheme = "https"
 		}
-		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer)
+		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "max_connections", l.ln.max)
 		fmt.Fprintf(stdout, "latchkey listening on %s (%s) for %s\n", l.ln.Addr(), l.name, scheme)
 		go func() {
 			serve := l.srv.Serve
@@ -367,6 +391,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("shutdown did not finish in time; closing the remaining connections", "listener", l.name, "err", err)
 			l.srv.Close()
 		}
+		l.ln.wait()
 	}
 	lns = nil
 	stopJanitor()
