@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,8 +14,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,6 +400,108 @@ func TestLoadSource(t *testing.T) {
 			t.Errorf("-source %s: requests sent anyway: %s", tc.source, h.String())
 		}
 	}
+}
+
+// A many-address flood sends each request on a connection of its own from
+// the next address of the range, and leaves nothing in TIME_WAIT.
+func TestLoadSources(t *testing.T) {
+	needSource(t, "127.77.0.1")
+	for _, engine := range []string{defaultEngine, "goroutines"} {
+		var h hosts
+		srv := httptest.NewServer(h.wrap(floorHandler()))
+		// An earlier run's can still be there for a minute.
+		before := timeWait(t, "127.77.")
+		r := load(t, "-url", srv.URL, "-mode", "floor", "-engine", engine, "-sources", "127.77.0.0/16")
+		srv.Close() // waits for the requests in flight
+		if r.Requests == 0 || r.Status["200"] != r.Requests || r.TransportErrors != 0 {
+			t.Errorf("%s engine: %+v", engine, r)
+		}
+		if r.Sources != "127.77.0.0/16" {
+			t.Errorf("%s engine: the report gives sources %q", engine, r.Sources)
+		}
+		h.mu.Lock()
+		var total int
+		for host, n := range h.seen {
+			total += n
+			if n != 1 || !strings.HasPrefix(host, "127.77.") || host == "127.77.0.0" || host == "127.77.255.255" {
+				t.Errorf("%s engine: %d requests from %s, want one from each address of 127.77.0.0/16 but its first and last", engine, n, host)
+				break
+			}
+		}
+		h.mu.Unlock()
+		// The warm-up's requests reach the server too.
+		if total < int(r.Requests) {
+			t.Errorf("%s engine: the server saw %d requests, the tool counted %d", engine, total, r.Requests)
+		}
+		left := 0
+		for tuple := range timeWait(t, "127.77.") {
+			if !before[tuple] {
+				left++
+			}
+		}
+		if left > 0 {
+			t.Errorf("%s engine: %d connections of the run in TIME_WAIT", engine, left)
+		}
+	}
+
+	// Wrong secrets from everywhere: each reaches the secret check.
+	l := startLatchkey(t)
+	for _, extra := range [][]string{{"-engine", defaultEngine}, {"-engine", "goroutines", "-malformed"}} {
+		args := append([]string{"-url", l.url, "-admin-token", testBootstrap, "-mode", "badsecret", "-sources", "127.78.0.0/16"}, extra...)
+		r := load(t, args...)
+		if r.Requests == 0 || r.Status["401"] != r.Requests || r.TransportErrors != 0 {
+			t.Errorf("badsecret %v: %+v", extra, r)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-sources", "127.77.0.0/16", "-source", "127.0.0.2"}, 2},
+		{[]string{"-sources", "127.77.0.0"}, 2},
+		{[]string{"-sources", "::1/128"}, 2},
+		{[]string{"-sources", "192.0.2.0/24"}, 1}, // TEST-NET-1: nobody's
+	} {
+		args := append([]string{"latchkey-bench", "load", "-url", "http://127.0.0.1:1", "-mode", "floor", "-d", "1s"}, tc.args...)
+		err := run(context.Background(), args, noEnv, io.Discard, io.Discard)
+		if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error(), "-source") {
+			t.Errorf("%v: %v (exit %d), want exit %d about -sources", tc.args, err, exitCode(err), tc.code)
+		}
+	}
+}
+
+// timeWait returns the TCP connections in TIME_WAIT whose local or remote
+// IPv4 address starts with prefix, as "local remote" in the kernel's hex,
+// on Linux (elsewhere, none).
+func timeWait(t *testing.T, prefix string) map[string]bool {
+	t.Helper()
+	found := map[string]bool{}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return found
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" { // TCP_TIME_WAIT
+			continue
+		}
+		for _, hostPort := range f[1:3] {
+			// The kernel prints the address as a host-order integer.
+			hex, _, _ := strings.Cut(hostPort, ":")
+			v, err := strconv.ParseUint(hex, 16, 32)
+			if err != nil {
+				continue
+			}
+			var a [4]byte
+			binary.NativeEndian.PutUint32(a[:], uint32(v))
+			if strings.HasPrefix(net.IP(a[:]).String(), prefix) {
+				found[f[1]+" "+f[2]] = true
+				break
+			}
+		}
+	}
+	return found
 }
 
 // fakeRateLimited starts enough of latchkey for badsecret mode: the admin

@@ -22,6 +22,10 @@ type setup struct {
 	suffix                    string
 	created                   []string
 	log                       io.Writer
+	// noTokenCap creates every integration with token_rate_per_minute 0,
+	// so that the server's cap on tokens issued per integration is not
+	// what a run measures.
+	noTokenCap bool
 }
 
 // newSetup returns a setup whose connections leave from source (nil: the
@@ -48,6 +52,9 @@ func (s *setup) integration(ctx context.Context, prefix string, fields map[strin
 	body := map[string]any{"name": name, "description": "created by latchkey-bench; deleted when it ends"}
 	for k, v := range fields {
 		body[k] = v
+	}
+	if s.noTokenCap {
+		body["token_rate_per_minute"] = 0
 	}
 	var out struct {
 		KeyPair struct {
