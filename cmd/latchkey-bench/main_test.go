@@ -42,6 +42,13 @@ type latchkey struct {
 
 func startLatchkey(t *testing.T) *latchkey {
 	t.Helper()
+	return startLatchkeyWith(t, server.Options{})
+}
+
+// startLatchkeyWith starts a latchkey with o's limits on top of what
+// startLatchkey sets.
+func startLatchkeyWith(t *testing.T, o server.Options) *latchkey {
+	t.Helper()
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "latchkey.db")
 	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: db, Secrets: testSecrets})
@@ -52,9 +59,8 @@ func startLatchkey(t *testing.T) *latchkey {
 	if _, err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(ctx, st, server.Options{
-		Issuer: "http://127.0.0.1", TokenLifetime: 10 * time.Hour, Secrets: testSecrets, BootstrapToken: testBootstrap,
-	})
+	o.Issuer, o.TokenLifetime, o.Secrets, o.BootstrapToken = "http://127.0.0.1", 10*time.Hour, testSecrets, testBootstrap
+	s, err := server.New(ctx, st, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,6 +574,111 @@ func TestBadSecretRateLimited(t *testing.T) {
 	}
 }
 
+// nat runs the nat command, scaled down to about a second, with -json
+// and decodes its report.
+func nat(t *testing.T, url string, extra ...string) natReport {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"latchkey-bench", "nat", "-url", url, "-admin-token", testBootstrap, "-json",
+		"-clients", "3", "-requests", "3", "-d", "600ms", "-lead", "300ms", "-stale-rate", "40", "-introspect-rate", "10"}, extra...)
+	if err := run(context.Background(), args, noEnv, &stdout, &stderr); err != nil {
+		t.Fatalf("nat: %v\n%s", err, stderr.String())
+	}
+	var r natReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("nat: output is not a report: %v\n%s", err, stdout.String())
+	}
+	t.Logf("healthy %d/%d %v, new pair %d/%d %v, introspect %d/%d %v, stale %v (lead %v), mean %.1fms",
+		r.Healthy.OK, r.Healthy.Attempts, r.Healthy.Status, r.NewPair.OK, r.NewPair.Attempts, r.NewPair.Status,
+		r.Introspect.OK, r.Introspect.Attempts, r.Introspect.Status, r.Stale.Status, r.StaleLead.Status, r.Stale.Latency.Mean)
+	return r
+}
+
+// sum adds up the answers of the given statuses.
+func sum(status map[string]int, keys ...string) int {
+	n := 0
+	for _, k := range keys {
+		n += status[k]
+	}
+	return n
+}
+
+func TestNAT(t *testing.T) {
+	// Without a failure limit nobody is refused: every count is exact.
+	l := startLatchkey(t)
+	r := nat(t, l.url)
+	if r.Healthy.Attempts != 9 || r.Healthy.OK != 9 || r.Healthy.Status["200"] != 9 {
+		t.Errorf("healthy: %+v, want 9 of 9 tokens", r.Healthy)
+	}
+	if r.NewPair.Attempts != 3 || r.NewPair.OK != 3 {
+		t.Errorf("new pair: %+v, want 3 of 3 tokens", r.NewPair)
+	}
+	if r.Introspect.Attempts != 6 || r.Introspect.OK != 6 {
+		t.Errorf("introspection: %+v, want 6 of 6 active", r.Introspect)
+	}
+	// The old pair is revoked: all the stale client hears is 401.
+	for _, c := range []*natCounts{r.Stale, r.StaleLead} {
+		if c.Attempts < 3 || c.Status["401"] != c.Attempts || c.OK != 0 {
+			t.Errorf("stale client: %+v, want a few requests, all 401", c)
+		}
+	}
+	if r.Stale.Latency.Mean <= 0 || r.Stale.Latency.Mean > r.Stale.Latency.Max {
+		t.Errorf("stale client's latency: %+v", r.Stale.Latency)
+	}
+	items := l.admin(t, "GET", "/admin/integrations", "", http.StatusOK)["items"].([]any)
+	if len(items) != 0 {
+		t.Errorf("integrations left behind: %v", items)
+	}
+
+	// With one, whatever the server decides, every request is accounted
+	// for, as an answer the report names.
+	l = startLatchkeyWith(t, server.Options{ClientAuthLimit: server.RateLimit{PerMinute: 60, Burst: 3, MaxDelay: 50 * time.Millisecond}})
+	r = nat(t, l.url)
+	for name, tc := range map[string]struct {
+		c        *natCounts
+		attempts int
+		statuses []string
+	}{
+		"healthy":    {r.Healthy, 9, []string{"200", "429"}},
+		"new pair":   {r.NewPair, 3, []string{"200", "429"}},
+		"introspect": {r.Introspect, 6, []string{"200", "429"}},
+		"stale":      {r.Stale, -1, []string{"401", "429"}},
+		"stale lead": {r.StaleLead, -1, []string{"401", "429"}},
+	} {
+		c := tc.c
+		if tc.attempts >= 0 && c.Attempts != tc.attempts || c.Attempts == 0 || sum(c.Status, tc.statuses...) != c.Attempts || c.OK > c.Status["200"] {
+			t.Errorf("%s: %+v, want %d attempts answered %v", name, c, tc.attempts, tc.statuses)
+		}
+	}
+	if r.StaleLead.Status["401"] == 0 {
+		t.Errorf("the stale client never heard 401: %v", r.StaleLead.Status)
+	}
+}
+
+func TestNoTokenCap(t *testing.T) {
+	var bodies []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		bodies = append(bodies, body)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"key_pair":{"client_id":"lk_ci_fake","client_secret":"lk_cs_fake"}}`)
+	}))
+	defer srv.Close()
+	for _, capped := range []bool{true, false} {
+		bodies = nil
+		s := newSetup(srv.URL, "x", srv.URL, nil, io.Discard)
+		s.noTokenCap = !capped
+		if _, err := s.integration(context.Background(), "bench", nil); err != nil {
+			t.Fatal(err)
+		}
+		rate, has := bodies[0]["token_rate_per_minute"]
+		if capped && has || !capped && rate != 0.0 {
+			t.Errorf("noTokenCap %v: the integration was created with %v", !capped, bodies[0])
+		}
+	}
+}
+
 func TestWrongSecretIsWellFormed(t *testing.T) {
 	for range 100 {
 		s := wrongSecret()
@@ -667,6 +778,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"load", "-url", "https://example.com", "-mode", "floor"}, 2},
 		{[]string{"load", "-mode", "floor", "-source", "127.0.0.300"}, 2},
 		{[]string{"seed", "-database", "mysql://x", "-tokens", "1"}, 2},
+		{[]string{"nat", "-h"}, 0},
+		{[]string{"nat"}, 2}, // no admin token
+		{[]string{"nat", "-admin-token", "x", "-clients", "0"}, 2},
+		{[]string{"nat", "-admin-token", "x", "-source", "127.0.0.300"}, 2},
 		{[]string{"frobnicate"}, 2},
 	}
 	for _, tc := range tests {

@@ -72,6 +72,30 @@ func (s *setup) integration(ctx context.Context, prefix string, fields map[strin
 	return keyPair{out.KeyPair.ClientID, out.KeyPair.ClientSecret}, nil
 }
 
+// regenerate makes a new key pair for the integration prefix-<suffix>,
+// revoking the current one at once (no grace), and returns the new pair.
+func (s *setup) regenerate(ctx context.Context, prefix string) (keyPair, error) {
+	name := prefix + "-" + s.suffix
+	var out struct {
+		ClientID          string     `json:"client_id"`
+		ClientSecret      string     `json:"client_secret"`
+		CreatedAt         time.Time  `json:"created_at"`
+		PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+	}
+	if err := s.admin(ctx, "POST", "/admin/integrations/"+url.PathEscape(name)+"/key-pair", map[string]any{}, http.StatusCreated, &out); err != nil {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: %w", name, err)
+	}
+	if out.ClientID == "" || out.ClientSecret == "" {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: no new pair in the answer", name)
+	}
+	// The contract says null; some versions answer the moment of the
+	// regeneration itself, which revokes the old pair at once all the same.
+	if p := out.PreviousExpiresAt; p != nil && p.After(out.CreatedAt) {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: the old pair lives on until %s; want it revoked at once", name, p)
+	}
+	return keyPair{out.ClientID, out.ClientSecret}, nil
+}
+
 // cleanup deletes every integration the run created, and with them the
 // tokens it was issued.
 func (s *setup) cleanup(ctx context.Context) {
