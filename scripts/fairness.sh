@@ -46,6 +46,9 @@
 #                    The scenarios run in turn on every build, so that a
 #                    disturbance of the machine hits all builds alike.
 #                    latchkey-bench is always this checkout's.
+#   FAIRNESS_REV     shorthand for FAIRNESS_REVS="$FAIRNESS_REV .": that
+#                    revision (or binary) before this checkout
+#   FAIRNESS_SECTIONS  which of nat, good and crafted to run (all three)
 #   FAIRNESS_REPEAT  requests per crafted variant (20)
 #   MANY_SOURCES     the many-address flood's range (127.64.0.0/10)
 #   BENCH_SERVER_CPU, BENCH_LOAD_CPU  cores for the server and the load (0 and 1)
@@ -79,7 +82,10 @@ flood_source=${FLOOD_SOURCE:-127.0.0.2}
 nat_source=127.0.0.3
 many_sources=${MANY_SOURCES:-127.64.0.0/10}
 repeat=${FAIRNESS_REPEAT:-20}
-read -r -a revs <<<"${FAIRNESS_REVS:-.}"
+default_revs=.
+[[ -z ${FAIRNESS_REV:-} ]] || default_revs="$FAIRNESS_REV ."
+read -r -a revs <<<"${FAIRNESS_REVS:-$default_revs}"
+sections=" ${FAIRNESS_SECTIONS:-nat good crafted} "
 
 secs=${duration%s}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "fairness.sh: duration $duration: want whole seconds, like 10s" >&2; exit 2; }
@@ -193,7 +199,7 @@ nat() {
   put "$i" nat.introspect "$(jq -r '"\(.introspect.ok)/\(.introspect.attempts)"' "$out")"
   put "$i" nat.stale "$(jq -r '.stale.status as $s | "\($s["401"] // 0) / \($s["429"] // 0) / \([$s | to_entries[] | select(.key != "401" and .key != "429") | .value] | add // 0)"' "$out")"
   put "$i" nat.delay "$(jq -r '"\(.stale.latency_ms.mean | round) ms"' "$out")"
-  put "$i" nat.lead "$(jq -r '.stale_lead.status as $s | "\(.stale_lead.attempts): \($s["401"] // 0) / \($s["429"] // 0)"' "$out")"
+  put "$i" nat.lead "$(jq -r '.stale_lead.status as $s | "\($s["401"] // 0) / \($s["429"] // 0) of \(.stale_lead.attempts)"' "$out")"
   printf '  %-16s healthy %s, new pair %s, introspection %s, stale client 401/429/other %s, mean wait %s\n' "${labels[$i]}" \
     "$(get "$i" nat.healthy)" "$(get "$i" nat.new)" "$(get "$i" nat.introspect)" "$(get "$i" nat.stale)" "$(get "$i" nat.delay)"
 }
@@ -316,20 +322,26 @@ worst() {
   stop_server
 }
 
-describe
+echo "latchkey-bench from $(describe)"
 echo "builds: $(for i in "${!revs[@]}"; do printf '%s (%s)  ' "${labels[$i]}" "${revs[$i]}"; done)"
 echo "server on CPU $server_cpu; load on CPU $load_cpu, floods on CPU $flood_cpu at nice $flood_nice; ${secs}s per run"
 echo "uptime before: $(uptime)"
 
 for i in "${!revs[@]}"; do : >"$work/results-$i.tsv"; done
-echo "== shared address"
-for i in "${!revs[@]}"; do nat "$i"; done
-echo "== good client"
-for i in "${!revs[@]}"; do good "$i" alone; done
-for i in "${!revs[@]}"; do good "$i" one-address -source "$flood_source"; done
-for i in "${!revs[@]}"; do good "$i" many-address -sources "$many_sources"; done
-echo "== crafted requests"
-for i in "${!revs[@]}"; do worst "$i"; done
+if [[ $sections == *" nat "* ]]; then
+  echo "== shared address"
+  for i in "${!revs[@]}"; do nat "$i"; done
+fi
+if [[ $sections == *" good "* ]]; then
+  echo "== good client"
+  for i in "${!revs[@]}"; do good "$i" alone; done
+  for i in "${!revs[@]}"; do good "$i" one-address -source "$flood_source"; done
+  for i in "${!revs[@]}"; do good "$i" many-address -sources "$many_sources"; done
+fi
+if [[ $sections == *" crafted "* ]]; then
+  echo "== crafted requests"
+  for i in "${!revs[@]}"; do worst "$i"; done
+fi
 echo "uptime after: $(uptime)"
 
 # row LABEL KEY: one line of the table, a column per build.
@@ -343,27 +355,33 @@ echo
 printf '%-44s' ""
 for i in "${!revs[@]}"; do printf '  %-30s' "${labels[$i]}"; done
 echo
-echo "shared address $nat_source, default limits (OK / attempts)"
-row "  healthy token requests" nat.healthy
-row "  new pair's token requests" nat.new
-row "  introspections answered active" nat.introspect
-row "  stale client 401 / 429 / other" nat.stale
-row "  stale client's mean wait for an answer" nat.delay
-row "  (its 10 s alone first: requests: 401 / 429)" nat.lead
-echo "good client, token, $good_conns connections: p50 / p99 ms"
-row "  alone" good.alone
-row "  one-address flood ($flood_source)" good.one-address
-row "  many-address flood ($many_sources)" good.many-address
-row "  (its req/s alone)" good.alone.rps
-row "  (its req/s, one-address flood)" good.one-address.rps
-row "  (its req/s, many-address flood)" good.many-address.rps
-row "  (one-address flood: req/s: 401 / 429)" flood.one-address
-row "  (many-address flood: req/s: 401 / 429)" flood.many-address
-echo "crafted POST /oauth2/token: server CPU / wall ms per request [statuses]"
-row "  scope, 16 KiB: $(count_values "$work/scope-16k") values" worst.scope
-row "  the same with a wrong secret" worst.scope-wrong
-row "  audience, 16 KiB: $(count_values "$work/audience-16k") values" worst.audience
-row "  parameters, 16 KiB: $(count_values "$work/params-16k")" worst.params
-row "  Basic header of ${#long_basic} characters" worst.basic
-row "  worst CPU of these" worst.max
-row "  scope, 1 MiB: $(count_values "$work/scope-1m") values" worst.scope-1m
+if [[ $sections == *" nat "* ]]; then
+  echo "shared address $nat_source, default limits (OK / attempts)"
+  row "  healthy token requests" nat.healthy
+  row "  new pair's token requests" nat.new
+  row "  introspections answered active" nat.introspect
+  row "  stale client 401 / 429 / other" nat.stale
+  row "  stale client's mean wait for an answer" nat.delay
+  row "  (alone 10 s first: 401 / 429 of n)" nat.lead
+fi
+if [[ $sections == *" good "* ]]; then
+  echo "good client, token, $good_conns connections: p50 / p99 ms"
+  row "  alone" good.alone
+  row "  one-address flood ($flood_source)" good.one-address
+  row "  many-address flood ($many_sources)" good.many-address
+  row "  (its req/s alone)" good.alone.rps
+  row "  (its req/s, one-address flood)" good.one-address.rps
+  row "  (its req/s, many-address flood)" good.many-address.rps
+  row "  (one-address flood: req/s: 401 / 429)" flood.one-address
+  row "  (many-address flood: req/s: 401 / 429)" flood.many-address
+fi
+if [[ $sections == *" crafted "* ]]; then
+  echo "crafted POST /oauth2/token: server CPU / wall ms per request [statuses]"
+  row "  scope, 16 KiB: $(count_values "$work/scope-16k") values" worst.scope
+  row "  the same with a wrong secret" worst.scope-wrong
+  row "  audience, 16 KiB: $(count_values "$work/audience-16k") values" worst.audience
+  row "  parameters, 16 KiB: $(count_values "$work/params-16k")" worst.params
+  row "  Basic header of ${#long_basic} characters" worst.basic
+  row "  worst CPU of these" worst.max
+  row "  scope, 1 MiB: $(count_values "$work/scope-1m") values" worst.scope-1m
+fi
