@@ -146,18 +146,18 @@ type natCounts struct {
 }
 
 type natReport struct {
-	URL      string  `json:"url"`
-	Source   string  `json:"source"`
-	Lead     float64 `json:"lead_s"`
-	Duration float64 `json:"duration_s"`
-	Clients  int     `json:"clients"`
-	// Stale counts the stale client's requests over the window, StaleLead
-	// those of the lead before it.
+	URL        string     `json:"url"`
+	Source     string     `json:"source"`
+	Lead       float64    `json:"lead_s"`
+	Duration   float64    `json:"duration_s"`
+	Clients    int        `json:"clients"`
 	Healthy    *natCounts `json:"healthy"`
 	NewPair    *natCounts `json:"new_pair"`
 	Introspect *natCounts `json:"introspect"`
-	Stale      *natCounts `json:"stale"`
-	StaleLead  *natCounts `json:"stale_lead"`
+	// Stale counts the stale client's requests from the start of the
+	// window until the others are done, StaleLead those of the lead.
+	Stale     *natCounts `json:"stale"`
+	StaleLead *natCounts `json:"stale_lead"`
 }
 
 // natParty records one party's requests; its methods are safe for
