@@ -231,7 +231,7 @@ func (e *goroutineEngine) dial(w *worker) bool {
 	d := e.dialer
 	if srcs := e.lr.c.sources; srcs != nil {
 		a := srcs.take()
-		d = sourceDialer(net.IP(a[:]), d.Timeout)
+		d = freshDialer(net.IP(a[:]), d.Timeout)
 	}
 	nc, err := d.DialContext(e.dialCtx, "tcp", e.lr.addr)
 	if err != nil {
@@ -244,8 +244,8 @@ func (e *goroutineEngine) dial(w *worker) bool {
 		return false
 	}
 	if e.lr.c.sources != nil {
-		// See abortOnClose in source_linux.go: a connection per request
-		// must not leave the tool with one in TIME_WAIT per request.
+		// Where freshDialer cannot ask for a reset on close before the
+		// connection is made, ask now.
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0)
 		}

@@ -27,6 +27,21 @@ func sourceDialer(source net.IP, timeout time.Duration) *net.Dialer {
 	return d
 }
 
+// freshDialer is sourceDialer for a many-address flood: its connections
+// are also reset when closed (see abortOnClose), from the start, so that
+// even one the dialer itself closes, when the run ends in the middle of
+// its connect, leaves nothing in TIME_WAIT.
+func freshDialer(source net.IP, timeout time.Duration) *net.Dialer {
+	d := sourceDialer(source, timeout)
+	d.Control = func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			bindNoPort(int(fd))
+			abortOnClose(int(fd))
+		})
+	}
+	return d
+}
+
 // checkSource makes sure source is an address of this machine, so that a
 // mistake fails the run at once rather than every connection attempt.
 func checkSource(source net.IP) error {
