@@ -349,7 +349,6 @@ func playNAT(ctx context.Context, c natConfig, s *setup) (*natReport, error) {
 
 	t0 := time.Now()
 	winStart := t0.Add(c.lead)
-	winEnd := winStart.Add(c.duration)
 	fmt.Fprintf(s.log, "nat: stale client alone for %s, then everyone for %s\n", c.lead, c.duration)
 
 	// The stale client runs until the others are done.
@@ -366,7 +365,6 @@ func playNAT(ctx context.Context, c natConfig, s *setup) (*natReport, error) {
 		})
 	}()
 
-	inWindow := func(next time.Time) bool { return !next.Before(winEnd) }
 	never := func(time.Time) bool { return false }
 	var wg sync.WaitGroup
 	slot := c.duration / time.Duration(c.clients*c.requests)
@@ -386,12 +384,17 @@ func playNAT(ctx context.Context, c natConfig, s *setup) (*natReport, error) {
 		paced(ctx, start, slot*time.Duration(c.clients), c.requests, never, func(ctx context.Context) { nc.token(ctx, fresh, newP) })
 	})
 	// A resource server introspects for many API calls at once: each
-	// introspection starts on time, whether the last was answered or not.
+	// introspection starts on time, whether the last was answered or not,
+	// so that their number is the same whatever the server does.
 	wg.Go(func() {
 		var calls sync.WaitGroup
-		paced(ctx, winStart, every(c.introRate), -1, inWindow, func(ctx context.Context) {
+		n := int(c.introRate * c.duration.Seconds())
+		for k := range n {
+			if !sleepUntil(ctx, winStart.Add(time.Duration(k)*every(c.introRate))) {
+				break
+			}
 			calls.Go(func() { nc.introspect(ctx, rs, token, introP) })
-		})
+		}
 		calls.Wait()
 	})
 	wg.Wait()
