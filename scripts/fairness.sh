@@ -40,7 +40,8 @@
 # Environment:
 #   FAIRNESS_REVS    what to measure, side by side: git revisions (each
 #                    exported with git archive into the scratch directory
-#                    and built there) or paths to latchkey binaries; "." is
+#                    and built there) or paths to latchkey binaries
+#                    (relative to the repository's root); "." is
 #                    this checkout as it is. Default ".". For before and
 #                    after: FAIRNESS_REVS="6a7989d ." or "main measure".
 #                    The scenarios run in turn on every build, so that a
@@ -62,7 +63,8 @@
 # token_rate_per_minute, the good client's integration is made with 0 (no
 # cap on tokens issued): a closed loop of token requests would otherwise
 # measure the cap. The shared-address scenario keeps the server's default
-# cap, which its 10 tokens per integration stay far below.
+# cap: its integrations ask for a token a second each, and a cap that
+# refused them would show in its row like any other refusal.
 #
 # Needs go (and gcc, for SQLite), git, taskset, curl and jq. Other load on
 # the machine moves the figures: compare builds within one run.
