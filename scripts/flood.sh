@@ -98,7 +98,7 @@ flood=$work/flood.tsv # limit, req/s, 401, 429, other statuses, errors
 
 # good_load OUT: the good client, in the foreground.
 good_load() {
-  LATCHKEY_ADMIN_TOKEN=$boot taskset -c "$load_cpu" "$bench" load -url "$base" -mode token \
+  LATCHKEY_ADMIN_TOKEN=$boot taskset -c "$load_cpu" "$bench" load -url "$base" -mode token -no-token-cap \
     -source "$good_source" -c "$good_conns" -d "${secs}s" -json >"$1"
 }
 

@@ -1,5 +1,6 @@
-# Shared by the measurement scripts (bench.sh, flood.sh): starting and
-# stopping a latchkey pinned to one core, on a fresh SQLite directory.
+# Shared by the measurement scripts (bench.sh, flood.sh, fairness.sh):
+# starting and stopping a latchkey pinned to one core, on a fresh SQLite
+# directory.
 # Source it after setting work (a scratch directory holding the built
 # binaries), port and server_cpu.
 
@@ -56,7 +57,8 @@ wait_ready() {
 
 # start_latchkey DIR [VAR=value...]: latchkey on the SQLite database in DIR,
 # with the given settings on top of the defaults, on one core, logging
-# warnings only.
+# warnings only. The binary is $latchkey when set (fairness.sh measures
+# several builds in one run), else $work/latchkey.
 start_latchkey() {
   local dir=$1
   shift
@@ -66,7 +68,7 @@ start_latchkey() {
   (cd "$dir" && exec env GOMAXPROCS=1 LATCHKEY_LISTEN="127.0.0.1:$port" \
     LATCHKEY_DATABASE="sqlite://$dir/latchkey.db" LATCHKEY_SECRET=$secret \
     LATCHKEY_BOOTSTRAP_TOKEN=$boot LATCHKEY_LOG_LEVEL=warn "$@" \
-    taskset -c "$server_cpu" "$work/latchkey" serve) >>"$dir/server.log" 2>&1 &
+    taskset -c "$server_cpu" "${latchkey:-$work/latchkey}" serve) >>"$dir/server.log" 2>&1 &
   server_pid=$!
   wait_ready "$base/readyz" "$dir/server.log"
 }

@@ -228,7 +228,12 @@ func (w *worker) drop() {
 }
 
 func (e *goroutineEngine) dial(w *worker) bool {
-	nc, err := e.dialer.DialContext(e.dialCtx, "tcp", e.lr.addr)
+	d := e.dialer
+	if srcs := e.lr.c.sources; srcs != nil {
+		a := srcs.take()
+		d = freshDialer(net.IP(a[:]), d.Timeout)
+	}
+	nc, err := d.DialContext(e.dialCtx, "tcp", e.lr.addr)
 	if err != nil {
 		if e.lr.counts(e.lr.since()) {
 			w.fig.errs["connect"]++
@@ -237,6 +242,13 @@ func (e *goroutineEngine) dial(w *worker) bool {
 		// CPU the other connections need.
 		time.Sleep(10 * time.Millisecond)
 		return false
+	}
+	if e.lr.c.sources != nil {
+		// Where freshDialer cannot ask for a reset on close before the
+		// connection is made, ask now.
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -268,7 +280,7 @@ func (e *goroutineEngine) work(w *worker) {
 		t1 := lr.since()
 		w.inflight.Store(0)
 		timedOut := err != nil && w.timedOut.Swap(false)
-		if err != nil || !keep {
+		if err != nil || !keep || lr.c.sources != nil {
 			w.drop()
 		}
 		if t1 > lr.end || err != nil && lr.stopped.Load() {

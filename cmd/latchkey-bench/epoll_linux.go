@@ -52,6 +52,11 @@ type eloop struct {
 	conns  []*econn
 	events []syscall.EpollEvent
 
+	// srcs is the -sources range (nil without it), and src4 the loop's
+	// own Sockaddr to bind each new connection to its next address.
+	srcs *sourceRange
+	src4 *syscall.SockaddrInet4
+
 	// The epoll set as the netpoller sees it, to sleep on; rc is nil
 	// when it cannot be polled, and the loop then sleeps in epoll_wait.
 	file     *os.File
@@ -93,6 +98,9 @@ func newEpollEngine(lr *loadRun) (engine, error) {
 	if err := sameVersion(lr.c.source, a.String()); err != nil {
 		return nil, err
 	}
+	if lr.c.sources != nil && a.IP.To4() == nil {
+		return nil, usageError{fmt.Sprintf("load: -sources %s is IPv4 and the server's address %s is not", lr.c.sources, a.IP)}
+	}
 	e := &epollEngine{lr: lr, done: make(chan struct{})}
 	for i := range lr.c.loops {
 		l, err := newLoop(lr, a)
@@ -123,6 +131,9 @@ func newLoop(lr *loadRun, a *net.TCPAddr) (*eloop, error) {
 	l.sa, l.family = sockaddr(a.IP, a.Port)
 	if lr.c.source != nil {
 		l.src, _ = sockaddr(lr.c.source, 0)
+	}
+	if lr.c.sources != nil {
+		l.srcs, l.src4 = lr.c.sources, &syscall.SockaddrInet4{}
 	}
 	l.poll = l.pollNow
 	// Non-blocking, os.NewFile registers the descriptor with the
@@ -309,10 +320,15 @@ func (l *eloop) connect(c *econn) {
 	// As Go's dialer does: a request is one write, and must not wait for
 	// the acknowledgement of the previous one.
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	if l.src != nil {
+	src := l.src
+	if l.srcs != nil {
+		l.src4.Addr = l.srcs.take()
+		src = l.src4
+	}
+	if src != nil {
 		// As Go's dialer does with a LocalAddr: bind, then connect.
 		bindNoPort(fd)
-		if err := syscall.Bind(fd, l.src); err != nil {
+		if err := syscall.Bind(fd, src); err != nil {
 			l.dialFailed(c)
 			return
 		}
@@ -354,6 +370,9 @@ func (l *eloop) ctl(c *econn, op int, events uint32) bool {
 
 func (l *eloop) close(c *econn) {
 	if c.fd >= 0 {
+		if l.srcs != nil {
+			abortOnClose(c.fd)
+		}
 		// Closing the only descriptor of the socket also takes it out of
 		// the epoll set.
 		syscall.Close(c.fd)
@@ -469,7 +488,7 @@ func (l *eloop) read(c *econn) {
 		l.fig.record(l.lr.plan.slotKind[c.slot], status, t1-c.t0)
 	}
 	c.n = copy(c.buf, c.buf[used:c.n])
-	if !keep || eof || c.n > 0 {
+	if !keep || eof || c.n > 0 || l.srcs != nil {
 		l.reconnect(c)
 		return
 	}

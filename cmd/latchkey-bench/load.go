@@ -48,6 +48,16 @@ setup's) leaves from that local address, so that two runs at once reach
 the server from two different remote addresses: on Linux any 127.0.0.0/8
 address is a loopback source (127.0.0.2, 127.0.0.3, ...).
 
+With -sources, every request goes on a fresh connection, bound to the
+next address of the range (round and round): a flood from a great many
+addresses, which no limit per address can catch. The setup's connections
+leave from the system's choice of address. Connections are closed with a
+reset (SO_LINGER 0) once their answer is read, so the tool leaves none in
+TIME_WAIT, and each socket takes its port at connect time: a run at
+thousands of connections a second runs out of neither ports nor memory.
+Latency still runs from the first byte written, so it leaves out the
+connection set-up.
+
 A request counts when its answer arrives within the measurement; latency
 runs from the first byte written to the last byte read. "client CPU" is
 the CPU the tool itself used per second: well under one core per event
@@ -65,6 +75,11 @@ type loadConfig struct {
 	cpuProfile                      string
 	// source is the -source address; nil lets the system choose.
 	source net.IP
+	// sources is the -sources range; with it every request goes on a
+	// fresh connection from the range's next address.
+	sources *sourceRange
+	// noTokenCap creates the integrations with token_rate_per_minute 0.
+	noTokenCap bool
 }
 
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -87,8 +102,23 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile of the run to this file, to check it stays cheap")
 	source := fs.String("source", "", "local IP address the tool's connections leave from, e.g. 127.0.0.2 (default: the system's choice)")
+	sources := fs.String("sources", "", "IPv4 range, e.g. 127.64.0.0/10: send every request on a fresh connection from the range's next address")
+	fs.BoolVar(&c.noTokenCap, "no-token-cap", false, "create the integrations with token_rate_per_minute 0 (no cap on tokens issued; a latchkey without the field refuses it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *sources != "" {
+		if *source != "" {
+			return usageError{"load: -source and -sources exclude each other"}
+		}
+		r, err := parseSourceRange(*sources)
+		if err != nil {
+			return usageError{fmt.Sprintf("load: -sources: %v", err)}
+		}
+		if err := r.check(); err != nil {
+			return fmt.Errorf("load: -sources %s is not a range of this machine's addresses: %w", r, err)
+		}
+		c.sources = r
 	}
 	if *source != "" {
 		if c.source = net.ParseIP(*source); c.source == nil {
@@ -123,6 +153,11 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err := sameVersion(c.source, t.addr); err != nil {
 		return err
 	}
+	if c.sources != nil {
+		if err := sameVersion(net.IPv4zero, t.addr); err != nil {
+			return usageError{fmt.Sprintf("load: -sources %s is IPv4 and the server's address is not", c.sources)}
+		}
+	}
 	switch c.mode {
 	case "floor":
 	case "token", "introspect", "mixed", "badsecret":
@@ -136,6 +171,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	var s *setup
 	if c.mode != "floor" {
 		s = newSetup(c.adminURL, c.adminToken, c.url, c.source, stderr)
+		s.noTokenCap = c.noTokenCap
 		// Cleanup runs on Ctrl-C too, when ctx is already cancelled.
 		defer s.cleanup(context.WithoutCancel(ctx))
 	}
@@ -350,6 +386,7 @@ type report struct {
 	Mode        string  `json:"mode"`
 	URL         string  `json:"url"`
 	Source      string  `json:"source,omitempty"`
+	Sources     string  `json:"sources,omitempty"`
 	Connections int     `json:"connections"`
 	Duration    float64 `json:"duration_s"`
 	stats
@@ -396,6 +433,9 @@ func (lr *loadRun) report(measured time.Duration, cpu time.Duration) *report {
 	if lr.c.source != nil {
 		r.Source = lr.c.source.String()
 	}
+	if lr.c.sources != nil {
+		r.Sources = lr.c.sources.String()
+	}
 	all, allStatus := newHist(), make([]uint64, 600)
 	kinds := map[string]stats{}
 	for k, name := range lr.plan.kinds {
@@ -432,6 +472,9 @@ func (r *report) print(w io.Writer) {
 	from := ""
 	if r.Source != "" {
 		from = " from " + r.Source
+	}
+	if r.Sources != "" {
+		from = " from " + r.Sources + ", a fresh connection and address for every request"
 	}
 	fmt.Fprintf(w, "mode %s, %d connections, %s against %s%s\n", r.Mode, r.Connections,
 		time.Duration(r.Duration*float64(time.Second)).Round(time.Millisecond), r.URL, from)

@@ -54,7 +54,11 @@ const usage = `latchkey-bench: load tool and benchmark helpers for latchkey
 Usage:
   latchkey-bench load -url URL -admin-token TOKEN -mode MODE [flags]
         drive a running latchkey (modes: token, introspect, mixed, badsecret)
-        or any HTTP server (mode floor) and report requests/s and latency
+        or any HTTP server (mode floor) and report requests/s and latency;
+        -sources CIDR sends each request from the next address of a range
+  latchkey-bench nat -url URL -admin-token TOKEN [flags]
+        many integrations behind one address while one of them retries a
+        revoked key pair: how many of the others still get their tokens
   latchkey-bench floor [-listen 127.0.0.1:9999]
         serve a fixed small JSON answer to every request: the floor to
         compare latchkey with
@@ -83,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "load":
 		return runLoad(ctx, rest, getenv, stdout, stderr)
+	case "nat":
+		return runNAT(ctx, rest, getenv, stdout, stderr)
 	case "floor":
 		return runFloor(ctx, rest, stdout, stderr)
 	case "seed":

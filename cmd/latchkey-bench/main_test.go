@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,8 +14,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +42,13 @@ type latchkey struct {
 
 func startLatchkey(t *testing.T) *latchkey {
 	t.Helper()
+	return startLatchkeyWith(t, server.Options{})
+}
+
+// startLatchkeyWith starts a latchkey with o's limits on top of what
+// startLatchkey sets.
+func startLatchkeyWith(t *testing.T, o server.Options) *latchkey {
+	t.Helper()
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "latchkey.db")
 	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: db, Secrets: testSecrets})
@@ -49,9 +59,8 @@ func startLatchkey(t *testing.T) *latchkey {
 	if _, err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(ctx, st, server.Options{
-		Issuer: "http://127.0.0.1", TokenLifetime: 10 * time.Hour, Secrets: testSecrets, BootstrapToken: testBootstrap,
-	})
+	o.Issuer, o.TokenLifetime, o.Secrets, o.BootstrapToken = "http://127.0.0.1", 10*time.Hour, testSecrets, testBootstrap
+	s, err := server.New(ctx, st, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,6 +408,108 @@ func TestLoadSource(t *testing.T) {
 	}
 }
 
+// A many-address flood sends each request on a connection of its own from
+// the next address of the range, and leaves nothing in TIME_WAIT.
+func TestLoadSources(t *testing.T) {
+	needSource(t, "127.77.0.1")
+	for _, engine := range []string{defaultEngine, "goroutines"} {
+		var h hosts
+		srv := httptest.NewServer(h.wrap(floorHandler()))
+		// An earlier run's can still be there for a minute.
+		before := timeWait(t, "127.77.")
+		r := load(t, "-url", srv.URL, "-mode", "floor", "-engine", engine, "-sources", "127.77.0.0/16")
+		srv.Close() // waits for the requests in flight
+		if r.Requests == 0 || r.Status["200"] != r.Requests || r.TransportErrors != 0 {
+			t.Errorf("%s engine: %+v", engine, r)
+		}
+		if r.Sources != "127.77.0.0/16" {
+			t.Errorf("%s engine: the report gives sources %q", engine, r.Sources)
+		}
+		h.mu.Lock()
+		var total int
+		for host, n := range h.seen {
+			total += n
+			if n != 1 || !strings.HasPrefix(host, "127.77.") || host == "127.77.0.0" || host == "127.77.255.255" {
+				t.Errorf("%s engine: %d requests from %s, want one from each address of 127.77.0.0/16 but its first and last", engine, n, host)
+				break
+			}
+		}
+		h.mu.Unlock()
+		// The warm-up's requests reach the server too.
+		if total < int(r.Requests) {
+			t.Errorf("%s engine: the server saw %d requests, the tool counted %d", engine, total, r.Requests)
+		}
+		left := 0
+		for tuple := range timeWait(t, "127.77.") {
+			if !before[tuple] {
+				left++
+			}
+		}
+		if left > 0 {
+			t.Errorf("%s engine: %d connections of the run in TIME_WAIT", engine, left)
+		}
+	}
+
+	// Wrong secrets from everywhere: each reaches the secret check.
+	l := startLatchkey(t)
+	for _, extra := range [][]string{{"-engine", defaultEngine}, {"-engine", "goroutines", "-malformed"}} {
+		args := append([]string{"-url", l.url, "-admin-token", testBootstrap, "-mode", "badsecret", "-sources", "127.78.0.0/16"}, extra...)
+		r := load(t, args...)
+		if r.Requests == 0 || r.Status["401"] != r.Requests || r.TransportErrors != 0 {
+			t.Errorf("badsecret %v: %+v", extra, r)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-sources", "127.77.0.0/16", "-source", "127.0.0.2"}, 2},
+		{[]string{"-sources", "127.77.0.0"}, 2},
+		{[]string{"-sources", "::1/128"}, 2},
+		{[]string{"-sources", "192.0.2.0/24"}, 1}, // TEST-NET-1: nobody's
+	} {
+		args := append([]string{"latchkey-bench", "load", "-url", "http://127.0.0.1:1", "-mode", "floor", "-d", "1s"}, tc.args...)
+		err := run(context.Background(), args, noEnv, io.Discard, io.Discard)
+		if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error(), "-source") {
+			t.Errorf("%v: %v (exit %d), want exit %d about -sources", tc.args, err, exitCode(err), tc.code)
+		}
+	}
+}
+
+// timeWait returns the TCP connections in TIME_WAIT whose local or remote
+// IPv4 address starts with prefix, as "local remote" in the kernel's hex,
+// on Linux (elsewhere, none).
+func timeWait(t *testing.T, prefix string) map[string]bool {
+	t.Helper()
+	found := map[string]bool{}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return found
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" { // TCP_TIME_WAIT
+			continue
+		}
+		for _, hostPort := range f[1:3] {
+			// The kernel prints the address as a host-order integer.
+			hex, _, _ := strings.Cut(hostPort, ":")
+			v, err := strconv.ParseUint(hex, 16, 32)
+			if err != nil {
+				continue
+			}
+			var a [4]byte
+			binary.NativeEndian.PutUint32(a[:], uint32(v))
+			if strings.HasPrefix(net.IP(a[:]).String(), prefix) {
+				found[f[1]+" "+f[2]] = true
+				break
+			}
+		}
+	}
+	return found
+}
+
 // fakeRateLimited starts enough of latchkey for badsecret mode: the admin
 // API hands out a key pair, and the token endpoint refuses every request
 // as a rate-limited latchkey does: 401 at first, then 429 with a
@@ -459,6 +570,111 @@ func TestBadSecretRateLimited(t *testing.T) {
 		}
 		if !h.only("127.0.0.2") {
 			t.Errorf("%s engine: the server saw requests from %s, want all from 127.0.0.2", engine, h.String())
+		}
+	}
+}
+
+// nat runs the nat command, scaled down to about a second, with -json
+// and decodes its report.
+func nat(t *testing.T, url string, extra ...string) natReport {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"latchkey-bench", "nat", "-url", url, "-admin-token", testBootstrap, "-json",
+		"-clients", "3", "-requests", "3", "-d", "600ms", "-lead", "300ms", "-stale-rate", "40", "-introspect-rate", "10"}, extra...)
+	if err := run(context.Background(), args, noEnv, &stdout, &stderr); err != nil {
+		t.Fatalf("nat: %v\n%s", err, stderr.String())
+	}
+	var r natReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("nat: output is not a report: %v\n%s", err, stdout.String())
+	}
+	t.Logf("healthy %d/%d %v, new pair %d/%d %v, introspect %d/%d %v, stale %v (lead %v), mean %.1fms",
+		r.Healthy.OK, r.Healthy.Attempts, r.Healthy.Status, r.NewPair.OK, r.NewPair.Attempts, r.NewPair.Status,
+		r.Introspect.OK, r.Introspect.Attempts, r.Introspect.Status, r.Stale.Status, r.StaleLead.Status, r.Stale.Latency.Mean)
+	return r
+}
+
+// sum adds up the answers of the given statuses.
+func sum(status map[string]int, keys ...string) int {
+	n := 0
+	for _, k := range keys {
+		n += status[k]
+	}
+	return n
+}
+
+func TestNAT(t *testing.T) {
+	// Without a failure limit nobody is refused: every count is exact.
+	l := startLatchkey(t)
+	r := nat(t, l.url)
+	if r.Healthy.Attempts != 9 || r.Healthy.OK != 9 || r.Healthy.Status["200"] != 9 {
+		t.Errorf("healthy: %+v, want 9 of 9 tokens", r.Healthy)
+	}
+	if r.NewPair.Attempts != 3 || r.NewPair.OK != 3 {
+		t.Errorf("new pair: %+v, want 3 of 3 tokens", r.NewPair)
+	}
+	if r.Introspect.Attempts != 6 || r.Introspect.OK != 6 {
+		t.Errorf("introspection: %+v, want 6 of 6 active", r.Introspect)
+	}
+	// The old pair is revoked: all the stale client hears is 401.
+	for _, c := range []*natCounts{r.Stale, r.StaleLead} {
+		if c.Attempts < 3 || c.Status["401"] != c.Attempts || c.OK != 0 {
+			t.Errorf("stale client: %+v, want a few requests, all 401", c)
+		}
+	}
+	if r.Stale.Latency.Mean <= 0 || r.Stale.Latency.Mean > r.Stale.Latency.Max {
+		t.Errorf("stale client's latency: %+v", r.Stale.Latency)
+	}
+	items := l.admin(t, "GET", "/admin/integrations", "", http.StatusOK)["items"].([]any)
+	if len(items) != 0 {
+		t.Errorf("integrations left behind: %v", items)
+	}
+
+	// With one, whatever the server decides, every request is accounted
+	// for, as an answer the report names.
+	l = startLatchkeyWith(t, server.Options{ClientAuthLimit: server.RateLimit{PerMinute: 60, Burst: 3, MaxDelay: 50 * time.Millisecond}})
+	r = nat(t, l.url)
+	for name, tc := range map[string]struct {
+		c        *natCounts
+		attempts int
+		statuses []string
+	}{
+		"healthy":    {r.Healthy, 9, []string{"200", "429"}},
+		"new pair":   {r.NewPair, 3, []string{"200", "429"}},
+		"introspect": {r.Introspect, 6, []string{"200", "429"}},
+		"stale":      {r.Stale, -1, []string{"401", "429"}},
+		"stale lead": {r.StaleLead, -1, []string{"401", "429"}},
+	} {
+		c := tc.c
+		if tc.attempts >= 0 && c.Attempts != tc.attempts || c.Attempts == 0 || sum(c.Status, tc.statuses...) != c.Attempts || c.OK > c.Status["200"] {
+			t.Errorf("%s: %+v, want %d attempts answered %v", name, c, tc.attempts, tc.statuses)
+		}
+	}
+	if r.StaleLead.Status["401"] == 0 {
+		t.Errorf("the stale client never heard 401: %v", r.StaleLead.Status)
+	}
+}
+
+func TestNoTokenCap(t *testing.T) {
+	var bodies []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		bodies = append(bodies, body)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"key_pair":{"client_id":"lk_ci_fake","client_secret":"lk_cs_fake"}}`)
+	}))
+	defer srv.Close()
+	for _, capped := range []bool{true, false} {
+		bodies = nil
+		s := newSetup(srv.URL, "x", srv.URL, nil, io.Discard)
+		s.noTokenCap = !capped
+		if _, err := s.integration(context.Background(), "bench", nil); err != nil {
+			t.Fatal(err)
+		}
+		rate, has := bodies[0]["token_rate_per_minute"]
+		if capped && has || !capped && rate != 0.0 {
+			t.Errorf("noTokenCap %v: the integration was created with %v", !capped, bodies[0])
 		}
 	}
 }
@@ -567,6 +783,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"slow", "-rate", "0"}, 2},
 		{[]string{"idle", "-c", "0"}, 2},
 		{[]string{"slow", "-header", "no colon"}, 2},
+		{[]string{"nat", "-h"}, 0},
+		{[]string{"nat"}, 2}, // no admin token
+		{[]string{"nat", "-admin-token", "x", "-clients", "0"}, 2},
+		{[]string{"nat", "-admin-token", "x", "-source", "127.0.0.300"}, 2},
 		{[]string{"frobnicate"}, 2},
 	}
 	for _, tc := range tests {

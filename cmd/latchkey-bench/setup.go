@@ -22,6 +22,10 @@ type setup struct {
 	suffix                    string
 	created                   []string
 	log                       io.Writer
+	// noTokenCap creates every integration with token_rate_per_minute 0,
+	// so that the server's cap on tokens issued per integration is not
+	// what a run measures.
+	noTokenCap bool
 }
 
 // newSetup returns a setup whose connections leave from source (nil: the
@@ -42,15 +46,15 @@ func newSetup(adminURL, token, baseURL string, source net.IP, log io.Writer) *se
 type keyPair struct{ id, secret string }
 
 // integration creates the integration prefix-<suffix> with the given
-// fields and returns its key pair. Its token rate is uncapped: a run asks
-// for tens of thousands of tokens a second, and the per-integration cap
-// would measure the cap instead of the server.
+// fields and returns its key pair.
 func (s *setup) integration(ctx context.Context, prefix string, fields map[string]any) (keyPair, error) {
 	name := prefix + "-" + s.suffix
-	body := map[string]any{"name": name, "description": "created by latchkey-bench; deleted when it ends",
-		"token_rate_per_minute": 0}
+	body := map[string]any{"name": name, "description": "created by latchkey-bench; deleted when it ends"}
 	for k, v := range fields {
 		body[k] = v
+	}
+	if s.noTokenCap {
+		body["token_rate_per_minute"] = 0
 	}
 	var out struct {
 		KeyPair struct {
@@ -66,6 +70,30 @@ func (s *setup) integration(ctx context.Context, prefix string, fields map[strin
 		return keyPair{}, fmt.Errorf("create integration %s: no key pair in the answer", name)
 	}
 	return keyPair{out.KeyPair.ClientID, out.KeyPair.ClientSecret}, nil
+}
+
+// regenerate makes a new key pair for the integration prefix-<suffix>,
+// revoking the current one at once (no grace), and returns the new pair.
+func (s *setup) regenerate(ctx context.Context, prefix string) (keyPair, error) {
+	name := prefix + "-" + s.suffix
+	var out struct {
+		ClientID          string     `json:"client_id"`
+		ClientSecret      string     `json:"client_secret"`
+		CreatedAt         time.Time  `json:"created_at"`
+		PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+	}
+	if err := s.admin(ctx, "POST", "/admin/integrations/"+url.PathEscape(name)+"/key-pair", map[string]any{}, http.StatusCreated, &out); err != nil {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: %w", name, err)
+	}
+	if out.ClientID == "" || out.ClientSecret == "" {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: no new pair in the answer", name)
+	}
+	// The contract says null; some versions answer the moment of the
+	// regeneration itself, which revokes the old pair at once all the same.
+	if p := out.PreviousExpiresAt; p != nil && p.After(out.CreatedAt) {
+		return keyPair{}, fmt.Errorf("regenerate the key pair of %s: the old pair lives on until %s; want it revoked at once", name, p)
+	}
+	return keyPair{out.ClientID, out.ClientSecret}, nil
 }
 
 // cleanup deletes every integration the run created, and with them the

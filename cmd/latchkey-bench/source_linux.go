@@ -17,3 +17,13 @@ const ipBindAddressNoPort = 0x18
 func bindNoPort(fd int) {
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
 }
+
+// abortOnClose makes closing the socket reset the connection (SO_LINGER
+// 0) rather than end it in order. A many-address flood opens a connection
+// per request; ended in order by the tool, each would then sit a minute in
+// TIME_WAIT on the tool's side, and hundreds of thousands of them fill the
+// kernel's table (tcp_max_tw_buckets), after which the kernel drops and
+// warns rather than keeps them.
+func abortOnClose(fd int) {
+	_ = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+}

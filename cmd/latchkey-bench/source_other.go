@@ -4,3 +4,6 @@ package main
 
 // bindNoPort does nothing outside Linux (see source_linux.go).
 func bindNoPort(int) {}
+
+// abortOnClose does nothing outside Linux (see source_linux.go).
+func abortOnClose(int) {}
