@@ -132,7 +132,7 @@ for i in "${!revs[@]}"; do
     echo "building latchkey from this checkout"
     go build -o "$work/latchkey-$i" ./cmd/latchkey
     bins+=("$work/latchkey-$i")
-    labels+=("$(git rev-parse --short HEAD)$([[ -n $(git status --porcelain) ]] && echo '+changes')")
+    labels+=("$(git rev-parse --short HEAD)$([[ -z $(git status --porcelain) ]] || echo '+changes')")
   elif [[ -f $rev && -x $rev ]]; then
     bins+=("$(realpath "$rev")")
     labels+=("$(basename "$rev")")
