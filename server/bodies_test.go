@@ -109,6 +109,12 @@ func TestBodiesInFlightCap(t *testing.T) {
 		}
 	}
 
+	// An OAuth upload declaring more than its 16 KiB is refused for its
+	// size at once, without waiting for a slot it could never use.
+	if resp, out := answerOn(t, e.upload("/oauth2/token", form, basic, 1<<20)); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 1 MiB token request with both slots taken: %d %v, want 413", resp.StatusCode, out)
+	}
+
 	e.token(kp, nil)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if status, _, b := e.do(mustRequest(t, "GET", e.srv.URL+path, nil)); status != http.StatusOK {

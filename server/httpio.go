@@ -103,17 +103,32 @@ func jsonKind(k string) string {
 }
 
 // limitBody rejects a declared oversize body at once and caps the rest, so
-// a handler reading past MaxBodyBytes gets an *http.MaxBytesError.
+// a handler reading past the limit gets an *http.MaxBytesError. The OAuth
+// endpoints' limit is MaxOAuthBodyBytes, everything else's MaxBodyBytes.
+// Deciding here, outermost but for observe, means an oversize upload is
+// refused before it can take one of the slots for large bodies.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBodyBytes {
-			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
-				fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+		limit := int64(MaxBodyBytes)
+		if strings.HasPrefix(r.URL.Path, "/oauth2/") {
+			limit = MaxOAuthBodyBytes
+		}
+		if r.ContentLength > limit {
+			writeBodyTooLarge(w, limit)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// writeBodyTooLarge answers a body over limit with 413 and the error
+// object (the RFC 6749 §5.2 shape on the OAuth endpoints), and closes the
+// connection rather than read the rest of the body.
+func writeBodyTooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
+		fmt.Sprintf("request body is larger than %d bytes", limit))
 }
 
 // jsonMuxErrors makes the mux's own 404 and 405 answers JSON error objects

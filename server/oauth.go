@@ -201,7 +201,7 @@ const (
 
 // oauthForm checks what fosite leaves to its caller before an OAuth
 // endpoint runs: the body is a form (RFC 6749 §4.4.2, RFC 7662 §2.1,
-// RFC 7009 §2.1) within MaxOAuthBodyBytes, asking for a bounded number of
+// RFC 7009 §2.1) within MaxOAuthBodyBytes (which limitBody applies), asking for a bounded number of
 // scopes and audiences, with no parameter repeated (§3.2) and exactly one
 // supported client authentication method (§2.3). Everything here is
 // linear in the body's size and touches no database; a secret whose
@@ -214,11 +214,6 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 			s.writeOAuthError(w, r, fosite.ErrInvalidRequest.WithHint("The request body must be application/x-www-form-urlencoded."))
 			return
 		}
-		if r.ContentLength > MaxOAuthBodyBytes {
-			writeBodyTooLarge(w, MaxOAuthBodyBytes)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxOAuthBodyBytes)
 		if err := r.ParseForm(); err != nil {
 			if errTooLarge(err) {
 				writeBodyTooLarge(w, MaxOAuthBodyBytes)
@@ -305,15 +300,6 @@ func checkClientCredentials(r *http.Request) error {
 		return fosite.ErrInvalidClient.WithHint("Client authentication failed: the client ID or secret is wrong.")
 	}
 	return nil
-}
-
-// writeBodyTooLarge answers a body over limit with 413 and the RFC 6749
-// §5.2 error shape every OAuth error has, and closes the connection rather
-// than read the rest of the body.
-func writeBodyTooLarge(w http.ResponseWriter, limit int64) {
-	w.Header().Set("Connection", "close")
-	writeError(w, http.StatusRequestEntityTooLarge, "invalid_request",
-		fmt.Sprintf("The request body is larger than %d bytes.", limit))
 }
 
 // clientFailed counts a failed client authentication in the metrics and
