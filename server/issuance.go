@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -27,45 +26,23 @@ type IssuanceLimit struct {
 //
 // The rate is the caller's to pass on every take, read with the client
 // that authenticated, so a changed token_rate_per_minute applies to the
-// next request without any cache to invalidate.
+// next request without any cache to invalidate. Only authenticated
+// integrations get a bucket, so the buckets' bound on keys is met only by
+// a server with that many integrations busy at once.
 type issuance struct {
 	def IssuanceLimit
 	// window is how many minutes of its rate an integration may take at
 	// once: Burst/PerMinute, so that an integration with a rate ten times
 	// the default also gets ten times the burst (a fleet ten times the
 	// size starting at once). With no default rate it is one minute.
-	window float64
-	now    func() time.Time
-	shards [issuanceShards]issuanceShard
-}
-
-const (
-	issuanceShards = 32
-	// maxIssuanceKeys bounds the buckets. Only authenticated integrations
-	// get one, so the bound is met only by a server with that many
-	// integrations busy at once, and then costs them some of their cap.
-	maxIssuanceKeys = 1 << 16
-)
-
-type issuanceShard struct {
-	mu      sync.Mutex
-	buckets map[int64]*issuanceBucket
-}
-
-// issuanceBucket remembers the rate it was last filled at, so eviction can
-// tell a full bucket (which carries no information) from one in use.
-type issuanceBucket struct {
-	tokens, perSecond, burst float64
-	last                     time.Time
+	window  float64
+	buckets *buckets[int64]
 }
 
 func newIssuance(l IssuanceLimit, now func() time.Time) *issuance {
-	is := &issuance{def: l, window: 1, now: now}
+	is := &issuance{def: l, window: 1, buckets: newBuckets[int64](now)}
 	if l.PerMinute > 0 && l.Burst > 0 {
 		is.window = float64(l.Burst) / float64(l.PerMinute)
-	}
-	for i := range is.shards {
-		is.shards[i].buckets = make(map[int64]*issuanceBucket)
 	}
 	return is
 }
@@ -86,49 +63,8 @@ func (is *issuance) take(id, perMinute int64) (wait time.Duration, ok bool) {
 	if perMinute <= 0 {
 		return 0, true
 	}
-	perSecond := float64(perMinute) / 60
-	burst := max(1, float64(perMinute)*is.window)
-	now := is.now()
-	sh := &is.shards[uint64(id)%issuanceShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	b := sh.buckets[id]
-	if b == nil {
-		if len(sh.buckets) >= maxIssuanceKeys/issuanceShards {
-			sh.evict(now)
-		}
-		b = &issuanceBucket{tokens: burst, last: now}
-		sh.buckets[id] = b
-	}
-	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens += dt.Seconds() * perSecond
-		b.last = now
-	}
-	// A lowered rate, or burst, applies at once.
-	b.tokens = min(b.tokens, burst)
-	b.perSecond, b.burst = perSecond, burst
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / perSecond * float64(time.Second)), false
-}
-
-// evict makes room in a full shard: refilled buckets go first; if none has
-// refilled, one arbitrary bucket does (map order is random).
-func (sh *issuanceShard) evict(now time.Time) {
-	for id, b := range sh.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*b.perSecond >= b.burst {
-			delete(sh.buckets, id)
-		}
-	}
-	if len(sh.buckets) < maxIssuanceKeys/issuanceShards {
-		return
-	}
-	for id := range sh.buckets {
-		delete(sh.buckets, id)
-		return
-	}
+	ok, wait = is.buckets.take(id, float64(perMinute)/60, max(1, float64(perMinute)*is.window))
+	return wait, ok
 }
 
 // issuanceLimited is the error issue returns when the integration's cap

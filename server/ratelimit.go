@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"hash/maphash"
 	"math"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -39,93 +37,27 @@ const (
 	globalBurstFactor = 10
 )
 
-// limiter keeps one token bucket per key (a client ID, an address, an
-// address and a client ID). Only failures spend tokens, so a client that
-// authenticates correctly is never slowed down by its own traffic, however
-// heavy.
-//
-// Buckets live in shards, each behind its own mutex, so concurrent requests
-// rarely contend. A shard holds at most maxKeys/limiterShards buckets: an
-// attacker inventing keys evicts refilled buckets first (they carry no
-// information), then arbitrary ones, and never grows memory without bound.
+// limiter is a set of buckets of failures that all refill at one rate.
+// Only failures spend tokens, so a client that authenticates correctly is
+// never slowed down by its own traffic, however heavy.
 type limiter struct {
-	perSecond float64
-	burst     float64
-	now       func() time.Time
-	seed      maphash.Seed
-	shards    [limiterShards]limiterShard
-}
-
-const (
-	limiterShards = 32
-	// maxKeys bounds a limiter's memory to a few megabytes.
-	maxKeys = 1 << 16
-)
-
-type limiterShard struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	perSecond, burst float64
+	buckets          *buckets[string]
 }
 
 func newLimiter(perMinute, burst float64, now func() time.Time) *limiter {
-	lim := &limiter{perSecond: perMinute / 60, burst: burst, now: now, seed: maphash.MakeSeed()}
-	for i := range lim.shards {
-		lim.shards[i].buckets = make(map[string]*bucket)
-	}
-	return lim
+	return &limiter{perSecond: perMinute / 60, burst: burst, buckets: newBuckets[string](now)}
 }
 
-// take spends one token from key's bucket. When the bucket is empty it
-// spends nothing and returns how long until a token is back: a client that
-// keeps failing is answered at the bucket's rate, so it still learns that
-// its credentials are wrong, however fast it retries.
+// take spends one failure from key's bucket. When the bucket is empty it
+// spends nothing and returns how long until a failure is allowed again: a
+// client that keeps failing is answered at the bucket's rate, so it still
+// learns that its credentials are wrong, however fast it retries.
 func (l *limiter) take(key string) (ok bool, wait time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	now := l.now()
-	sh := &l.shards[maphash.String(l.seed, key)%limiterShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	b := sh.buckets[key]
-	if b == nil {
-		if len(sh.buckets) >= maxKeys/limiterShards {
-			l.evict(sh, now)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		sh.buckets[key] = b
-	}
-	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens = min(l.burst, b.tokens+dt.Seconds()*l.perSecond)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / l.perSecond * float64(time.Second))
-}
-
-// evict makes room in a full shard: refilled buckets go first; if none
-// has refilled, one arbitrary bucket does (map order is random).
-func (l *limiter) evict(sh *limiterShard, now time.Time) {
-	for k, b := range sh.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.perSecond >= l.burst {
-			delete(sh.buckets, k)
-		}
-	}
-	if len(sh.buckets) < maxKeys/limiterShards {
-		return
-	}
-	for k := range sh.buckets {
-		delete(sh.buckets, k)
-		return
-	}
+	return l.buckets.take(key, l.perSecond, l.burst)
 }
 
 // failureLimits decide how a failed authentication is answered. They never
