@@ -98,16 +98,6 @@ need go git taskset curl jq
 tick=$(getconf CLK_TCK)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-fairness.XXXXXX")
-flood_pid=
-
-# stop_flood stops a flood still running (after Ctrl-C: a background job
-# ignores it) and waits for it; SIGTERM lets it delete its integration.
-stop_flood() {
-  [[ -n $flood_pid ]] || return 0
-  kill "$flood_pid" 2>/dev/null || true
-  wait "$flood_pid" 2>/dev/null || true
-  flood_pid=
-}
 cleanup() {
   stop_flood
   stop_server

@@ -10,6 +10,16 @@ boot=bench-bootstrap-token-0123456789abcdef0123
 secret=bench-system-secret-0123456789abcdef0123
 base=http://127.0.0.1:$port
 server_pid=
+flood_pid=
+
+# stop_flood stops a flood still running (after Ctrl-C: a background job
+# ignores it) and waits for it; SIGTERM lets it delete its integration.
+stop_flood() {
+  [[ -n $flood_pid ]] || return 0
+  kill "$flood_pid" 2>/dev/null || true
+  wait "$flood_pid" 2>/dev/null || true
+  flood_pid=
+}
 
 # need CMD...: fails naming the first command missing.
 need() {
