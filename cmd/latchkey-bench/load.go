@@ -120,13 +120,9 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		c.sources = r
 	}
-	if *source != "" {
-		if c.source = net.ParseIP(*source); c.source == nil {
-			return usageError{fmt.Sprintf("load: -source %q is not an IP address", *source)}
-		}
-		if err := checkSource(c.source); err != nil {
-			return fmt.Errorf("load: -source %s is not an address of this machine: %w", c.source, err)
-		}
+	var err error
+	if c.source, err = parseSource("load", *source); err != nil {
+		return err
 	}
 	if c.adminToken == "" {
 		c.adminToken = getenv("LATCHKEY_ADMIN_TOKEN")

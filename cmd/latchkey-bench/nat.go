@@ -84,13 +84,9 @@ func runNAT(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *source != "" {
-		if c.source = net.ParseIP(*source); c.source == nil {
-			return usageError{fmt.Sprintf("nat: -source %q is not an IP address", *source)}
-		}
-		if err := checkSource(c.source); err != nil {
-			return fmt.Errorf("nat: -source %s is not an address of this machine: %w", c.source, err)
-		}
+	var err error
+	if c.source, err = parseSource("nat", *source); err != nil {
+		return err
 	}
 	if c.adminToken == "" {
 		c.adminToken = getenv("LATCHKEY_ADMIN_TOKEN")

@@ -69,13 +69,8 @@ func parseResourceFlags(fs *flag.FlagSet, args []string, rawURL, source *string,
 		return usageError{fs.Name() + ": " + err.Error()}
 	}
 	c.t = t
-	if *source != "" {
-		if c.source = net.ParseIP(*source); c.source == nil {
-			return usageError{fmt.Sprintf("%s: -source %q is not an IP address", fs.Name(), *source)}
-		}
-		if err := checkSource(c.source); err != nil {
-			return fmt.Errorf("%s: -source %s is not an address of this machine: %w", fs.Name(), c.source, err)
-		}
+	if c.source, err = parseSource(fs.Name(), *source); err != nil {
+		return err
 	}
 	if c.conns < 1 {
 		return usageError{fs.Name() + ": -c must be at least 1"}

@@ -42,6 +42,22 @@ func freshDialer(source net.IP, timeout time.Duration) *net.Dialer {
 	return d
 }
 
+// parseSource reads command's -source flag (empty: the system's choice,
+// nil) and makes sure it is an address of this machine.
+func parseSource(command, flag string) (net.IP, error) {
+	if flag == "" {
+		return nil, nil
+	}
+	source := net.ParseIP(flag)
+	if source == nil {
+		return nil, usageError{fmt.Sprintf("%s: -source %q is not an IP address", command, flag)}
+	}
+	if err := checkSource(source); err != nil {
+		return nil, fmt.Errorf("%s: -source %s is not an address of this machine: %w", command, source, err)
+	}
+	return source, nil
+}
+
 // checkSource makes sure source is an address of this machine, so that a
 // mistake fails the run at once rather than every connection attempt.
 func checkSource(source net.IP) error {
