@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -49,6 +50,15 @@ func (s *secretSet) checksummed(label, v, prefix string) {
 	s.fragment(v, label, true)
 	s.fragment(body, label+" without prefix", true)
 	s.fragment(body[:43], label+" random part", true)
+}
+
+// basic adds the HTTP Basic credentials of kp as they travel in an
+// Authorization header, base64 and all: a header logged whole would not
+// show the secret as plain text.
+func (s *secretSet) basic(label string, kp keyPair) {
+	s.t.Helper()
+	s.fragment(base64.StdEncoding.EncodeToString([]byte(kp.ID+":"+kp.Secret)), label+" as a Basic header", false)
+	s.fragment(base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(kp.ID)+":"+url.QueryEscape(kp.Secret))), label+" as a form-encoded Basic header", false)
 }
 
 // accessToken adds an opaque access token: lk_at_<key>.<signature>. The
@@ -108,10 +118,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Integrations and their first key pairs.
 	rs := e.resourceServer()
 	s.checksummed("resource server secret", rs.Secret, "lk_cs_")
+	s.basic("resource server", rs)
 	alpha := e.createIntegration(map[string]any{"name": "alpha", "scopes": []string{"read", "write"}, "audience": []string{"api"}})
 	s.checksummed("alpha secret", alpha.Secret, "lk_cs_")
+	s.basic("alpha", alpha)
 	beta := e.createIntegration(map[string]any{"name": "beta", "description": "batch"})
 	s.checksummed("beta secret", beta.Secret, "lk_cs_")
+	s.basic("beta", beta)
 
 	// Tokens through client_secret_basic and client_secret_post.
 	tokBasic := e.token(alpha, nil)
