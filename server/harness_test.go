@@ -28,6 +28,17 @@ type clock struct {
 	mu   sync.Mutex
 	t    time.Time
 	live bool
+	// next, when set, runs once, at the next reading of the clock: a
+	// way to make something happen at a chosen point inside a request.
+	next func()
+}
+
+// beforeNext makes f run once, at the next reading of the clock, before
+// that reading returns.
+func (c *clock) beforeNext(f func()) {
+	c.mu.Lock()
+	c.next = f
+	c.mu.Unlock()
 }
 
 func newClock() *clock { return &clock{t: time.Now().UTC()} }
@@ -42,6 +53,12 @@ func (c *clock) Live() {
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
+	if f := c.next; f != nil {
+		c.next = nil
+		c.mu.Unlock()
+		f()
+		c.mu.Lock()
+	}
 	defer c.mu.Unlock()
 	if c.live {
 		return time.Now().UTC()

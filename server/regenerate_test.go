@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -555,5 +556,37 @@ func testRegenerateGraceRace(t *testing.T, opts ...func(*server.Options)) {
 		if before == 0 || after == 0 {
 			t.Logf("round %d: %d tokens before the regeneration, %d after: the race was not exercised", round, before, after)
 		}
+	}
+}
+
+// TestRegenerationDuringIssuance: a regeneration with grace that commits
+// after a token request has authenticated its pair and before the token is
+// stored makes the store refuse the token, which would outlive the grace.
+// The request authenticates again and gets a token cut to the grace: the
+// client's credentials were right all along, and a 401 would be a lie.
+func TestRegenerationDuringIssuance(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	regenerated := false
+	// The next reading of the clock is the store checking that the pair
+	// it has just read still works: the regeneration lands after the
+	// pair was read and before the token is written.
+	e.clock.beforeNext(func() {
+		_, err := e.store.RegenerateKeyPair(context.Background(), "svc", time.Hour, storage.Actor{Type: "admin", Name: "test"})
+		if err != nil {
+			t.Errorf("regenerate: %v", err)
+		}
+		regenerated = true
+	})
+	status, _, out := e.form("/oauth2/token", kp, url.Values{"grant_type": {"client_credentials"}})
+	if !regenerated {
+		t.Fatal("the regeneration never ran: the clock was not read during the request")
+	}
+	if status != http.StatusOK {
+		t.Fatalf("a right pair regenerated mid-request: %d %v, want 200", status, out)
+	}
+	if got := out["expires_in"].(float64); got > 3600 {
+		t.Errorf("expires_in %v: the token outlives the pair's hour of grace", got)
 	}
 }
