@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,10 +46,8 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 				s.metrics.limitedBy["admin_"+v.limit].Inc()
 				s.hold(w, r.Context(), v.hold)
 				if v.refuse {
-					secs := retryAfter(v.retry)
-					w.Header().Set("Retry-After", strconv.Itoa(secs))
-					writeError(w, http.StatusTooManyRequests, "too_many_requests",
-						fmt.Sprintf("too many failed admin-token attempts from this address; try again in %d s", secs))
+					writeTooMany(w, "too_many_requests", v.retry,
+						"too many failed admin-token attempts from this address; try again in %d s")
 					return
 				}
 			}

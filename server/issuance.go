@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -83,9 +82,7 @@ func (e *issuanceLimited) Error() string {
 // description says what to do instead.
 func (s *Server) writeIssuanceLimited(w http.ResponseWriter, e *issuanceLimited) {
 	s.metrics.limitedBy["issuance"].Inc()
-	secs := retryAfter(e.wait)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, http.StatusTooManyRequests, "slow_down", fmt.Sprintf(
-		"Too many tokens for this integration (its cap: %d a minute); try again in %d s. Reuse a token until it expires (expires_in) instead of asking for one per call.",
-		e.perMinute, secs))
+	writeTooMany(w, "slow_down", e.wait, fmt.Sprintf(
+		"Too many tokens for this integration (its cap: %d a minute); try again in %%d s. Reuse a token until it expires (expires_in) instead of asking for one per call.",
+		e.perMinute))
 }

@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -333,10 +332,8 @@ func (s *Server) clientFailed(w http.ResponseWriter, r *http.Request) bool {
 	if !v.refuse {
 		return false
 	}
-	secs := retryAfter(v.retry)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, http.StatusTooManyRequests, "slow_down",
-		fmt.Sprintf("Too many failed client authentications from this address with this client ID: the credentials are wrong. Try again in %d s.", secs))
+	writeTooMany(w, "slow_down", v.retry,
+		"Too many failed client authentications from this address with this client ID: the credentials are wrong. Try again in %d s.")
 	return true
 }
 

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -186,7 +188,11 @@ func (s *Server) hold(w http.ResponseWriter, ctx context.Context, d time.Duratio
 	}
 }
 
-// retryAfter is a Retry-After value: whole seconds, at least one.
-func retryAfter(wait time.Duration) int {
-	return max(1, int(math.Ceil(wait.Seconds())))
+// writeTooMany answers 429 with code, a Retry-After of wait in whole
+// seconds (at least one), and the description format filled with those
+// seconds.
+func writeTooMany(w http.ResponseWriter, code string, wait time.Duration, format string) {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, code, fmt.Sprintf(format, secs))
 }
