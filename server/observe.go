@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -232,11 +231,4 @@ func (s *Server) forwardedTLS(r *http.Request) bool {
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	return err == nil && s.trusted(host) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
-}
-
-func statusLabel(code int) string {
-	if code == 0 {
-		code = http.StatusOK
-	}
-	return strconv.Itoa(code)
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/ory/x/errorsx"
 )
 
-// The interfaces fosite's compose package type-asserts at run time, pinned
-// here at compile time: a missing method would otherwise switch an endpoint
-// off silently.
+// The interfaces fosite's handlers type-assert their storage to at run
+// time, pinned here at compile time: a missing method would otherwise
+// switch an endpoint off silently.
 var (
 	_ fosite.Storage                = (*Store)(nil)
 	_ oauth2.AccessTokenStorage     = (*Store)(nil)
