@@ -153,8 +153,6 @@ type Config struct {
 	// IdleTimeout closes a keep-alive connection that has waited this
 	// long for its next request.
 	IdleTimeout time.Duration
-	// ReadHeaderTimeout bounds how long a client may take to send headers.
-	ReadHeaderTimeout time.Duration
 	// ConfigFile records which file was read, so that startup logs can say
 	// where the settings came from.
 	ConfigFile string
@@ -497,9 +495,6 @@ func settings() []setting {
 		duration("idle_timeout", "close a keep-alive connection idle this long, as a Go `duration`; keep it above a load balancer's own",
 			func(c *Config) *time.Duration { return &c.IdleTimeout }, 75*time.Second,
 			between(minIdleTimeout, maxIdleTimeout), `a Go duration between 1s and 1h, e.g. "75s"`),
-		duration("read_header_timeout", "close a connection whose headers take longer than this, as a Go `duration`",
-			func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }, 5*time.Second,
-			between(time.Second, time.Minute), `a Go duration between 1s and 1m, e.g. "5s"`),
 	}
 }
 
