@@ -15,7 +15,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,82 +159,26 @@ type Config struct {
 }
 
 // Default returns the settings used when nothing else is configured, chosen
-// so that `latchkey serve` works out of the box on a developer machine.
+// so that `latchkey serve` works out of the box on a developer machine. The
+// defaults live in the table so that a setting is declared in one place.
 func Default() Config {
-	return Config{
-		Listen:           ":8080",
-		AdminListen:      "",
-		Issuer:           "http://localhost:8080",
-		Database:         "sqlite://latchkey.db",
-		TokenLifetime:    10 * time.Hour,
-		TokenFormat:      "opaque",
-		SigningAlgorithm: "ES256",
-		LogLevel:         "info",
-		LogFormat:        "text",
-		Dev:              false,
-		JanitorInterval:  time.Minute,
-
-		DatabaseConnMaxLifetime: 30 * time.Minute,
-		DatabaseConnMaxIdleTime: 5 * time.Minute,
-		RequestTimeout:          10 * time.Second,
-		ShutdownTimeout:         20 * time.Second,
-
-		RateLimitFailures:           60,
-		RateLimitFailuresBurst:      20,
-		RateLimitAdminFailures:      10,
-		RateLimitAdminFailuresBurst: 10,
-
-		// A well-behaved client asks for one token per process per
-		// lifetime (10 h), so 600 a minute is about five orders of
-		// magnitude above a fleet's steady state, and a burst of 1000
-		// lets a thousand pods start in the same second. A client asking
-		// for a token per API call is held to 10 a second: with 10-hour
-		// tokens at most 1000 + 600×600 = 361,000 live rows per
-		// integration, about 120 MB at 335 bytes a row, where an
-		// uncapped one wrote 143,000 rows in 15 seconds (115 GB over a
-		// lifetime at that pace).
-		IntegrationTokenRate:  600,
-		IntegrationTokenBurst: 1000,
-		MaxBodiesInFlight:     64,
-		IdleTimeout:           75 * time.Second,
+	var c Config
+	for _, s := range settings() {
+		s.reset(&c)
 	}
+	return c
 }
 
-// Accepted values are listed once so that validation and error messages
-// cannot drift apart.
-var (
-	tokenFormats      = []string{"opaque", "jwt"}
-	signingAlgorithms = []string{"ES256", "EdDSA", "RS256"}
-	logLevels         = []string{"debug", "info", "warn", "error"}
-	logFormats        = []string{"text", "json"}
-)
-
+// Accepted values shared by several settings are written once so that their
+// messages cannot drift apart.
 const (
-	acceptedAddress      = `host:port or :port, e.g. ":8080"`
-	acceptedAdminListen  = `empty (admin API on listen) or a host:port different from listen`
-	acceptedIssuer       = `an absolute https URL without query or fragment; http only for localhost, 127.0.0.0/8, ::1, or when dev is true`
-	acceptedDatabase     = `sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db), postgres://... or postgresql://...`
-	acceptedSecret       = `empty, or one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
-	acceptedSharedSecret = `one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
-	acceptedBootstrap    = `empty, or a token of at least 32 characters`
-	acceptedMetricsToken = `empty, or a token of at least 32 characters`
-	acceptedLifetime     = `a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`
-	acceptedJanitor      = `a Go duration between 1s and 24h, e.g. "1m"`
-	acceptedRotation     = `0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`
-	acceptedBool         = `true, false, 1, 0`
-	acceptedConns        = `0 (sized from the CPU count) or a whole number up to 1000`
-	acceptedIdleConns    = `0 (same as database_max_conns) or a whole number up to 1000`
-	acceptedConnTime     = `a Go duration between 1s and 24h, e.g. "30m"`
-	acceptedTimeout      = `a Go duration between 1s and 5m, e.g. "10s"`
-	acceptedShutdown     = `a Go duration between 1s and 10m, e.g. "20s"`
-	acceptedTLSFile      = `empty, or the path of a PEM file; tls_cert and tls_key are set together`
-	acceptedProxies      = `IP addresses or CIDR ranges of your proxies, never all addresses (0.0.0.0/0, ::/0), e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`
-	acceptedRate         = `0 (off) or a whole number of failures per minute up to 1000000`
-	acceptedBurst        = `a whole number from 1 up to 1000000`
-	acceptedTokenRate    = `0 (no default cap) or a whole number of tokens per minute up to 1000000`
-	acceptedConnections  = `0 (sized from the open-file limit) or a whole number up to 1000000`
-	acceptedBodies       = `a whole number from 1 up to 100000`
-	acceptedIdleTimeout  = `a Go duration between 1s and 1h, e.g. "75s"`
+	acceptedBool        = `true, false, 1, 0`
+	acceptedTokenChars  = `empty, or a token of at least 32 characters`
+	acceptedPoolTime    = `a Go duration between 1s and 24h, e.g. "30m"`
+	acceptedTLSFile     = `empty, or the path of a PEM file; tls_cert and tls_key are set together`
+	acceptedRate        = `0 (off) or a whole number of failures per minute up to 1000000`
+	acceptedBurst       = `a whole number from 1 up to 1000000`
+	acceptedSecretsRule = `one or more secrets of at least 32 bytes each (comma-separated in env and flags)`
 )
 
 // value is one raw setting as a source supplied it. Keeping sources as raw
@@ -241,7 +187,7 @@ const (
 // worded failure.
 type value struct {
 	scalar string
-	// list is set only when the YAML file gave a sequence (secret), because
+	// list is set only when the YAML file gave a sequence (a list setting), because
 	// then entries must not be re-split on commas.
 	list   []string
 	isList bool
@@ -251,296 +197,320 @@ type value struct {
 // missing key means the source did not set it.
 type layer map[string]value
 
-// setting describes one key in all its spellings, so adding a setting is a
-// single table entry and flag, env and file handling cannot disagree.
+// adder records one problem with a setting; the key is added by the caller
+// so that a check cannot name the wrong one.
+type adder func(format string, args ...any)
+
+// setting is one key in all its roles. Its env var and flag are spelled from
+// the key, so the three names cannot disagree, and the YAML file accepts
+// exactly the keys of the table.
 type setting struct {
 	key    string // YAML key; also the name used in error messages
-	env    string
-	flag   string
 	usage  string
 	isBool bool
-	// show formats the default for --help.
-	show func(c *Config) string
+	// isList accepts a YAML sequence; env and flags split on commas.
+	isList bool
+	reset  func(c *Config) // stores the default
+	show   func(c *Config) string
 	// set converts a raw value into c, reporting a message without the key
 	// prefix when the value cannot be converted at all.
 	set func(c *Config, v value) error
+	// check reports what is wrong with the value in c, which Validate runs
+	// on hand-built Configs too.
+	check func(c *Config, add adder)
 }
 
+func (s setting) env() string  { return "LATCHKEY_" + strings.ToUpper(s.key) }
+func (s setting) flag() string { return strings.ReplaceAll(s.key, "_", "-") }
+
+// field builds a setting from a pointer to its Config field, so that each
+// kind below only says how its type is parsed, shown and checked.
+func field[T any](key, usage string, ptr func(*Config) *T, def T, show func(T) string,
+	parse func(string) (T, error), check func(c *Config, v T, add adder)) setting {
+	return setting{
+		key: key, usage: usage,
+		reset: func(c *Config) { *ptr(c) = def },
+		show:  func(c *Config) string { return show(*ptr(c)) },
+		set: func(c *Config, v value) error {
+			x, err := parse(v.scalar)
+			if err == nil {
+				*ptr(c) = x
+			}
+			return err
+		},
+		check: func(c *Config, add adder) {
+			if check != nil {
+				check(c, *ptr(c), add)
+			}
+		},
+	}
+}
+
+func same(s string) string { return s }
+
+func text(key, usage string, ptr func(*Config) *string, def string, check func(c *Config, v string, add adder)) setting {
+	return field(key, usage, ptr, def, same, func(s string) (string, error) { return s, nil }, check)
+}
+
+// oneOf lists its values in --help and in the error, from one list.
+func oneOf(key, usage string, ptr func(*Config) *string, def string, values ...string) setting {
+	return text(key, usage+": "+strings.Join(values, " | "), ptr, def, func(_ *Config, v string, add adder) {
+		if !slices.Contains(values, v) {
+			add("%q is not valid; accepted values: %s", v, strings.Join(values, ", "))
+		}
+	})
+}
+
+// token is for secrets given as text: the message counts characters and
+// never quotes the value.
+func token(key, usage string, ptr func(*Config) *string) setting {
+	return text(key, usage, ptr, "", func(_ *Config, v string, add adder) {
+		if n := utf8.RuneCountInString(v); v != "" && n < minBootstrapChars {
+			add("(hidden) is %d characters, too short; accepted values: %s", n, acceptedTokenChars)
+		}
+	})
+}
+
+func boolean(key, usage string, ptr func(*Config) *bool) setting {
+	s := field(key, usage, ptr, false, strconv.FormatBool, func(s string) (bool, error) {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return false, fmt.Errorf("%q is not a valid boolean; accepted values: %s", s, acceptedBool)
+		}
+		return b, nil
+	}, nil)
+	s.isBool = true
+	return s
+}
+
+// duration checks the range while converting too, so the message quotes
+// what the user wrote ("90.5s") rather than the normalised form ("1m30.5s").
+func duration(key, usage string, ptr func(*Config) *time.Duration, def time.Duration, ok func(time.Duration) bool, accepted string) setting {
+	return field(key, usage, ptr, def, time.Duration.String, func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a valid duration; accepted values: %s", s, accepted)
+		}
+		if !ok(d) {
+			return 0, fmt.Errorf("%q is not valid; accepted values: %s", s, accepted)
+		}
+		return d, nil
+	}, func(_ *Config, d time.Duration, add adder) {
+		if !ok(d) {
+			add("%q is not valid; accepted values: %s", d.String(), accepted)
+		}
+	})
+}
+
+func between(lo, hi time.Duration) func(time.Duration) bool {
+	return func(d time.Duration) bool { return d >= lo && d <= hi }
+}
+
+// count takes a whole number from lo to hi; quoted, as in most messages.
+func count(key, usage string, ptr func(*Config) *int, def, lo, hi int, accepted string) setting {
+	return whole(key, usage, ptr, def, lo, hi, accepted, "%q")
+}
+
+// poolSize is a count from 0 whose Validate message shows the number
+// unquoted, as the database pool settings always have.
+func poolSize(key, usage string, ptr func(*Config) *int, accepted string) setting {
+	return whole(key, usage, ptr, 0, 0, maxConns, accepted, "%s")
+}
+
+// whole rejects a negative or too large number while converting, quoting
+// what the user wrote; the lower bound is left to the check, whose message
+// is the one a hand-built Config gets.
+func whole(key, usage string, ptr func(*Config) *int, def, lo, hi int, accepted, verb string) setting {
+	return field(key, usage, ptr, def, strconv.Itoa, func(s string) (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 || n > hi {
+			return 0, fmt.Errorf("%q is not valid; accepted values: %s", s, accepted)
+		}
+		return n, nil
+	}, func(_ *Config, n int, add adder) {
+		if n < lo || n > hi {
+			add(verb+" is not valid; accepted values: %s", strconv.Itoa(n), accepted)
+		}
+	})
+}
+
+// list keeps a YAML sequence's entries whole and splits env and flag values
+// on commas.
+func list(key, usage string, ptr func(*Config) *[]string, check func(c *Config, v []string, add adder)) setting {
+	s := field(key, usage, ptr, nil, func(v []string) string { return strings.Join(v, ",") }, func(s string) ([]string, error) {
+		return splitList(s), nil
+	}, check)
+	s.isList = true
+	scalar := s.set
+	s.set = func(c *Config, v value) error {
+		if v.isList {
+			*ptr(c) = append([]string(nil), v.list...)
+			return nil
+		}
+		return scalar(c, v)
+	}
+	return s
+}
+
+// settings is the one place a setting is declared: a new one needs its
+// Config field and an entry here, nothing else. The order is that of --help
+// and of error lines.
 func settings() []setting {
-	str := func(field func(c *Config) *string) func(*Config, value) error {
-		return func(c *Config, v value) error {
-			*field(c) = v.scalar
-			return nil
-		}
-	}
-	// dur checks the range here too, so the message quotes what the user
-	// wrote ("90.5s") rather than the normalised form ("1m30.5s").
-	dur := func(field func(c *Config) *time.Duration, ok func(time.Duration) bool, accepted string) func(*Config, value) error {
-		return func(c *Config, v value) error {
-			d, err := time.ParseDuration(v.scalar)
-			if err != nil {
-				return fmt.Errorf("%q is not a valid duration; accepted values: %s", v.scalar, accepted)
-			}
-			if !ok(d) {
-				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
-			}
-			*field(c) = d
-			return nil
-		}
-	}
-	// count reads a whole number from 0 to most.
-	count := func(field func(c *Config) *int, most int, accepted string) func(*Config, value) error {
-		return func(c *Config, v value) error {
-			n, err := strconv.Atoi(strings.TrimSpace(v.scalar))
-			if err != nil || n < 0 || n > most {
-				return fmt.Errorf("%q is not valid; accepted values: %s", v.scalar, accepted)
-			}
-			*field(c) = n
-			return nil
-		}
-	}
-	boolean := func(field func(c *Config) *bool) func(*Config, value) error {
-		return func(c *Config, v value) error {
-			b, err := strconv.ParseBool(v.scalar)
-			if err != nil {
-				return fmt.Errorf("%q is not a valid boolean; accepted values: %s", v.scalar, acceptedBool)
-			}
-			*field(c) = b
-			return nil
-		}
-	}
 	return []setting{
-		{
-			key: "listen", env: "LATCHKEY_LISTEN", flag: "listen",
-			usage: "`address` of the OAuth listener",
-			show:  func(c *Config) string { return c.Listen },
-			set:   str(func(c *Config) *string { return &c.Listen }),
-		},
-		{
-			key: "admin_listen", env: "LATCHKEY_ADMIN_LISTEN", flag: "admin-listen",
-			usage: "`address` of a separate admin API listener (empty: admin API on --listen)",
-			show:  func(c *Config) string { return c.AdminListen },
-			set:   str(func(c *Config) *string { return &c.AdminListen }),
-		},
-		{
-			key: "issuer", env: "LATCHKEY_ISSUER", flag: "issuer",
-			usage: "public base `URL` of the server, used as the token issuer",
-			show:  func(c *Config) string { return c.Issuer },
-			set:   str(func(c *Config) *string { return &c.Issuer }),
-		},
-		{
-			key: "database", env: "LATCHKEY_DATABASE", flag: "database",
-			usage: "database `DSN`: sqlite://PATH or postgres://...",
-			show:  func(c *Config) string { return c.Database },
-			set:   str(func(c *Config) *string { return &c.Database }),
-		},
-		{
-			key: "secret", env: "LATCHKEY_SECRET", flag: "secret",
-			usage: "comma-separated system `secrets`, current first, each at least 32 bytes",
-			show:  func(*Config) string { return "" },
-			set: func(c *Config, v value) error {
-				if v.isList {
-					c.Secrets = append([]string(nil), v.list...)
-					return nil
+		text("listen", "`address` of the OAuth listener",
+			func(c *Config) *string { return &c.Listen }, ":8080",
+			func(_ *Config, v string, add adder) {
+				if msg := checkAddress(v); msg != "" {
+					add("%q %s; accepted values: %s", v, msg, `host:port or :port, e.g. ":8080"`)
 				}
-				c.Secrets = splitList(v.scalar)
-				return nil
-			},
-		},
-		{
-			key: "token_lifetime", env: "LATCHKEY_TOKEN_LIFETIME", flag: "token-lifetime",
-			usage: "access token lifetime as a Go `duration`",
-			show:  func(c *Config) string { return c.TokenLifetime.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.TokenLifetime }, tokenLifetimeOK, acceptedLifetime),
-		},
-		{
-			key: "token_format", env: "LATCHKEY_TOKEN_FORMAT", flag: "token-format",
-			usage: "access token `format`: " + strings.Join(tokenFormats, " | "),
-			show:  func(c *Config) string { return c.TokenFormat },
-			set:   str(func(c *Config) *string { return &c.TokenFormat }),
-		},
-		{
-			key: "signing_algorithm", env: "LATCHKEY_SIGNING_ALGORITHM", flag: "signing-algorithm",
-			usage: "JWT signing `algorithm`: " + strings.Join(signingAlgorithms, " | "),
-			show:  func(c *Config) string { return c.SigningAlgorithm },
-			set:   str(func(c *Config) *string { return &c.SigningAlgorithm }),
-		},
-		{
-			key: "bootstrap_token", env: "LATCHKEY_BOOTSTRAP_TOKEN", flag: "bootstrap-token",
-			usage: "admin bootstrap `token`, at least 32 characters",
-			show:  func(*Config) string { return "" },
-			set:   str(func(c *Config) *string { return &c.BootstrapToken }),
-		},
-		{
-			key: "log_level", env: "LATCHKEY_LOG_LEVEL", flag: "log-level",
-			usage: "log `level`: " + strings.Join(logLevels, " | "),
-			show:  func(c *Config) string { return c.LogLevel },
-			set:   str(func(c *Config) *string { return &c.LogLevel }),
-		},
-		{
-			key: "log_format", env: "LATCHKEY_LOG_FORMAT", flag: "log-format",
-			usage: "log `format`: " + strings.Join(logFormats, " | "),
-			show:  func(c *Config) string { return c.LogFormat },
-			set:   str(func(c *Config) *string { return &c.LogFormat }),
-		},
-		{
-			key: "dev", env: "LATCHKEY_DEV", flag: "dev", isBool: true,
-			usage: "development mode: allow a plain-http issuer on any host",
-			show:  func(c *Config) string { return strconv.FormatBool(c.Dev) },
-			set:   boolean(func(c *Config) *bool { return &c.Dev }),
-		},
-		{
-			key: "janitor_interval", env: "LATCHKEY_JANITOR_INTERVAL", flag: "janitor-interval",
-			usage: "how often expired tokens are purged, as a Go `duration`",
-			show:  func(c *Config) string { return c.JanitorInterval.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.JanitorInterval }, janitorIntervalOK, acceptedJanitor),
-		},
-		{
-			key: "signing_key_rotation", env: "LATCHKEY_SIGNING_KEY_ROTATION", flag: "signing-key-rotation",
-			usage: "rotate the JWT signing key when it is this old, as a Go `duration`; 0 is off",
-			show:  func(c *Config) string { return c.SigningKeyRotation.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.SigningKeyRotation }, keyRotationOK, acceptedRotation),
-		},
-		{
-			key: "database_max_conns", env: "LATCHKEY_DATABASE_MAX_CONNS", flag: "database-max-conns",
-			usage: "most open database connections per process; 0 sizes the pool from the CPU count",
-			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxConns) },
-			set:   count(func(c *Config) *int { return &c.DatabaseMaxConns }, maxConns, acceptedConns),
-		},
-		{
-			key: "database_max_idle_conns", env: "LATCHKEY_DATABASE_MAX_IDLE_CONNS", flag: "database-max-idle-conns",
-			usage: "most idle database connections kept open; 0 is database_max_conns",
-			show:  func(c *Config) string { return strconv.Itoa(c.DatabaseMaxIdleConns) },
-			set:   count(func(c *Config) *int { return &c.DatabaseMaxIdleConns }, maxConns, acceptedIdleConns),
-		},
-		{
-			key: "database_conn_max_lifetime", env: "LATCHKEY_DATABASE_CONN_MAX_LIFETIME", flag: "database-conn-max-lifetime",
-			usage: "close a database connection after this long, as a Go `duration`",
-			show:  func(c *Config) string { return c.DatabaseConnMaxLifetime.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.DatabaseConnMaxLifetime }, connTimeOK, acceptedConnTime),
-		},
-		{
-			key: "database_conn_max_idle_time", env: "LATCHKEY_DATABASE_CONN_MAX_IDLE_TIME", flag: "database-conn-max-idle-time",
-			usage: "close a database connection idle this long, as a Go `duration`",
-			show:  func(c *Config) string { return c.DatabaseConnMaxIdleTime.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.DatabaseConnMaxIdleTime }, connTimeOK, acceptedConnTime),
-		},
-		{
-			key: "request_timeout", env: "LATCHKEY_REQUEST_TIMEOUT", flag: "request-timeout",
-			usage: "answer 503 when a request has waited this long on the database, as a Go `duration`",
-			show:  func(c *Config) string { return c.RequestTimeout.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.RequestTimeout }, requestTimeoutOK, acceptedTimeout),
-		},
-		{
-			key: "shutdown_timeout", env: "LATCHKEY_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout",
-			usage: "on SIGTERM, how long requests in flight may still run, as a Go `duration`",
-			show:  func(c *Config) string { return c.ShutdownTimeout.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, shutdownTimeoutOK, acceptedShutdown),
-		},
-		{
-			key: "tls_cert", env: "LATCHKEY_TLS_CERT", flag: "tls-cert",
-			usage: "PEM certificate chain `file`; with tls_key, every listener serves HTTPS",
-			show:  func(c *Config) string { return c.TLSCert },
-			set:   str(func(c *Config) *string { return &c.TLSCert }),
-		},
-		{
-			key: "tls_key", env: "LATCHKEY_TLS_KEY", flag: "tls-key",
-			usage: "PEM private key `file` for tls_cert",
-			show:  func(c *Config) string { return c.TLSKey },
-			set:   str(func(c *Config) *string { return &c.TLSKey }),
-		},
-		{
-			key: "trusted_proxies", env: "LATCHKEY_TRUSTED_PROXIES", flag: "trusted-proxies",
-			usage: "comma-separated `addresses` (IPs or CIDRs) whose X-Forwarded-For is believed",
-			show:  func(c *Config) string { return strings.Join(c.TrustedProxies, ",") },
-			set: func(c *Config, v value) error {
-				if v.isList {
-					c.TrustedProxies = append([]string(nil), v.list...)
-					return nil
+			}),
+		text("admin_listen", "`address` of a separate admin API listener (empty: admin API on --listen)",
+			func(c *Config) *string { return &c.AdminListen }, "",
+			func(c *Config, v string, add adder) {
+				const accepted = `empty (admin API on listen) or a host:port different from listen`
+				if v == "" {
+					return
 				}
-				c.TrustedProxies = splitList(v.scalar)
-				return nil
-			},
-		},
-		{
-			key: "rate_limit_failures", env: "LATCHKEY_RATE_LIMIT_FAILURES", flag: "rate-limit-failures",
-			usage: "failed client authentications per minute allowed per address and client ID, per address and per client ID (0: off)",
-			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailures) },
-			set:   count(func(c *Config) *int { return &c.RateLimitFailures }, maxRateLimit, acceptedRate),
-		},
-		{
-			key: "rate_limit_failures_burst", env: "LATCHKEY_RATE_LIMIT_FAILURES_BURST", flag: "rate-limit-failures-burst",
-			usage: "failed client authentications allowed at once before rate_limit_failures applies",
-			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitFailuresBurst) },
-			set:   count(func(c *Config) *int { return &c.RateLimitFailuresBurst }, maxRateLimit, acceptedBurst),
-		},
-		{
-			key: "rate_limit_admin_failures", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES", flag: "rate-limit-admin-failures",
-			usage: "failed admin-token attempts per minute allowed per address (0: off)",
-			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailures) },
-			set:   count(func(c *Config) *int { return &c.RateLimitAdminFailures }, maxRateLimit, acceptedRate),
-		},
-		{
-			key: "rate_limit_admin_failures_burst", env: "LATCHKEY_RATE_LIMIT_ADMIN_FAILURES_BURST", flag: "rate-limit-admin-failures-burst",
-			usage: "failed admin-token attempts allowed at once before rate_limit_admin_failures applies",
-			show:  func(c *Config) string { return strconv.Itoa(c.RateLimitAdminFailuresBurst) },
-			set:   count(func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, maxRateLimit, acceptedBurst),
-		},
-		{
-			key: "integration_token_rate", env: "LATCHKEY_INTEGRATION_TOKEN_RATE", flag: "integration-token-rate",
-			usage: "tokens per minute issued to one integration once the burst is spent, unless it sets token_rate_per_minute (0: no default cap)",
-			show:  func(c *Config) string { return strconv.Itoa(c.IntegrationTokenRate) },
-			set:   count(func(c *Config) *int { return &c.IntegrationTokenRate }, maxRateLimit, acceptedTokenRate),
-		},
-		{
-			key: "integration_token_burst", env: "LATCHKEY_INTEGRATION_TOKEN_BURST", flag: "integration-token-burst",
-			usage: "tokens one integration may be issued at once before integration_token_rate applies",
-			show:  func(c *Config) string { return strconv.Itoa(c.IntegrationTokenBurst) },
-			set:   count(func(c *Config) *int { return &c.IntegrationTokenBurst }, maxRateLimit, acceptedBurst),
-		},
-		{
-			key: "metrics_integration_label", env: "LATCHKEY_METRICS_INTEGRATION_LABEL", flag: "metrics-integration-label", isBool: true,
-			usage: "label per-client metrics with the integration name (one set of series per integration)",
-			show:  func(c *Config) string { return strconv.FormatBool(c.MetricsIntegrationLabel) },
-			set:   boolean(func(c *Config) *bool { return &c.MetricsIntegrationLabel }),
-		},
-		{
-			key: "metrics_token", env: "LATCHKEY_METRICS_TOKEN", flag: "metrics-token",
-			usage: "bearer `token` that reads /metrics from anywhere (empty: loopback and admin_listen only)",
-			show:  func(*Config) string { return "" },
-			set:   str(func(c *Config) *string { return &c.MetricsToken }),
-		},
-		{
-			key: "max_connections", env: "LATCHKEY_MAX_CONNECTIONS", flag: "max-connections",
-			usage: "most open connections on the listener; past it the longest-idle keep-alive is closed, else the new connection is answered 503 (0: sized from the open-file limit)",
-			show:  func(c *Config) string { return strconv.Itoa(c.MaxConnections) },
-			set:   count(func(c *Config) *int { return &c.MaxConnections }, maxConnections, acceptedConnections),
-		},
-		{
-			key: "max_bodies_in_flight", env: "LATCHKEY_MAX_BODIES_IN_FLIGHT", flag: "max-bodies-in-flight",
-			usage: "most requests receiving a body over 4 KiB at once; past it they are answered 503",
-			show:  func(c *Config) string { return strconv.Itoa(c.MaxBodiesInFlight) },
-			set:   count(func(c *Config) *int { return &c.MaxBodiesInFlight }, maxBodiesInFlight, acceptedBodies),
-		},
-		{
-			key: "idle_timeout", env: "LATCHKEY_IDLE_TIMEOUT", flag: "idle-timeout",
-			usage: "close a keep-alive connection idle this long, as a Go `duration`; keep it above a load balancer's own",
-			show:  func(c *Config) string { return c.IdleTimeout.String() },
-			set:   dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, idleTimeoutOK, acceptedIdleTimeout),
-		},
+				if msg := checkAddress(v); msg != "" {
+					add("%q %s; accepted values: %s", v, msg, accepted)
+				} else if v == c.Listen {
+					add("%q is the same as listen; accepted values: %s", v, accepted)
+				}
+			}),
+		field("issuer", "public base `URL` of the server, used as the token issuer",
+			func(c *Config) *string { return &c.Issuer }, "http://localhost:8080", same,
+			func(s string) (string, error) { return strings.TrimRight(s, "/"), nil },
+			func(c *Config, v string, add adder) {
+				if msg := c.checkIssuer(); msg != "" {
+					add("%q %s; accepted values: %s", v, msg, `an absolute https URL without query or fragment; http only for localhost, 127.0.0.0/8, ::1, or when dev is true`)
+				}
+			}),
+		text("database", "database `DSN`: sqlite://PATH or postgres://...",
+			func(c *Config) *string { return &c.Database }, "sqlite://latchkey.db",
+			func(_ *Config, v string, add adder) {
+				if msg := checkDatabase(v); msg != "" {
+					add("%q %s; accepted values: %s", displayDSN(v), msg, `sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db), postgres://... or postgresql://...`)
+				}
+			}),
+		list("secret", "comma-separated system `secrets`, current first, each at least 32 bytes",
+			func(c *Config) *[]string { return &c.Secrets },
+			func(c *Config, v []string, add adder) {
+				if len(v) == 0 && c.DatabaseDriver() == "postgres" {
+					// Replicas must share the secret that keys every stored hash; one
+					// generated per replica would make each reject the others' tokens.
+					add("is required with a postgres database, and every replica must share it; accepted values: %s", acceptedSecretsRule)
+				}
+				for i, s := range v {
+					if len(s) < minSecretBytes {
+						add("entry %d (hidden) is %d bytes, too short; accepted values: empty, or %s", i+1, len(s), acceptedSecretsRule)
+					}
+				}
+			}),
+		duration("token_lifetime", "access token lifetime as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.TokenLifetime }, 10*time.Hour, tokenLifetimeOK,
+			`a Go duration in whole seconds between 1m and 720h, e.g. "10h" or "36000s"`),
+		oneOf("token_format", "access token `format`",
+			func(c *Config) *string { return &c.TokenFormat }, "opaque", "opaque", "jwt"),
+		oneOf("signing_algorithm", "JWT signing `algorithm`",
+			func(c *Config) *string { return &c.SigningAlgorithm }, "ES256", "ES256", "EdDSA", "RS256"),
+		token("bootstrap_token", "admin bootstrap `token`, at least 32 characters",
+			func(c *Config) *string { return &c.BootstrapToken }),
+		oneOf("log_level", "log `level`",
+			func(c *Config) *string { return &c.LogLevel }, "info", "debug", "info", "warn", "error"),
+		oneOf("log_format", "log `format`",
+			func(c *Config) *string { return &c.LogFormat }, "text", "text", "json"),
+		boolean("dev", "development mode: allow a plain-http issuer on any host",
+			func(c *Config) *bool { return &c.Dev }),
+		duration("janitor_interval", "how often expired tokens are purged, as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.JanitorInterval }, time.Minute,
+			between(minJanitorInterval, maxJanitorInterval), `a Go duration between 1s and 24h, e.g. "1m"`),
+		duration("signing_key_rotation", "rotate the JWT signing key when it is this old, as a Go `duration`; 0 is off",
+			func(c *Config) *time.Duration { return &c.SigningKeyRotation }, 0, keyRotationOK,
+			`0 (off) or a Go duration between 1h and 8760h, e.g. "720h"`),
+		poolSize("database_max_conns", "most open database connections per process; 0 sizes the pool from the CPU count",
+			func(c *Config) *int { return &c.DatabaseMaxConns },
+			`0 (sized from the CPU count) or a whole number up to 1000`),
+		poolSize("database_max_idle_conns", "most idle database connections kept open; 0 is database_max_conns",
+			func(c *Config) *int { return &c.DatabaseMaxIdleConns },
+			`0 (same as database_max_conns) or a whole number up to 1000`),
+		duration("database_conn_max_lifetime", "close a database connection after this long, as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.DatabaseConnMaxLifetime }, 30*time.Minute,
+			between(minConnTime, maxConnTime), acceptedPoolTime),
+		duration("database_conn_max_idle_time", "close a database connection idle this long, as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.DatabaseConnMaxIdleTime }, 5*time.Minute,
+			between(minConnTime, maxConnTime), acceptedPoolTime),
+		duration("request_timeout", "answer 503 when a request has waited this long on the database, as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.RequestTimeout }, 10*time.Second,
+			between(minRequestTimeout, maxRequestTimeout), `a Go duration between 1s and 5m, e.g. "10s"`),
+		duration("shutdown_timeout", "on SIGTERM, how long requests in flight may still run, as a Go `duration`",
+			func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 20*time.Second,
+			between(minShutdownTimeout, maxShutdownTimeout), `a Go duration between 1s and 10m, e.g. "20s"`),
+		text("tls_cert", "PEM certificate chain `file`; with tls_key, every listener serves HTTPS",
+			func(c *Config) *string { return &c.TLSCert }, "", checkTLSCert),
+		text("tls_key", "PEM private key `file` for tls_cert",
+			func(c *Config) *string { return &c.TLSKey }, "",
+			func(c *Config, v string, add adder) {
+				if v == "" && c.TLSCert != "" {
+					add("is empty while tls_cert is set to %q; accepted values: %s", c.TLSCert, acceptedTLSFile)
+				}
+			}),
+		list("trusted_proxies", "comma-separated `addresses` (IPs or CIDRs) whose X-Forwarded-For is believed",
+			func(c *Config) *[]string { return &c.TrustedProxies },
+			func(c *Config, v []string, add adder) {
+				if _, err := c.ProxyNets(); err != nil {
+					add("%q: %s; accepted values: %s", strings.Join(v, ","), err, `IP addresses or CIDR ranges of your proxies, never all addresses (0.0.0.0/0, ::/0), e.g. "10.0.0.0/8,127.0.0.1" (comma-separated in env and flags)`)
+				}
+			}),
+		count("rate_limit_failures", "failed client authentications per minute allowed per address and client ID, per address and per client ID (0: off)",
+			func(c *Config) *int { return &c.RateLimitFailures }, 60, 0, maxRateLimit, acceptedRate),
+		count("rate_limit_failures_burst", "failed client authentications allowed at once before rate_limit_failures applies",
+			func(c *Config) *int { return &c.RateLimitFailuresBurst }, 20, 1, maxRateLimit, acceptedBurst),
+		count("rate_limit_admin_failures", "failed admin-token attempts per minute allowed per address (0: off)",
+			func(c *Config) *int { return &c.RateLimitAdminFailures }, 10, 0, maxRateLimit, acceptedRate),
+		count("rate_limit_admin_failures_burst", "failed admin-token attempts allowed at once before rate_limit_admin_failures applies",
+			func(c *Config) *int { return &c.RateLimitAdminFailuresBurst }, 10, 1, maxRateLimit, acceptedBurst),
+		// A well-behaved client asks for one token per process per lifetime
+		// (10 h), so 600 a minute is about five orders of magnitude above a
+		// fleet's steady state, and a burst of 1000 lets a thousand pods
+		// start in the same second. A client asking for a token per API call
+		// is held to 10 a second: with 10-hour tokens at most 1000 + 600×600
+		// = 361,000 live rows per integration, about 120 MB at 335 bytes a
+		// row, where an uncapped one wrote 143,000 rows in 15 seconds (115 GB
+		// over a lifetime at that pace).
+		count("integration_token_rate", "tokens per minute issued to one integration once the burst is spent, unless it sets token_rate_per_minute (0: no default cap)",
+			func(c *Config) *int { return &c.IntegrationTokenRate }, 600, 0, maxRateLimit,
+			`0 (no default cap) or a whole number of tokens per minute up to 1000000`),
+		count("integration_token_burst", "tokens one integration may be issued at once before integration_token_rate applies",
+			func(c *Config) *int { return &c.IntegrationTokenBurst }, 1000, 1, maxRateLimit, acceptedBurst),
+		boolean("metrics_integration_label", "label per-client metrics with the integration name (one set of series per integration)",
+			func(c *Config) *bool { return &c.MetricsIntegrationLabel }),
+		token("metrics_token", "bearer `token` that reads /metrics from anywhere (empty: loopback and admin_listen only)",
+			func(c *Config) *string { return &c.MetricsToken }),
+		count("max_connections", "most open connections on the listener; past it the longest-idle keep-alive is closed, else the new connection is answered 503 (0: sized from the open-file limit)",
+			func(c *Config) *int { return &c.MaxConnections }, 0, 0, maxConnections,
+			`0 (sized from the open-file limit) or a whole number up to 1000000`),
+		count("max_bodies_in_flight", "most requests receiving a body over 4 KiB at once; past it they are answered 503",
+			func(c *Config) *int { return &c.MaxBodiesInFlight }, 64, 1, maxBodiesInFlight,
+			`a whole number from 1 up to 100000`),
+		duration("idle_timeout", "close a keep-alive connection idle this long, as a Go `duration`; keep it above a load balancer's own",
+			func(c *Config) *time.Duration { return &c.IdleTimeout }, 75*time.Second,
+			between(minIdleTimeout, maxIdleTimeout), `a Go duration between 1s and 1h, e.g. "75s"`),
 	}
 }
 
-func idleTimeoutOK(d time.Duration) bool { return d >= minIdleTimeout && d <= maxIdleTimeout }
-
-func shutdownTimeoutOK(d time.Duration) bool {
-	return d >= minShutdownTimeout && d <= maxShutdownTimeout
-}
-
-func connTimeOK(d time.Duration) bool { return d >= minConnTime && d <= maxConnTime }
-
-func requestTimeoutOK(d time.Duration) bool {
-	return d >= minRequestTimeout && d <= maxRequestTimeout
+// checkTLSCert requires the certificate and key together and loadable, so a
+// mistyped path stops start-up instead of serving plain HTTP.
+func checkTLSCert(c *Config, cert string, add adder) {
+	switch {
+	case cert == "" && c.TLSKey != "":
+		add("is empty while tls_key is set to %q; accepted values: %s", c.TLSKey, acceptedTLSFile)
+	case cert == "" || c.TLSKey == "":
+		return
+	default:
+		if _, err := tls.LoadX509KeyPair(cert, c.TLSKey); err != nil {
+			add("%q with tls_key %q cannot be loaded (%s); accepted values: %s", cert, c.TLSKey, tlsLoadError(err), acceptedTLSFile)
+		}
+	}
 }
 
 // splitList turns a comma-separated env or flag value into entries. A blank
@@ -594,7 +564,7 @@ func Load(name string, args []string, getenv func(string) string, output io.Writ
 	fs.SetOutput(output)
 	configPath := fs.String(configFlag, "", "YAML configuration `file` (env "+configEnv+")")
 	for _, s := range table {
-		fs.Var(&rawFlag{s: s.show(&defaults), isBool: s.isBool}, s.flag, s.usage+" (env "+s.env+")")
+		fs.Var(&rawFlag{s: s.show(&defaults), isBool: s.isBool}, s.flag(), s.usage+" (env "+s.env()+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -611,7 +581,7 @@ func Load(name string, args []string, getenv func(string) string, output io.Writ
 			return
 		}
 		for _, s := range table {
-			if s.flag == f.Name {
+			if s.flag() == f.Name {
 				flags[s.key] = value{scalar: f.Value.String()}
 			}
 		}
@@ -619,7 +589,7 @@ func Load(name string, args []string, getenv func(string) string, output io.Writ
 
 	env := layer{}
 	for _, s := range table {
-		if v := getenv(s.env); v != "" {
+		if v := getenv(s.env()); v != "" {
 			env[s.key] = value{scalar: v}
 		}
 	}
@@ -667,92 +637,32 @@ func resolve(table []setting, base Config, layers ...layer) (Config, map[string]
 			problems[s.key] = append(problems[s.key], err.Error())
 		}
 	}
-	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
 	return cfg, problems
 }
 
-// fileConfig mirrors the YAML keys so that the decoder's KnownFields check
-// rejects typos. Fields are nodes rather than typed values so that a wrongly
-// typed entry becomes a validation line naming its key.
-type fileConfig struct {
-	Listen           yaml.Node `yaml:"listen"`
-	AdminListen      yaml.Node `yaml:"admin_listen"`
-	Issuer           yaml.Node `yaml:"issuer"`
-	Database         yaml.Node `yaml:"database"`
-	Secret           yaml.Node `yaml:"secret"`
-	TokenLifetime    yaml.Node `yaml:"token_lifetime"`
-	TokenFormat      yaml.Node `yaml:"token_format"`
-	SigningAlgorithm yaml.Node `yaml:"signing_algorithm"`
-	BootstrapToken   yaml.Node `yaml:"bootstrap_token"`
-	LogLevel         yaml.Node `yaml:"log_level"`
-	LogFormat        yaml.Node `yaml:"log_format"`
-	Dev              yaml.Node `yaml:"dev"`
-	JanitorInterval  yaml.Node `yaml:"janitor_interval"`
-	KeyRotation      yaml.Node `yaml:"signing_key_rotation"`
-	MaxConns         yaml.Node `yaml:"database_max_conns"`
-	MaxIdleConns     yaml.Node `yaml:"database_max_idle_conns"`
-	ConnMaxLifetime  yaml.Node `yaml:"database_conn_max_lifetime"`
-	ConnMaxIdleTime  yaml.Node `yaml:"database_conn_max_idle_time"`
-	RequestTimeout   yaml.Node `yaml:"request_timeout"`
-	ShutdownTimeout  yaml.Node `yaml:"shutdown_timeout"`
-	TLSCert          yaml.Node `yaml:"tls_cert"`
-	TLSKey           yaml.Node `yaml:"tls_key"`
-	TrustedProxies   yaml.Node `yaml:"trusted_proxies"`
-	RateLimit        yaml.Node `yaml:"rate_limit_failures"`
-	RateLimitBurst   yaml.Node `yaml:"rate_limit_failures_burst"`
-	AdminRateLimit   yaml.Node `yaml:"rate_limit_admin_failures"`
-	AdminRateBurst   yaml.Node `yaml:"rate_limit_admin_failures_burst"`
-	TokenRate        yaml.Node `yaml:"integration_token_rate"`
-	TokenBurst       yaml.Node `yaml:"integration_token_burst"`
-	MetricsLabel     yaml.Node `yaml:"metrics_integration_label"`
-	MetricsToken     yaml.Node `yaml:"metrics_token"`
-	MaxConnections   yaml.Node `yaml:"max_connections"`
-	MaxBodies        yaml.Node `yaml:"max_bodies_in_flight"`
-	IdleTimeout      yaml.Node `yaml:"idle_timeout"`
-}
-
-func (f *fileConfig) nodes() map[string]*yaml.Node {
-	return map[string]*yaml.Node{
-		"listen":               &f.Listen,
-		"admin_listen":         &f.AdminListen,
-		"issuer":               &f.Issuer,
-		"database":             &f.Database,
-		"secret":               &f.Secret,
-		"token_lifetime":       &f.TokenLifetime,
-		"token_format":         &f.TokenFormat,
-		"signing_algorithm":    &f.SigningAlgorithm,
-		"bootstrap_token":      &f.BootstrapToken,
-		"metrics_token":        &f.MetricsToken,
-		"log_level":            &f.LogLevel,
-		"log_format":           &f.LogFormat,
-		"dev":                  &f.Dev,
-		"janitor_interval":     &f.JanitorInterval,
-		"signing_key_rotation": &f.KeyRotation,
-
-		"database_max_conns":          &f.MaxConns,
-		"database_max_idle_conns":     &f.MaxIdleConns,
-		"database_conn_max_lifetime":  &f.ConnMaxLifetime,
-		"database_conn_max_idle_time": &f.ConnMaxIdleTime,
-		"request_timeout":             &f.RequestTimeout,
-		"shutdown_timeout":            &f.ShutdownTimeout,
-
-		"tls_cert":                        &f.TLSCert,
-		"tls_key":                         &f.TLSKey,
-		"trusted_proxies":                 &f.TrustedProxies,
-		"rate_limit_failures":             &f.RateLimit,
-		"rate_limit_failures_burst":       &f.RateLimitBurst,
-		"rate_limit_admin_failures":       &f.AdminRateLimit,
-		"rate_limit_admin_failures_burst": &f.AdminRateBurst,
-		"integration_token_rate":          &f.TokenRate,
-		"integration_token_burst":         &f.TokenBurst,
-		"metrics_integration_label":       &f.MetricsLabel,
-		"max_connections":                 &f.MaxConnections,
-		"max_bodies_in_flight":            &f.MaxBodies,
-		"idle_timeout":                    &f.IdleTimeout,
+// fileType is a struct with a yaml.Node field per setting, tagged with its
+// key, built from the table so that the decoder's KnownFields check rejects
+// typos (with yaml.v3's own handling of duplicates and merge keys) without a
+// second list of keys to keep in step. Fields are nodes rather than typed
+// values so that a wrongly typed entry becomes a validation line naming its
+// key.
+func fileType(table []setting) reflect.Type {
+	fields := make([]reflect.StructField, len(table))
+	for i, s := range table {
+		fields[i] = reflect.StructField{
+			Name: "F" + strconv.Itoa(i),
+			Type: reflect.TypeFor[yaml.Node](),
+			Tag:  reflect.StructTag(`yaml:"` + s.key + `"`),
+		}
 	}
+	return reflect.StructOf(fields)
 }
 
-var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+// fileTypeName stands in for the generated struct's spelling in the
+// decoder's messages, which would otherwise list every field.
+const fileTypeName = "config.fileConfig"
+
+var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type ` + regexp.QuoteMeta(fileTypeName))
 
 // readFile reads the YAML file into a layer. Structural problems (missing
 // file, bad YAML, unknown or wrongly shaped keys) stop loading, because
@@ -764,10 +674,11 @@ func readFile(path string, table []setting) (layer, error) {
 	}
 	defer f.Close()
 
-	var fc fileConfig
+	typ := fileType(table)
+	fc := reflect.New(typ).Elem()
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(fc.Addr().Interface()); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			keys := make([]string, len(table))
@@ -776,6 +687,7 @@ func readFile(path string, table []setting) (layer, error) {
 			}
 			msgs := make([]string, len(te.Errors))
 			for i, m := range te.Errors {
+				m = strings.ReplaceAll(m, typ.String(), fileTypeName)
 				msgs[i] = unknownFieldRE.ReplaceAllString(m,
 					`unknown key "$1"; accepted keys: `+strings.Join(keys, ", "))
 			}
@@ -786,13 +698,12 @@ func readFile(path string, table []setting) (layer, error) {
 
 	l := layer{}
 	var errs []error
-	nodes := fc.nodes()
-	for _, s := range table {
-		n := nodes[s.key]
+	for i, s := range table {
+		n := fc.Field(i).Addr().Interface().(*yaml.Node)
 		if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") {
 			continue
 		}
-		v, err := nodeValue(n, s.key == "secret" || s.key == "trusted_proxies")
+		v, err := nodeValue(n, s.isList)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %s: %w", n.Line, s.key, err))
 			continue
@@ -855,119 +766,12 @@ func (c *Config) Validate() error {
 
 func (c *Config) problems() map[string][]string {
 	p := map[string][]string{}
-	add := func(key, format string, args ...any) {
-		p[key] = append(p[key], fmt.Sprintf(format, args...))
-	}
-
-	if msg := checkAddress(c.Listen); msg != "" {
-		add("listen", "%q %s; accepted values: %s", c.Listen, msg, acceptedAddress)
-	}
-	if c.AdminListen != "" {
-		if msg := checkAddress(c.AdminListen); msg != "" {
-			add("admin_listen", "%q %s; accepted values: %s", c.AdminListen, msg, acceptedAdminListen)
-		} else if c.AdminListen == c.Listen {
-			add("admin_listen", "%q is the same as listen; accepted values: %s", c.AdminListen, acceptedAdminListen)
-		}
-	}
-	if msg := c.checkIssuer(); msg != "" {
-		add("issuer", "%q %s; accepted values: %s", c.Issuer, msg, acceptedIssuer)
-	}
-	if msg := checkDatabase(c.Database); msg != "" {
-		add("database", "%q %s; accepted values: %s", displayDSN(c.Database), msg, acceptedDatabase)
-	}
-	if len(c.Secrets) == 0 && c.DatabaseDriver() == "postgres" {
-		// Replicas must share the secret that keys every stored hash; one
-		// generated per replica would make each reject the others' tokens.
-		add("secret", "is required with a postgres database, and every replica must share it; accepted values: %s", acceptedSharedSecret)
-	}
-	for i, s := range c.Secrets {
-		if len(s) < minSecretBytes {
-			add("secret", "entry %d (hidden) is %d bytes, too short; accepted values: %s", i+1, len(s), acceptedSecret)
-		}
-	}
-	if !tokenLifetimeOK(c.TokenLifetime) {
-		add("token_lifetime", "%q is not valid; accepted values: %s", c.TokenLifetime.String(), acceptedLifetime)
-	}
-	checkEnum(add, "token_format", c.TokenFormat, tokenFormats)
-	checkEnum(add, "signing_algorithm", c.SigningAlgorithm, signingAlgorithms)
-	if n := utf8.RuneCountInString(c.BootstrapToken); c.BootstrapToken != "" && n < minBootstrapChars {
-		add("bootstrap_token", "(hidden) is %d characters, too short; accepted values: %s", n, acceptedBootstrap)
-	}
-	if n := utf8.RuneCountInString(c.MetricsToken); c.MetricsToken != "" && n < minBootstrapChars {
-		add("metrics_token", "(hidden) is %d characters, too short; accepted values: %s", n, acceptedMetricsToken)
-	}
-	checkEnum(add, "log_level", c.LogLevel, logLevels)
-	checkEnum(add, "log_format", c.LogFormat, logFormats)
-	if !janitorIntervalOK(c.JanitorInterval) {
-		add("janitor_interval", "%q is not valid; accepted values: %s", c.JanitorInterval.String(), acceptedJanitor)
-	}
-	if !keyRotationOK(c.SigningKeyRotation) {
-		add("signing_key_rotation", "%q is not valid; accepted values: %s", c.SigningKeyRotation.String(), acceptedRotation)
-	}
-	if c.DatabaseMaxConns < 0 || c.DatabaseMaxConns > maxConns {
-		add("database_max_conns", "%d is not valid; accepted values: %s", c.DatabaseMaxConns, acceptedConns)
-	}
-	if c.DatabaseMaxIdleConns < 0 || c.DatabaseMaxIdleConns > maxConns {
-		add("database_max_idle_conns", "%d is not valid; accepted values: %s", c.DatabaseMaxIdleConns, acceptedIdleConns)
-	}
-	if !connTimeOK(c.DatabaseConnMaxLifetime) {
-		add("database_conn_max_lifetime", "%q is not valid; accepted values: %s", c.DatabaseConnMaxLifetime.String(), acceptedConnTime)
-	}
-	if !connTimeOK(c.DatabaseConnMaxIdleTime) {
-		add("database_conn_max_idle_time", "%q is not valid; accepted values: %s", c.DatabaseConnMaxIdleTime.String(), acceptedConnTime)
-	}
-	if !requestTimeoutOK(c.RequestTimeout) {
-		add("request_timeout", "%q is not valid; accepted values: %s", c.RequestTimeout.String(), acceptedTimeout)
-	}
-	if !shutdownTimeoutOK(c.ShutdownTimeout) {
-		add("shutdown_timeout", "%q is not valid; accepted values: %s", c.ShutdownTimeout.String(), acceptedShutdown)
-	}
-	c.checkTLS(add)
-	if _, err := c.ProxyNets(); err != nil {
-		add("trusted_proxies", "%q: %s; accepted values: %s", strings.Join(c.TrustedProxies, ","), err, acceptedProxies)
-	}
-	checkRate := func(key string, n int, accepted string) {
-		switch {
-		case n < 0 || n > maxRateLimit:
-			add(key, "%q is not valid; accepted values: %s", strconv.Itoa(n), accepted)
-		case accepted == acceptedBurst && n == 0:
-			add(key, "%q is not valid; accepted values: %s", "0", acceptedBurst)
-		}
-	}
-	checkRate("rate_limit_failures", c.RateLimitFailures, acceptedRate)
-	checkRate("rate_limit_failures_burst", c.RateLimitFailuresBurst, acceptedBurst)
-	checkRate("rate_limit_admin_failures", c.RateLimitAdminFailures, acceptedRate)
-	checkRate("rate_limit_admin_failures_burst", c.RateLimitAdminFailuresBurst, acceptedBurst)
-	checkRate("integration_token_rate", c.IntegrationTokenRate, acceptedTokenRate)
-	checkRate("integration_token_burst", c.IntegrationTokenBurst, acceptedBurst)
-	if c.MaxConnections < 0 || c.MaxConnections > maxConnections {
-		add("max_connections", "%q is not valid; accepted values: %s", strconv.Itoa(c.MaxConnections), acceptedConnections)
-	}
-	if c.MaxBodiesInFlight < 1 || c.MaxBodiesInFlight > maxBodiesInFlight {
-		add("max_bodies_in_flight", "%q is not valid; accepted values: %s", strconv.Itoa(c.MaxBodiesInFlight), acceptedBodies)
-	}
-	if !idleTimeoutOK(c.IdleTimeout) {
-		add("idle_timeout", "%q is not valid; accepted values: %s", c.IdleTimeout.String(), acceptedIdleTimeout)
+	for _, s := range settings() {
+		s.check(c, func(format string, args ...any) {
+			p[s.key] = append(p[s.key], fmt.Sprintf(format, args...))
+		})
 	}
 	return p
-}
-
-// checkTLS requires the certificate and key together and loadable, so a
-// mistyped path stops start-up instead of serving plain HTTP.
-func (c *Config) checkTLS(add func(key, format string, args ...any)) {
-	switch {
-	case c.TLSCert == "" && c.TLSKey == "":
-		return
-	case c.TLSCert == "":
-		add("tls_cert", "is empty while tls_key is set to %q; accepted values: %s", c.TLSKey, acceptedTLSFile)
-		return
-	case c.TLSKey == "":
-		add("tls_key", "is empty while tls_cert is set to %q; accepted values: %s", c.TLSCert, acceptedTLSFile)
-		return
-	}
-	if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
-		add("tls_cert", "%q with tls_key %q cannot be loaded (%s); accepted values: %s", c.TLSCert, c.TLSKey, tlsLoadError(err), acceptedTLSFile)
-	}
 }
 
 // tlsLoadError keeps the reason and drops what crypto/tls wraps around it,
@@ -1082,19 +886,6 @@ func keyRotationOK(d time.Duration) bool {
 // advertised (expires_in, exp) in seconds.
 func tokenLifetimeOK(d time.Duration) bool {
 	return d%time.Second == 0 && d >= minTokenLifetime && d <= maxTokenLifetime
-}
-
-func janitorIntervalOK(d time.Duration) bool {
-	return d >= minJanitorInterval && d <= maxJanitorInterval
-}
-
-func checkEnum(add func(key, format string, args ...any), key, v string, accepted []string) {
-	for _, a := range accepted {
-		if v == a {
-			return
-		}
-	}
-	add(key, "%q is not valid; accepted values: %s", v, strings.Join(accepted, ", "))
 }
 
 // checkAddress returns why addr cannot be listened on, or "".
