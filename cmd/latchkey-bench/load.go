@@ -195,12 +195,17 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	if c.json {
-		enc := json.NewEncoder(stdout)
+	return writeReport(stdout, r, c.json)
+}
+
+// writeReport writes a run's figures as indented JSON, or as text.
+func writeReport(w io.Writer, r interface{ print(io.Writer) }, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	r.print(stdout)
+	r.print(w)
 	return nil
 }
 
@@ -507,7 +512,8 @@ func printStats(w io.Writer, indent string, s stats) {
 	fmt.Fprintln(w)
 }
 
-func countList(m map[string]uint64) string {
+// countList shows a tally as "key: n" pairs in key order, or "none".
+func countList[N int | uint64](m map[string]N) string {
 	if len(m) == 0 {
 		return "none"
 	}

@@ -115,13 +115,7 @@ func runNAT(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	if c.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	r.print(stdout)
-	return nil
+	return writeReport(stdout, r, c.json)
 }
 
 // natCounts are the figures of one party of the scenario.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,22 +113,6 @@ func failKind(err error) string {
 		return "refused"
 	}
 	return "other"
-}
-
-func counts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
 }
 
 type slowReport struct {
@@ -272,7 +255,7 @@ func runSlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return json.NewEncoder(stdout).Encode(r)
 	}
 	fmt.Fprintf(stdout, "uploads started: %d, bytes sent: %d, still running at the end: %d\n", r.Uploads, r.BytesSent, r.RunningAtEnd)
-	fmt.Fprintf(stdout, "answered: %s\nfailed: %s\n", counts(r.Status), counts(r.Failed))
+	fmt.Fprintf(stdout, "answered: %s\nfailed: %s\n", countList(r.Status), countList(r.Failed))
 	return nil
 }
 
@@ -397,6 +380,6 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return json.NewEncoder(stdout).Encode(r)
 	}
 	fmt.Fprintf(stdout, "connections: %d, kept open: %d, closed by the server while held: %d\n", r.Connections, r.Kept, r.ClosedByServer)
-	fmt.Fprintf(stdout, "answered: %s\nfailed: %s\n", counts(r.Status), counts(r.Failed))
+	fmt.Fprintf(stdout, "answered: %s\nfailed: %s\n", countList(r.Status), countList(r.Failed))
 	return nil
 }
