@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -37,8 +38,12 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			// Resolved per request: another replica may have deleted
 			// and so recreated the bootstrap admin.
 			admin, err = s.store.EnsureAdmin(r.Context(), storage.BootstrapAdmin)
-		} else {
+		} else if credential.ValidChecksummed(token, credential.AdminTokenPrefix) {
 			admin, err = s.store.AuthenticateAdmin(r.Context(), token)
+		} else {
+			// A mistyped or invented token fails on its checksum,
+			// without a lookup.
+			err = storage.ErrNotFound
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			s.metrics.adminFailures.Inc()
@@ -168,7 +173,7 @@ func keyPairOut(kp *storage.KeyPair) *keyPairJSON {
 func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
 	return integrationJSON{
 		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
-		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.lifetime(ig) / time.Second),
+		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.oauth.Lifetime(ig) / time.Second),
 		TokenRatePerMinute: ig.TokenRatePerMinute, CreatedBy: ig.CreatedBy,
 		CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
 		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
@@ -548,7 +553,7 @@ func (s *Server) handleSigningKeyRotate() http.Handler {
 			s.adminError(w, r, err)
 			return
 		}
-		if err := s.keys.reload(r.Context()); err != nil {
+		if err := s.oauth.ReloadKeys(r.Context()); err != nil {
 			s.adminError(w, r, err)
 			return
 		}

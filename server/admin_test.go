@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // Credential shapes from DESIGN.md, written out here so the tests check the
@@ -254,7 +254,7 @@ func TestAdminAuth(t *testing.T) {
 		{"lk_adm_ token with a bad checksum", "Bearer " + flipLast(validToken)},
 		{"truncated lk_adm_ token", "Bearer " + validToken[:len(validToken)-1]},
 		{"lk_adm_ prefix only", "Bearer lk_adm_"},
-		{"well-formed unknown lk_adm_ token", "Bearer " + storage.NewAdminToken()},
+		{"well-formed unknown lk_adm_ token", "Bearer " + credential.NewAdminToken()},
 		{"client secret as admin token", "Bearer " + kp.Secret},
 		{"revoked token", "Bearer " + revokedToken},
 	}
@@ -415,7 +415,7 @@ func TestAdminIntegrationCreate(t *testing.T) {
 			if !secretRE.MatchString(secret) {
 				t.Errorf("client_secret %q does not match %s", secret, secretRE)
 			}
-			if !storage.ValidChecksummed(secret, "lk_cs_") {
+			if !credential.ValidChecksummed(secret, "lk_cs_") {
 				t.Errorf("client_secret %q has a bad checksum", secret)
 			}
 			wantTime(t, "key_pair.created_at", kp["created_at"], now)
@@ -1007,7 +1007,7 @@ func TestAdminTokens(t *testing.T) {
 			}
 			requireKeys(t, "token", out, "id", "token", "description", "created_at", "expires_at")
 			tok, _ := out["token"].(string)
-			if !adminTokenRE.MatchString(tok) || !storage.ValidChecksummed(tok, "lk_adm_") {
+			if !adminTokenRE.MatchString(tok) || !credential.ValidChecksummed(tok, "lk_adm_") {
 				t.Errorf("token %q does not match %s with a valid checksum", tok, adminTokenRE)
 			}
 			id, _ := out["id"].(string)

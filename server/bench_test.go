@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage/storagetest"
 )
 
@@ -98,9 +98,9 @@ func BenchmarkFailedClientAuth(b *testing.B) {
 		name string
 		kp   keyPair
 	}{
-		{"known-id-wrong-secret", keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}},
-		{"unknown-id", keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}},
-		{"revoked-id", keyPair{ID: revoked.ID, Secret: storage.NewClientSecret()}},
+		{"known-id-wrong-secret", keyPair{ID: kp.ID, Secret: credential.NewClientSecret()}},
+		{"unknown-id", keyPair{ID: credential.NewClientID(), Secret: credential.NewClientSecret()}},
+		{"revoked-id", keyPair{ID: revoked.ID, Secret: credential.NewClientSecret()}},
 		{"bad-checksum", keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}},
 	}
 	for _, c := range cases {
@@ -156,7 +156,7 @@ func BenchmarkWorstRequest(b *testing.B) {
 		{"20-audiences", url.Values{"grant_type": {"client_credentials"}, "audience": {many(20, "https://api-%d.example.com/")}}.Encode(), kp},
 		{"16KiB-of-parameters", fill("grant_type=client_credentials&", "&", "p%d=1"), kp},
 		{"16KiB-of-escapes", "grant_type=client_credentials&x=" + strings.Repeat("%41", (server.MaxOAuthBodyBytes-40)/3), kp},
-		{"16KiB-wrong-secret", fill("grant_type=client_credentials&", "&", "p%d=1"), keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}},
+		{"16KiB-wrong-secret", fill("grant_type=client_credentials&", "&", "p%d=1"), keyPair{ID: kp.ID, Secret: credential.NewClientSecret()}},
 		{"long-basic-header", "grant_type=client_credentials", keyPair{ID: strings.Repeat("a", 30<<10), Secret: kp.Secret}},
 	}
 	for _, c := range cases {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/latchkey/latchkey/server"
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // TestRequestCostBounds: what a stranger can put in a request is refused
@@ -159,7 +159,7 @@ func TestCredentialsInPathsAreRedacted(t *testing.T) {
 	e.failOnServerErrors()
 	kp := e.createIntegration(map[string]any{"name": "svc"})
 	leaked := []string{
-		storage.NewAdminToken(),
+		credential.NewAdminToken(),
 		kp.Secret,
 		e.token(kp, nil),
 		"eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJzdmMifQ.c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu",

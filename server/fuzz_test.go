@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -245,8 +246,8 @@ func checkFuzzTokenOK(t testing.TB, r fuzzResponse, allowedScopes []string) (str
 	if err := dec.Decode(&body); err != nil {
 		t.Fatalf("token 200: body is not a token response: %v: %q", err, r.body)
 	}
-	if body.AccessToken == nil || !strings.HasPrefix(*body.AccessToken, storage.AccessTokenPrefix) ||
-		len(*body.AccessToken) <= len(storage.AccessTokenPrefix) {
+	if body.AccessToken == nil || !strings.HasPrefix(*body.AccessToken, credential.AccessTokenPrefix) ||
+		len(*body.AccessToken) <= len(credential.AccessTokenPrefix) {
 		t.Fatalf("token 200: access_token is not an opaque lk_at_ token: %s", r.body)
 	}
 	if body.TokenType == nil || *body.TokenType != "bearer" {
@@ -743,12 +744,12 @@ func fuzzJWTLike(alg, kid, payload string) string {
 // bytes. Tokens of another shape come back unchanged.
 func fuzzRespellKey(tok string, k byte) string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	body, ok := strings.CutPrefix(tok, storage.AccessTokenPrefix)
+	body, ok := strings.CutPrefix(tok, credential.AccessTokenPrefix)
 	key, _, ok2 := strings.Cut(body, ".")
 	if !ok || !ok2 || len(key)%4 != 3 {
 		return tok
 	}
-	i := len(storage.AccessTokenPrefix) + len(key) - 1
+	i := len(credential.AccessTokenPrefix) + len(key) - 1
 	v := strings.IndexByte(alphabet, tok[i])
 	if v < 0 {
 		return tok
@@ -855,9 +856,9 @@ func FuzzIntrospect(f *testing.F) {
 		case tokExtended:
 			tok = active + tokIn
 		case tokUnprefixed:
-			tok = strings.TrimPrefix(active, storage.AccessTokenPrefix)
+			tok = strings.TrimPrefix(active, credential.AccessTokenPrefix)
 		case tokPrefixOnly:
-			tok = tokIn + strings.TrimPrefix(active, storage.AccessTokenPrefix)
+			tok = tokIn + strings.TrimPrefix(active, credential.AccessTokenPrefix)
 		}
 		if sel>>4&1 == 1 {
 			tok = fuzzRespellKey(tok, c)
@@ -1167,7 +1168,7 @@ func FuzzAdminJSON(f *testing.F) {
 			kp, _ := out["key_pair"].(map[string]any)
 			id, _ := kp["client_id"].(string)
 			secret, _ := kp["client_secret"].(string)
-			if !storage.ValidClientID(id) || !storage.ValidChecksummed(secret, storage.ClientSecretPrefix) {
+			if !credential.ValidClientID(id) || !credential.ValidChecksummed(secret, credential.ClientSecretPrefix) {
 				t.Fatalf("%s: malformed key pair %v", what, kp)
 			}
 			// Keep the database small: every created integration goes.
@@ -1198,7 +1199,7 @@ func FuzzAdminJSON(f *testing.F) {
 			}
 			id, _ := out["client_id"].(string)
 			secret, _ := out["client_secret"].(string)
-			if !storage.ValidClientID(id) || !storage.ValidChecksummed(secret, storage.ClientSecretPrefix) {
+			if !credential.ValidClientID(id) || !credential.ValidChecksummed(secret, credential.ClientSecretPrefix) {
 				t.Fatalf("%s: malformed key pair %s", what, r.body)
 			}
 			var grace int64

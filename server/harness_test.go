@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 	"github.com/latchkey/latchkey/storage/storagetest"
 )
@@ -139,7 +140,8 @@ func openEnv(t testing.TB, dbPath string, clk *clock, secrets [][]byte, opts ...
 	if strings.HasPrefix(dbPath, "postgres://") {
 		driver = "postgres"
 	}
-	st, err := storage.Open(ctx, storage.Options{Driver: driver, DSN: dbPath, Secrets: secrets, Now: clk.Now, Logger: log})
+	st, err := storage.Open(ctx, storage.Options{Driver: driver, DSN: dbPath, Now: clk.Now, Logger: log,
+		Credentials: credential.NewMinter(secrets), SealingKeys: credential.SealingKeys(secrets)})
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -340,7 +341,7 @@ func TestJWTAccessToken(t *testing.T) {
 					if got, want := resp["expires_in"], float64(defaultLifetimeSeconds); got != want {
 						t.Errorf("expires_in = %v, want %v", got, want)
 					}
-					if strings.HasPrefix(tok, storage.AccessTokenPrefix) || strings.Count(tok, ".") != 2 {
+					if strings.HasPrefix(tok, credential.AccessTokenPrefix) || strings.Count(tok, ".") != 2 {
 						t.Fatalf("access_token = %q, want a compact JWS", tok)
 					}
 
@@ -920,7 +921,7 @@ func TestSecretRotation(t *testing.T) {
 	rotated := startEnv(t, path, clk, [][]byte{secretB, secretA})
 	var fresh string
 	t.Run("new and old secrets", func(t *testing.T) {
-		if !strings.HasPrefix(opaque, storage.AccessTokenPrefix) {
+		if !strings.HasPrefix(opaque, credential.AccessTokenPrefix) {
 			t.Fatalf("token %q is not opaque", opaque)
 		}
 		if got := rotated.introspect(rs, opaque)["active"]; got != true {
@@ -1021,7 +1022,7 @@ func TestDefaultTokenFormat(t *testing.T) {
 	if got := back.introspect(rs, jwtTok)["active"]; got != true {
 		t.Errorf("JWT after switching back to opaque: active = %v, want true", got)
 	}
-	if got := back.token(job, nil); !strings.HasPrefix(got, storage.AccessTokenPrefix) {
+	if got := back.token(job, nil); !strings.HasPrefix(got, credential.AccessTokenPrefix) {
 		t.Errorf("token after switching back = %q, want opaque", got)
 	}
 }

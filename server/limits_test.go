@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // limited is an env with failed-authentication limits: burst 5, then 60 a
@@ -77,7 +77,7 @@ var grant = url.Values{"grant_type": {"client_credentials"}}
 // wrongSecret is well formed, checksum included, and wrong.
 func wrongSecret(t *testing.T, kp keyPair) keyPair {
 	t.Helper()
-	return keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}
+	return keyPair{ID: kp.ID, Secret: credential.NewClientSecret()}
 }
 
 func assertSlowDown(t *testing.T, a answer, what string) {
@@ -213,7 +213,7 @@ func TestRateLimitFailedClientAuth(t *testing.T) {
 
 // invented is a well-formed key pair no integration has.
 func invented() keyPair {
-	return keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}
+	return keyPair{ID: credential.NewClientID(), Secret: credential.NewClientSecret()}
 }
 
 // TestManyAddressFlood: failures from a fresh address each, with invented
@@ -307,7 +307,7 @@ func TestUnsupportedAuthMethodsAreFailures(t *testing.T) {
 	e := limited(t)
 	e.failOnServerErrors()
 	live := e.createIntegration(map[string]any{"name": "svc"})
-	unknown := keyPair{ID: storage.NewClientID(), Secret: storage.NewClientSecret()}
+	unknown := keyPair{ID: credential.NewClientID(), Secret: credential.NewClientSecret()}
 	assertion := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
@@ -477,11 +477,11 @@ func TestRateLimitAdminToken(t *testing.T) {
 		return e.send(c, req)
 	}
 	for i := range 5 {
-		if a := call(attacker, storage.NewAdminToken()); a.status != http.StatusUnauthorized {
+		if a := call(attacker, credential.NewAdminToken()); a.status != http.StatusUnauthorized {
 			t.Fatalf("wrong admin token %d: %d %v", i+1, a.status, a.body)
 		}
 	}
-	a := call(attacker, storage.NewAdminToken())
+	a := call(attacker, credential.NewAdminToken())
 	if a.status != http.StatusTooManyRequests || a.body["error"] != "too_many_requests" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("sixth wrong admin token: %d %v %v, want 429 too_many_requests with Retry-After", a.status, a.header, a.body)
 	}
@@ -496,7 +496,7 @@ func TestRateLimitAdminToken(t *testing.T) {
 		t.Fatalf("right token from another address: %d %v", a.status, a.body)
 	}
 	e.clock.Advance(time.Second)
-	if a := call(attacker, storage.NewAdminToken()); a.status != http.StatusUnauthorized {
+	if a := call(attacker, credential.NewAdminToken()); a.status != http.StatusUnauthorized {
 		t.Fatalf("a wrong token after the refill: %d %v, want 401", a.status, a.body)
 	}
 }

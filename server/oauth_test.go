@@ -18,7 +18,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/latchkey/latchkey/server"
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // oauthIssuer is the issuer newEnv configures.
@@ -266,8 +266,8 @@ func TestTokenErrors(t *testing.T) {
 		}
 		return f
 	}
-	wrongSecret := keyPair{ID: kp.ID, Secret: storage.NewClientSecret()}
-	unknownID := keyPair{ID: storage.NewClientID(), Secret: kp.Secret}
+	wrongSecret := keyPair{ID: kp.ID, Secret: credential.NewClientSecret()}
+	unknownID := keyPair{ID: credential.NewClientID(), Secret: kp.Secret}
 	// The last character belongs to the checksum: changing it keeps the
 	// shape and breaks the checksum.
 	malformed := keyPair{ID: kp.ID, Secret: flipAt(kp.Secret, len(kp.Secret)-1)}
@@ -462,7 +462,7 @@ func TestIntrospectCaller(t *testing.T) {
 	rs := e.resourceServer()
 	job := e.createIntegration(map[string]any{"name": "job"})
 	tok := e.token(job, nil)
-	wrong := keyPair{ID: rs.ID, Secret: storage.NewClientSecret()}
+	wrong := keyPair{ID: rs.ID, Secret: credential.NewClientSecret()}
 
 	tests := []struct {
 		name       string
@@ -476,7 +476,7 @@ func TestIntrospectCaller(t *testing.T) {
 		{"wrong secret, basic", wrong, url.Values{"token": {tok}}, 401, "invalid_client"},
 		{"wrong secret, post", keyPair{}, url.Values{"token": {tok}, "client_id": {wrong.ID}, "client_secret": {wrong.Secret}}, 401, "invalid_client"},
 		{"malformed secret", keyPair{ID: rs.ID, Secret: flipAt(rs.Secret, len(rs.Secret)-1)}, url.Values{"token": {tok}}, 401, "invalid_client"},
-		{"unknown client", keyPair{ID: storage.NewClientID(), Secret: rs.Secret}, url.Values{"token": {tok}}, 401, "invalid_client"},
+		{"unknown client", keyPair{ID: credential.NewClientID(), Secret: rs.Secret}, url.Values{"token": {tok}}, 401, "invalid_client"},
 		{"no credentials", keyPair{}, url.Values{"token": {tok}}, 401, "invalid_client"},
 		{"missing token", rs, url.Values{"token_type_hint": {"access_token"}}, 400, "invalid_request"},
 		{"token twice", rs, url.Values{"token": {tok, tok}}, 400, "invalid_request"},
@@ -635,8 +635,8 @@ func TestRevoke(t *testing.T) {
 		{"unknown token", owner, url.Values{"token": {"lk_at_unknown.token"}}, 200, ""},
 		{"malformed token", owner, url.Values{"token": {"garbage"}}, 200, ""},
 		{"another integration's token", other, url.Values{"token": {tok}}, 0, "any"},
-		{"wrong secret", keyPair{ID: owner.ID, Secret: storage.NewClientSecret()}, url.Values{"token": {tok}}, 401, "invalid_client"},
-		{"unknown client", keyPair{ID: storage.NewClientID(), Secret: owner.Secret}, url.Values{"token": {tok}}, 401, "invalid_client"},
+		{"wrong secret", keyPair{ID: owner.ID, Secret: credential.NewClientSecret()}, url.Values{"token": {tok}}, 401, "invalid_client"},
+		{"unknown client", keyPair{ID: credential.NewClientID(), Secret: owner.Secret}, url.Values{"token": {tok}}, 401, "invalid_client"},
 		{"no credentials", keyPair{}, url.Values{"token": {tok}}, 401, "invalid_client"},
 		{"missing token", owner, url.Values{"token_type_hint": {"access_token"}}, 400, "invalid_request"},
 	}

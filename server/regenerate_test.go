@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchkey/latchkey/server"
 
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -47,7 +48,7 @@ func (e *env) regenerateRaw(name string, body any) (keyPair, time.Time) {
 	if !pairIDRE.MatchString(kp.ID) {
 		e.t.Errorf("client_id = %q, want %s", kp.ID, pairIDRE)
 	}
-	if !pairSecretRE.MatchString(kp.Secret) || !storage.ValidChecksummed(kp.Secret, storage.ClientSecretPrefix) {
+	if !pairSecretRE.MatchString(kp.Secret) || !credential.ValidChecksummed(kp.Secret, credential.ClientSecretPrefix) {
 		e.t.Errorf("client_secret = %q, want %s with a valid checksum", kp.Secret, pairSecretRE)
 	}
 	created := parseRFC3339UTC(e.t, "created_at", out["created_at"])

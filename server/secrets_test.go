@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchkey/latchkey/storage"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // secretSet is every credential a test has seen, with the fragments of each
@@ -174,7 +174,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	e.clock.Advance(61 * time.Second)
 
 	// Failed client authentication, with secrets that are wrong in every way.
-	wellFormedWrong := storage.NewClientSecret()
+	wellFormedWrong := credential.NewClientSecret()
 	s.checksummed("well-formed wrong secret", wellFormedWrong, "lk_cs_")
 	mistyped := alpha2.Secret[:10] + string(alpha2.Secret[10]^1) + alpha2.Secret[11:]
 	s.fragment(mistyped, "mistyped secret", true)
@@ -239,7 +239,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	e.mustAdmin("DELETE", "/admin/integrations/made-by-alice", nil, http.StatusNoContent)
 
 	// Failed admin authentication.
-	wrongAdmin := storage.NewAdminToken()
+	wrongAdmin := credential.NewAdminToken()
 	s.checksummed("well-formed wrong admin token", wrongAdmin, "lk_adm_")
 	s.fragment(flipLast(alice), "admin token with a bad checksum", true)
 	for i, tok := range []string{

@@ -1,6 +1,6 @@
 // Package server holds latchkey's HTTP surface: the OAuth 2.0 endpoints
-// (a fosite provider composed for client credentials, introspection and
-// revocation), the admin API, and health checks.
+// (over server/oauth), the admin API, the dashboard, health checks and
+// metrics, and the middleware that bounds and logs every request.
 package server
 
 import (
@@ -16,8 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ory/fosite"
-
+	"github.com/latchkey/latchkey/server/oauth"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -79,12 +78,11 @@ type Options struct {
 // Server answers latchkey's HTTP API. Build it with New.
 type Server struct {
 	store     *storage.Store
-	oauth     *fosite.Fosite
+	oauth     *oauth.Provider
 	opts      Options
 	log       *slog.Logger
 	now       func() time.Time
 	bootstrap *bootstrapAdmin
-	keys      *keyring
 	ready     atomic.Bool
 	metrics   *metrics
 	// clientLimits and adminLimits are nil when their limits are off.
@@ -144,16 +142,17 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		}
 		s.bootstrap = &bootstrapAdmin{hash: sha256.Sum256([]byte(o.BootstrapToken))}
 	}
-	// A signing key exists whatever the token format, so the JWKS is always
-	// valid and switching to JWTs needs no key ceremony.
-	if _, err := store.EnsureSigningKey(ctx, o.SigningAlgorithm); err != nil {
+	var err error
+	s.oauth, err = oauth.New(ctx, store, oauth.Options{
+		Issuer: o.Issuer, TokenLifetime: o.TokenLifetime, Secrets: o.Secrets,
+		IssueJWTs: o.TokenFormat == "jwt", SigningAlgorithm: o.SigningAlgorithm,
+		Now: s.now, Logger: s.log,
+		OnClient:  func(ctx context.Context, c *storage.Client) { infoFrom(ctx).integration = c.Integration.Name },
+		OnFailure: func(ctx context.Context, reason string) { infoFrom(ctx).authFailure = reason },
+	})
+	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.keys = newKeyring(store, s.now, s.log)
-	if err := s.keys.reload(ctx); err != nil {
-		return nil, fmt.Errorf("server: load signing keys: %w", err)
-	}
-	s.oauth = s.composeOAuth()
 	s.routes()
 	s.ready.Store(true)
 	return s, nil

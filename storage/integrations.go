@@ -111,9 +111,8 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 }
 
 func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, now time.Time) (*KeyPair, *NewKeyPair, error) {
-	secret := NewClientSecret()
-	hash, _ := s.hasher.Hash(context.Background(), []byte(secret))
-	kp := &KeyPair{IntegrationID: integrationID, ClientID: NewClientID(), SecretHash: hash, CreatedAt: now}
+	secret := s.creds.NewClientSecret()
+	kp := &KeyPair{IntegrationID: integrationID, ClientID: s.creds.NewClientID(), SecretHash: s.creds.HashSecret(secret), CreatedAt: now}
 	if err := tx.Create(kp).Error; err != nil {
 		return nil, nil, err
 	}

@@ -5,33 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
-
-	"github.com/ory/fosite"
-	"github.com/ory/fosite/handler/oauth2"
-	"github.com/ory/x/errorsx"
 )
 
-// The interfaces fosite's handlers type-assert their storage to at run
-// time, pinned here at compile time: a missing method would otherwise
-// switch an endpoint off silently.
-var (
-	_ fosite.Storage                = (*Store)(nil)
-	_ oauth2.AccessTokenStorage     = (*Store)(nil)
-	_ oauth2.CoreStorage            = (*Store)(nil)
-	_ oauth2.TokenRevocationStorage = (*Store)(nil)
-	_ fosite.Client                 = (*Client)(nil)
-)
-
-// Client is one key pair of an integration, as fosite sees it: the client
-// ID names the pair, not the integration, so regenerating a pair changes
-// the client ID too.
+// Client is one key pair of an integration, as the OAuth endpoints see it:
+// the client ID names the pair, not the integration, so regenerating a pair
+// changes the client ID too.
 type Client struct {
 	KeyPairID  int64
 	ClientID   string
 	SecretHash []byte
-	// ExpiresAt is the pair's grace deadline; nil for the current pair.
+	// ExpiresAt is the pair's grace deadline (its revocation time, for a
+	// pair revoked at once); nil for the current pair.
 	ExpiresAt *time.Time
 	// LastUsedAt is when the pair last got a token, to the resolution of
 	// lastUsedWriteResolution; nil if never.
@@ -39,19 +24,10 @@ type Client struct {
 	// Integration holds what the OAuth endpoints use: its ID, name,
 	// scopes, audience, introspection right, token lifetime and token
 	// rate. The admin API reads the rest through GetIntegration. The
-	// owner of a stored token (GetAccessTokenSession) has only its IDs,
-	// grace deadline and integration name and ID.
+	// owner of a stored token (Token.Owner) has only its IDs, grace
+	// deadline and integration name and ID.
 	Integration Integration
 }
-
-func (c *Client) GetID() string                      { return c.ClientID }
-func (c *Client) GetHashedSecret() []byte            { return c.SecretHash }
-func (c *Client) GetRedirectURIs() []string          { return nil }
-func (c *Client) GetGrantTypes() fosite.Arguments    { return fosite.Arguments{"client_credentials"} }
-func (c *Client) GetResponseTypes() fosite.Arguments { return fosite.Arguments{} }
-func (c *Client) GetScopes() fosite.Arguments        { return c.Integration.Scopes }
-func (c *Client) IsPublic() bool                     { return false }
-func (c *Client) GetAudience() fosite.Arguments      { return c.Integration.Audience }
 
 // The token and introspection endpoints run these lookups on every
 // request, so they go through database/sql directly: gorm's reflection cost
@@ -116,40 +92,20 @@ func nullTime(t sql.NullTime) *time.Time {
 	return &u
 }
 
-// GetClient returns the working key pair with client ID id, or
-// fosite.ErrNotFound when the ID is malformed, unknown, or its pair was
-// revoked or is past its grace deadline.
-func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	if !ValidClientID(id) {
-		return nil, fosite.ErrNotFound
-	}
+// GetClient returns the key pair with client ID id, or ErrNotFound if no
+// pair of a live integration has that ID. A pair past its grace deadline is
+// returned too: whether it still works is the caller's decision, made on the
+// caller's clock.
+func (s *Store) GetClient(ctx context.Context, id string) (*Client, error) {
 	dest, client := scanClient(true)
 	err := s.queryRow(ctx, s.rdb, getClientSQL, id).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fosite.ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get client: %w: %w", ErrUnavailable, err)
 	}
-	c := client()
-	if !s.working(c.ExpiresAt) {
-		return nil, fosite.ErrNotFound
-	}
-	return c, nil
-}
-
-func (s *Store) working(expiresAt *time.Time) bool {
-	return expiresAt == nil || expiresAt.After(s.clock())
-}
-
-// ClientAssertionJWTValid is part of fosite.ClientManager; latchkey takes no
-// JWT client assertions, so no jti is ever known.
-func (s *Store) ClientAssertionJWTValid(context.Context, string) error { return nil }
-
-// SetClientAssertionJWT is part of fosite.ClientManager; see
-// ClientAssertionJWTValid.
-func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error {
-	return errors.New("client assertions are not supported")
+	return client(), nil
 }
 
 type accessTokenRow struct {
@@ -165,58 +121,60 @@ type accessTokenRow struct {
 
 func (accessTokenRow) TableName() string { return "access_tokens" }
 
-// SessionKeyID is the fosite.DefaultSession Extra entry in which the JWT
-// strategy names the key that signed the token, so the store can keep that
-// key published while the token lives.
-const SessionKeyID = "kid"
+// Token is a stored access token.
+type Token struct {
+	// Signature is the key the token is stored under; the token itself is
+	// never stored.
+	Signature string
+	RequestID string
+	// KeyID is the signing key of a JWT, kept published while the token
+	// lives; "" for an opaque token. Lookups do not read it: a JWT names
+	// its key itself.
+	KeyID     string
+	Scopes    []string
+	Audience  []string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// Owner is the key pair the token was issued to.
+	Owner *Client
+}
 
-// CreateAccessTokenSession stores an issued token under its signature. The
-// request's client must be a *Client; RequestedAt is the issue time and the
-// session's access-token expiry is the token's.
-//
-// The token is stored only if its key pair still works and will outlive
-// it, checked by the same statement that stores it: a token request that
-// authenticated just before its pair was revoked, or given a grace
-// deadline earlier than the token's expiry, fails here with invalid_client
-// wrapping ErrKeyPairChanged instead of storing a token that outlives its
-// pair. The caller may authenticate again and retry once.
+// CreateToken stores t, issued to t.Owner, if that key pair works at now
+// and will outlive the token, checked by the same statement that stores
+// it: a token request that authenticated just before its pair was revoked,
+// or given a grace deadline earlier than the token's expiry, fails here
+// with ErrKeyPairChanged instead of storing a token that outlives its pair.
+// The caller may authenticate again and retry once.
 //
 // It also records the pair's last use, at most once per
 // lastUsedWriteResolution, so a busy client does not queue its token
 // requests on one row.
-func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
-	c, ok := req.GetClient().(*Client)
-	if !ok {
-		return fmt.Errorf("create access token: client is %T, not *storage.Client", req.GetClient())
-	}
+func (s *Store) CreateToken(ctx context.Context, t *Token, now time.Time) error {
+	c := t.Owner
 	var kid *string
-	if ds, ok := req.GetSession().(*fosite.DefaultSession); ok {
-		if k, ok := ds.Extra[SessionKeyID].(string); ok {
-			kid = &k
-		}
+	if t.KeyID != "" {
+		kid = &t.KeyID
 	}
-	now := s.clock()
-	expires := req.GetSession().GetExpiresAt(fosite.AccessToken).UTC().Truncate(time.Microsecond)
-	t := &tokenInsert{
-		args: []any{signature, req.GetID(), kid, joinList(req.GetGrantedScopes()), joinList(req.GetGrantedAudience()),
-			req.GetRequestedAt().UTC().Truncate(time.Microsecond), expires, c.KeyPairID, now, expires},
+	now = now.UTC().Truncate(time.Microsecond)
+	expires := t.ExpiresAt.UTC().Truncate(time.Microsecond)
+	ins := &tokenInsert{
+		args: []any{t.Signature, t.RequestID, kid, joinList(t.Scopes), joinList(t.Audience),
+			t.IssuedAt.UTC().Truncate(time.Microsecond), expires, c.KeyPairID, now, expires},
 		keyPairID: c.KeyPairID,
 		now:       now,
 		touch:     c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= lastUsedWriteResolution,
 	}
 	var err error
 	if s.commits != nil {
-		err = s.commits.insert(ctx, t)
+		err = s.commits.insert(ctx, ins)
 	} else {
-		err = s.insertToken(ctx, nil, t)
+		err = s.insertToken(ctx, nil, ins)
 	}
 	if err != nil {
 		return fmt.Errorf("create access token: %w: %w", ErrUnavailable, err)
 	}
-	if !t.stored {
-		return errorsx.WithStack(fosite.ErrInvalidClient.
-			WithHint("The key pair was revoked or regenerated while the token was being issued.").
-			WithWrap(ErrKeyPairChanged))
+	if !ins.stored {
+		return fmt.Errorf("create access token: %w", ErrKeyPairChanged)
 	}
 	return nil
 }
@@ -285,99 +243,40 @@ func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, t *tokenInsert) err
 	return nil
 }
 
-// GetAccessTokenSession returns the request a token was issued for, or
-// fosite.ErrNotFound unless the token is active: unexpired, not revoked,
-// its key pair still working and its integration not deleted. session may
-// be nil (the revocation handler passes nil); a *fosite.DefaultSession
-// gets the integration name as its subject.
-func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+// GetToken returns the token stored under signature with its owner (the
+// ownerColumns of it), or
+// ErrNotFound if there is none or its integration was deleted. An expired
+// token, or one whose pair is past its grace deadline, is returned too:
+// whether it is active is the caller's decision, made on the caller's
+// clock. Revoking a token deletes it.
+func (s *Store) GetToken(ctx context.Context, signature string) (*Token, error) {
 	if signature == "" {
-		return nil, fosite.ErrNotFound
+		return nil, ErrNotFound
 	}
 	var (
-		requestID, scopeList, audList string
-		issued, expires               time.Time
+		t                  Token
+		scopeList, audList string
 	)
 	dest, client := scanClient(false)
-	err := s.queryRow(ctx, s.rdb, getTokenSQL, signature).Scan(append([]any{&requestID, &scopeList, &audList, &issued, &expires}, dest...)...)
+	err := s.queryRow(ctx, s.rdb, getTokenSQL, signature).Scan(append([]any{&t.RequestID, &scopeList, &audList, &t.IssuedAt, &t.ExpiresAt}, dest...)...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fosite.ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get access token: %w: %w", ErrUnavailable, err)
 	}
-	c := client()
-	if !expires.After(s.clock()) || !s.working(c.ExpiresAt) {
-		return nil, fosite.ErrNotFound
-	}
-	// A token issued before its pair entered a grace period dies with the
-	// pair: report the earlier of the two deadlines.
-	exp := expires.UTC()
-	if c.ExpiresAt != nil && c.ExpiresAt.Before(exp) {
-		exp = *c.ExpiresAt
-	}
-	if session == nil {
-		session = new(fosite.DefaultSession)
-	}
-	session.SetExpiresAt(fosite.AccessToken, exp)
-	if ds, ok := session.(*fosite.DefaultSession); ok {
-		ds.Subject = c.Integration.Name
-	}
-	scopes, aud := splitList(scopeList), splitList(audList)
-	return &fosite.Request{
-		ID:                requestID,
-		RequestedAt:       issued.UTC(),
-		Client:            c,
-		RequestedScope:    scopes,
-		GrantedScope:      scopes,
-		RequestedAudience: aud,
-		GrantedAudience:   aud,
-		Session:           session,
-		Form:              url.Values{},
-	}, nil
+	t.Signature = signature
+	t.IssuedAt, t.ExpiresAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC()
+	t.Scopes, t.Audience = splitList(scopeList), splitList(audList)
+	t.Owner = client()
+	return &t, nil
 }
 
-// DeleteAccessTokenSession deletes one token by signature.
-func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+// DeleteToken deletes one token by signature; deleting what is gone
+// succeeds.
+func (s *Store) DeleteToken(ctx context.Context, signature string) error {
 	if err := s.w.WithContext(ctx).Where("signature = ?", signature).Delete(&accessTokenRow{}).Error; err != nil {
 		return fmt.Errorf("delete access token: %w: %w", ErrUnavailable, err)
 	}
 	return nil
-}
-
-// RevokeAccessToken revokes every access token of the token request
-// requestID (RFC 7009 §2.1). Revoking what is already gone succeeds.
-// latchkey's revocation endpoint deletes by signature instead; on SQLite
-// request_id has no index, so this scans the table.
-func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	if err := s.w.WithContext(ctx).Where("request_id = ?", requestID).Delete(&accessTokenRow{}).Error; err != nil {
-		return fmt.Errorf("revoke access token: %w: %w", ErrUnavailable, err)
-	}
-	return nil
-}
-
-// The client-credentials grant issues no refresh tokens (RFC 6749 §4.4.3)
-// and latchkey serves no authorization codes; these methods exist because
-// fosite's revocation and introspection handlers require the full storage
-// interfaces. Lookups find nothing; writes are refused.
-
-var errUnsupportedGrant = errors.New("latchkey issues only client-credentials access tokens")
-
-func (s *Store) CreateRefreshTokenSession(context.Context, string, string, fosite.Requester) error {
-	return errUnsupportedGrant
-}
-func (s *Store) GetRefreshTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
-	return nil, fosite.ErrNotFound
-}
-func (s *Store) DeleteRefreshTokenSession(context.Context, string) error  { return nil }
-func (s *Store) RotateRefreshToken(context.Context, string, string) error { return nil }
-func (s *Store) RevokeRefreshToken(context.Context, string) error         { return nil }
-func (s *Store) CreateAuthorizeCodeSession(context.Context, string, fosite.Requester) error {
-	return errUnsupportedGrant
-}
-func (s *Store) GetAuthorizeCodeSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
-	return nil, fosite.ErrNotFound
-}
-func (s *Store) InvalidateAuthorizeCodeSession(context.Context, string) error {
-	return fosite.ErrNotFound
 }

@@ -91,7 +91,7 @@ func (s *Store) newSigningKey(alg string) (*signingKeyRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s private key: %w", alg, err)
 	}
-	sealed, err := seal(s.keyEncryption[0], der, []byte(pub.KeyID))
+	sealed, err := seal(s.sealingKeys[0], der, []byte(pub.KeyID))
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func seal(key, plaintext, aad []byte) ([]byte, error) {
 		return nil, err
 	}
 	nonce := make([]byte, gcm.NonceSize())
-	mustRead(nonce)
+	_, _ = rand.Read(nonce) // never fails since Go 1.24
 	return gcm.Seal(nonce, nonce, plaintext, aad), nil
 }
 
@@ -119,7 +119,7 @@ var errUnseal = errors.New("cannot decrypt the signing key with any configured s
 // sealed under a previous secret still open during a secret rotation. It
 // reports which key opened it (0 is the current secret).
 func (s *Store) unseal(sealed, aad []byte) ([]byte, int, error) {
-	for i, key := range s.keyEncryption {
+	for i, key := range s.sealingKeys {
 		block, err := aes.NewCipher(key)
 		if err != nil {
 			return nil, 0, err
@@ -213,7 +213,7 @@ func (s *Store) needReseal(rows []signingKeyRow) (map[string][]byte, error) {
 			return nil, fmt.Errorf("signing key %s: %w", r.Kid, err)
 		}
 		if which != 0 {
-			if out[r.Kid], err = seal(s.keyEncryption[0], der, []byte(r.Kid)); err != nil {
+			if out[r.Kid], err = seal(s.sealingKeys[0], der, []byte(r.Kid)); err != nil {
 				return nil, err
 			}
 		}

@@ -1,7 +1,10 @@
 // Package storage keeps latchkey's state: integrations and their key pairs,
-// access tokens, admins and their tokens, and the audit log. One Store
-// serves both the admin operations and fosite's storage interfaces, on
-// SQLite (the embedded default) or PostgreSQL.
+// access tokens, admins and their tokens, signing keys and the audit log.
+// One Store serves both the admin operations and the OAuth endpoints, on
+// SQLite (the embedded default) or PostgreSQL. It speaks only its own types
+// and errors: the OAuth layer (server/oauth) adapts them to fosite, makes
+// the credentials (Credentials) and decides when a key pair or a token
+// stops working; the store keeps the facts those decisions read.
 //
 // Every method translates database errors at this boundary: callers see the
 // sentinels below, never a gorm or driver error type.
@@ -46,9 +49,12 @@ type Options struct {
 	// Pool sizes the connection pool: PostgreSQL's, or SQLite's readers
 	// (SQLite always has exactly one writer).
 	Pool Pool
-	// Secrets are the system secrets, current first. Hashes of stored
-	// credentials are keyed by keys derived from them.
-	Secrets [][]byte
+	// Credentials makes the client IDs, client secrets and admin tokens
+	// the store hands out, and hashes them; the store keeps only hashes.
+	Credentials Credentials
+	// SealingKeys are the AES-256 keys that seal signing keys at rest,
+	// current first; a key sealed under any of them opens.
+	SealingKeys [][]byte
 	// Now is the clock; nil means time.Now. Tests inject one to move past
 	// grace deadlines and expiries without sleeping.
 	Now func() time.Time
@@ -107,30 +113,32 @@ type Store struct {
 	checkpoints *checkpointer
 	// stmts caches the hot paths' prepared statements on SQLite, keyed by
 	// pool and query; pgx caches them by itself.
-	stmts   sync.Map // stmtKey → *sql.Stmt
-	now     func() time.Time
-	log     *slog.Logger
-	hasher  *Hasher // admin tokens and client secrets
-	secrets *Hasher // client secrets, as given to fosite
-	// keyEncryption seals signing keys; one AES-256 key per system
-	// secret, current first.
-	keyEncryption [][]byte
+	stmts       sync.Map // stmtKey → *sql.Stmt
+	now         func() time.Time
+	log         *slog.Logger
+	creds       Credentials
+	sealingKeys [][]byte
+}
+
+// Credentials makes and hashes the credentials the store hands out.
+// server/oauth/credential's Minter is latchkey's.
+type Credentials interface {
+	NewClientID() string
+	NewClientSecret() string
+	NewAdminToken() string
+	// HashSecret is what the store keeps of secret.
+	HashSecret(secret string) []byte
+	// SecretHashes are secret's hashes under every key still accepted,
+	// for lookups.
+	SecretHashes(secret string) [][]byte
 }
 
 // Open connects to the database. It does not migrate; call Migrate.
 func Open(ctx context.Context, o Options) (*Store, error) {
-	if len(o.Secrets) == 0 {
-		return nil, errors.New("open storage: no system secret")
+	if o.Credentials == nil || len(o.SealingKeys) == 0 {
+		return nil, errors.New("open storage: no credentials or sealing keys")
 	}
-	keys := make([][]byte, len(o.Secrets))
-	for i, s := range o.Secrets {
-		keys[i] = DeriveKey(s, "credential-hash")
-	}
-	s := &Store{now: o.Now, log: o.Logger, hasher: NewHasher(keys...)}
-	for _, sec := range o.Secrets {
-		s.keyEncryption = append(s.keyEncryption, DeriveKey(sec, "signing-key-encryption"))
-	}
-	s.secrets = s.hasher.Checking(ClientSecretPrefix)
+	s := &Store{now: o.Now, log: o.Logger, creds: o.Credentials, sealingKeys: o.SealingKeys}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -262,10 +270,6 @@ func (s *Store) Pools() map[string]*sql.DB {
 func (s *Store) Now() time.Time { return s.clock() }
 
 func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
-
-// ClientSecretHasher returns the fosite.Hasher that checks client secrets:
-// it rejects a malformed or mistyped secret from its checksum alone.
-func (s *Store) ClientSecretHasher() *Hasher { return s.secrets }
 
 // tx runs fn in one write transaction that behaves as if it ran alone. On
 // SQLite the single writer guarantees that. On PostgreSQL the transaction

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -51,7 +52,8 @@ func startLatchkeyWith(t *testing.T, o server.Options) *latchkey {
 	t.Helper()
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "latchkey.db")
-	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: db, Secrets: testSecrets})
+	st, err := storage.Open(ctx, storage.Options{Driver: "sqlite", DSN: db,
+		Credentials: credential.NewMinter(testSecrets), SealingKeys: credential.SealingKeys(testSecrets)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,10 +684,10 @@ func TestNoTokenCap(t *testing.T) {
 func TestWrongSecretIsWellFormed(t *testing.T) {
 	for range 100 {
 		s := wrongSecret()
-		if !storage.ValidChecksummed(s, storage.ClientSecretPrefix) {
+		if !credential.ValidChecksummed(s, credential.ClientSecretPrefix) {
 			t.Fatalf("%q does not pass latchkey's checksum test", s)
 		}
-		if b := breakChecksum(s); storage.ValidChecksummed(b, storage.ClientSecretPrefix) || len(b) != len(s) {
+		if b := breakChecksum(s); credential.ValidChecksummed(b, credential.ClientSecretPrefix) || len(b) != len(s) {
 			t.Fatalf("%q (from %q) passes latchkey's checksum test", b, s)
 		}
 	}

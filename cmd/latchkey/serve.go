@@ -21,6 +21,7 @@ import (
 
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -57,7 +58,8 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 		return nil, err
 	}
 	o.store, err = storage.Open(ctx, storage.Options{
-		Driver: cfg.DatabaseDriver(), DSN: cfg.DatabaseDSN(), Secrets: o.secrets, Logger: o.log,
+		Driver: cfg.DatabaseDriver(), DSN: cfg.DatabaseDSN(), Logger: o.log,
+		Credentials: credential.NewMinter(o.secrets), SealingKeys: credential.SealingKeys(o.secrets),
 		Pool: storage.Pool{
 			MaxConns: cfg.DatabaseMaxConns, MaxIdleConns: cfg.DatabaseMaxIdleConns,
 			ConnMaxLifetime: cfg.DatabaseConnMaxLifetime, ConnMaxIdleTime: cfg.DatabaseConnMaxIdleTime,

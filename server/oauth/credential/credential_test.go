@@ -1,4 +1,4 @@
-package storage
+package credential
 
 import (
 	"encoding/base64"

@@ -1,4 +1,10 @@
-package storage
+// Package credential is what latchkey's credentials look like and how they
+// are hashed: client IDs, client secrets, admin tokens and the prefix of
+// opaque access tokens, their checksums, and the keyed hash the store keeps
+// instead of a secret. It depends on nothing else in latchkey, so the store
+// can be handed a Minter without knowing the formats, and its tests can use
+// the real one.
+package credential
 
 import (
 	"context"
@@ -10,8 +16,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"strings"
-
-	"github.com/ory/fosite"
 )
 
 // Prefixes of the credentials latchkey issues. They are part of the contract:
@@ -120,7 +124,8 @@ func DeriveKey(secret []byte, purpose string) []byte {
 // Hasher hashes server-generated secrets with HMAC-SHA-256. Secrets carry
 // 256 random bits, so a keyed fast hash resists guessing as well as bcrypt
 // does, without capping the token endpoint at bcrypt's few dozen checks per
-// second per core. It implements fosite.Hasher for client authentication.
+// second per core. Its Hash and Compare are fosite.Hasher's, for client
+// authentication.
 //
 // Hash uses the first key; Compare accepts a hash made under any key, so an
 // operator can rotate the system secret without invalidating stored hashes.
@@ -129,15 +134,13 @@ type Hasher struct {
 	prefix string
 }
 
-var _ fosite.Hasher = (*Hasher)(nil)
-
 var errHashMismatch = errors.New("secret does not match")
 
 // NewHasher returns a Hasher over keys; keys[0] is current. It panics on
 // no keys, which is a wiring bug, never a runtime condition.
 func NewHasher(keys ...[]byte) *Hasher {
 	if len(keys) == 0 {
-		panic("storage: NewHasher needs at least one key")
+		panic("credential: NewHasher needs at least one key")
 	}
 	return &Hasher{keys: keys}
 }
@@ -167,8 +170,8 @@ func (h *Hasher) Compare(_ context.Context, hash, data []byte) error {
 	return errHashMismatch
 }
 
-// all returns the hash of data under every key, for indexed lookups.
-func (h *Hasher) all(data []byte) [][]byte {
+// All returns the hash of data under every key, for indexed lookups.
+func (h *Hasher) All(data []byte) [][]byte {
 	out := make([][]byte, len(h.keys))
 	for i, k := range h.keys {
 		out[i] = h.sum(k, data)
@@ -180,4 +183,42 @@ func (h *Hasher) sum(key, data []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write(data)
 	return m.Sum(nil)
+}
+
+// Minter makes credentials and hashes them under keys derived from the
+// system secrets. It is what the store is given to make key pairs and
+// admin tokens (storage.Credentials), and what checks client secrets.
+type Minter struct {
+	*Hasher
+}
+
+// NewMinter returns a Minter over the system secrets, current first. It
+// panics on no secrets, which is a wiring bug.
+func NewMinter(secrets [][]byte) *Minter {
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		keys[i] = DeriveKey(s, "credential-hash")
+	}
+	return &Minter{NewHasher(keys...)}
+}
+
+func (*Minter) NewClientID() string     { return NewClientID() }
+func (*Minter) NewClientSecret() string { return NewClientSecret() }
+func (*Minter) NewAdminToken() string   { return NewAdminToken() }
+
+// HashSecret is what the store keeps of secret.
+func (m *Minter) HashSecret(secret string) []byte { return m.sum(m.keys[0], []byte(secret)) }
+
+// SecretHashes are secret's hashes under every key, current first, so a
+// credential hashed before a secret rotation is still found.
+func (m *Minter) SecretHashes(secret string) [][]byte { return m.All([]byte(secret)) }
+
+// SealingKeys are the AES-256 keys that seal signing keys at rest, one per
+// system secret, current first.
+func SealingKeys(secrets [][]byte) [][]byte {
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		keys[i] = DeriveKey(s, "signing-key-encryption")
+	}
+	return keys
 }

@@ -1,0 +1,53 @@
+package oauth
+
+import (
+	"time"
+
+	"github.com/latchkey/latchkey/storage"
+)
+
+// The functions below are the only places where time decides what a
+// credential is worth. Each is given the Provider's clock reading; nothing
+// in latchkey, fosite included, compares a key pair or token with time.Now.
+
+// works decides whether key pair c may authenticate at now: the current
+// pair always, a replaced one until its grace deadline (a revoked pair's
+// deadline is its revocation).
+func works(c *storage.Client, now time.Time) bool {
+	return c.ExpiresAt == nil || c.ExpiresAt.After(now)
+}
+
+// Lifetime is how long the integration's tokens live: its own lifetime, or
+// the server's default when it has none.
+func (p *Provider) Lifetime(ig *storage.Integration) time.Duration {
+	if s := ig.TokenLifetimeSeconds; s != nil {
+		return time.Duration(*s) * time.Second
+	}
+	return p.opts.TokenLifetime
+}
+
+// expiry decides when a token issued to c at now expires: after its
+// integration's Lifetime, and never after the pair's grace deadline, since
+// a pair's tokens die with it.
+func (p *Provider) expiry(c *storage.Client, now time.Time) time.Time {
+	exp := now.Add(p.Lifetime(&c.Integration))
+	if c.ExpiresAt != nil && c.ExpiresAt.Before(exp) {
+		exp = *c.ExpiresAt
+	}
+	return exp
+}
+
+// active decides whether stored token t is active at now and, if so, until
+// when: while it is unexpired and its pair works. A token issued before its
+// pair entered a grace period dies with the pair, so the reported expiry
+// is the earlier of the two deadlines.
+func active(t *storage.Token, now time.Time) (time.Time, bool) {
+	if !t.ExpiresAt.After(now) || !works(t.Owner, now) {
+		return time.Time{}, false
+	}
+	exp := t.ExpiresAt
+	if o := t.Owner.ExpiresAt; o != nil && o.Before(exp) {
+		exp = *o
+	}
+	return exp, true
+}

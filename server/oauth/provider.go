@@ -1,0 +1,374 @@
+// Package oauth is latchkey's boundary with fosite: the client and storage
+// adapters fosite needs, the token strategies (opaque and JWT), the signing
+// keyring, and the decisions of lifetime.go, the only places where a key
+// pair's or a token's worth is decided against the clock. Credential
+// formats and hashing are in its credential package. The server package
+// speaks HTTP and calls in here; nothing outside this package sees fosite.
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/token/hmac"
+	"github.com/ory/x/errorsx"
+
+	"github.com/latchkey/latchkey/server/oauth/credential"
+	"github.com/latchkey/latchkey/storage"
+)
+
+// Why a client failed to authenticate, as Options.OnFailure is told.
+const (
+	// FailureUnknownClient: the client ID names no working key pair.
+	FailureUnknownClient = "unknown_client"
+	// FailureWrongSecret: the client ID names a working key pair and the
+	// secret is not its secret.
+	FailureWrongSecret = "wrong_secret"
+)
+
+// Options configures a Provider. Issuer, TokenLifetime and Secrets are
+// required.
+type Options struct {
+	// Issuer is the public base URL, without a trailing slash.
+	Issuer string
+	// TokenLifetime applies to integrations that set no lifetime of their own.
+	TokenLifetime time.Duration
+	// Secrets are the system secrets, current first; the keys of client
+	// secret hashes and access-token HMACs derive from them.
+	Secrets [][]byte
+	// IssueJWTs issues RFC 9068 JWT access tokens instead of opaque ones;
+	// both kinds are recognised either way.
+	IssueJWTs bool
+	// SigningAlgorithm is the algorithm of new signing keys; "" is ES256.
+	SigningAlgorithm string
+	// Now is the clock every decision reads; nil means time.Now.
+	Now func() time.Time
+	// Logger receives unexpected conditions; nil discards.
+	Logger *slog.Logger
+	// OnClient is told the key pair a client ID names, before its secret
+	// is checked; OnFailure why authentication failed. Both may be nil.
+	OnClient  func(context.Context, *storage.Client)
+	OnFailure func(ctx context.Context, reason string)
+}
+
+// Provider serves the OAuth operations latchkey offers: the
+// client-credentials grant, introspection and revocation.
+type Provider struct {
+	opts     Options
+	store    *storage.Store
+	f        *fosite.Fosite
+	strategy *tokenStrategy
+	keys     *keyring
+	// secrets checks client secrets: a malformed one fails on its
+	// checksum alone.
+	secrets *credential.Hasher
+}
+
+// New builds the Provider. A signing key is made if none exists, whatever
+// the token format, so the JWKS is always valid and switching to JWTs
+// needs no key ceremony.
+func New(ctx context.Context, store *storage.Store, o Options) (*Provider, error) {
+	if o.Issuer == "" || o.TokenLifetime <= 0 || len(o.Secrets) == 0 {
+		return nil, errors.New("oauth: issuer, token lifetime and secrets are required")
+	}
+	if o.SigningAlgorithm == "" {
+		o.SigningAlgorithm = storage.ES256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnClient == nil {
+		o.OnClient = func(context.Context, *storage.Client) {}
+	}
+	if o.OnFailure == nil {
+		o.OnFailure = func(context.Context, string) {}
+	}
+	p := &Provider{opts: o, store: store,
+		secrets: credential.NewMinter(o.Secrets).Checking(credential.ClientSecretPrefix)}
+	if _, err := store.EnsureSigningKey(ctx, o.SigningAlgorithm); err != nil {
+		return nil, fmt.Errorf("oauth: %w", err)
+	}
+	p.keys = newKeyring(store, p.now, o.Logger)
+	if err := p.keys.reload(ctx); err != nil {
+		return nil, fmt.Errorf("oauth: load signing keys: %w", err)
+	}
+	p.f = p.fosite()
+	return p, nil
+}
+
+// now is the one clock reading every decision of this package uses, in
+// UTC and at the microsecond resolution the store keeps.
+func (p *Provider) now() time.Time { return p.opts.Now().UTC().Truncate(time.Microsecond) }
+
+// fosite wires the fosite provider with only what latchkey serves.
+func (p *Provider) fosite() *fosite.Fosite {
+	keys := make([][]byte, len(p.opts.Secrets))
+	for i, sec := range p.opts.Secrets {
+		keys[i] = credential.DeriveKey(sec, "access-token-hmac")
+	}
+	cfg := &fosite.Config{
+		// AccessTokenLifespan is left unset: fosite's grant handler would
+		// set an expiry from it and time.Now, which grant replaces.
+		AccessTokenIssuer:        p.opts.Issuer,
+		TokenURL:                 p.opts.Issuer + "/oauth2/token",
+		GlobalSecret:             keys[0],
+		RotatedGlobalSecrets:     keys[1:],
+		TokenEntropy:             32,
+		ClientSecretsHasher:      notingHasher{p},
+		ScopeStrategy:            fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
+		// Only access tokens exist; never look a token up as a refresh token.
+		DisableRefreshTokenValidation: true,
+	}
+	p.strategy = &tokenStrategy{
+		prefixedHMACStrategy: &prefixedHMACStrategy{
+			HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg),
+		},
+		keys: p.keys, issuer: p.opts.Issuer, issueJWTs: p.opts.IssueJWTs,
+	}
+	store := fositeStore{p}
+	// The handlers are wired by hand rather than through fosite/compose,
+	// which would link in OpenID Connect, PKCE, PAR and JWT-bearer code
+	// latchkey never runs.
+	cfg.TokenEndpointHandlers.Append(&grant{
+		ClientCredentialsGrantHandler: &oauth2.ClientCredentialsGrantHandler{
+			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: p.strategy, AccessTokenStorage: store, Config: cfg},
+			Config:       cfg,
+		},
+		p: p,
+	})
+	cfg.TokenIntrospectionHandlers.Append(&oauth2.CoreValidator{CoreStrategy: p.strategy, CoreStorage: store, Config: cfg})
+	cfg.RevocationHandlers.Append(&revocationHandler{p: p})
+	// NewOAuth2Provider returns the concrete *fosite.Fosite, whose
+	// AuthenticateClient introspection needs for client_secret_post.
+	return fosite.NewOAuth2Provider(store, cfg)
+}
+
+// notingHasher checks client secrets and tells OnFailure of a wrong one;
+// its shape was checked before the client was looked up.
+type notingHasher struct{ p *Provider }
+
+func (n notingHasher) Hash(ctx context.Context, data []byte) ([]byte, error) {
+	return n.p.secrets.Hash(ctx, data)
+}
+
+func (n notingHasher) Compare(ctx context.Context, hash, data []byte) error {
+	err := n.p.secrets.Compare(ctx, hash, data)
+	if err != nil {
+		n.p.opts.OnFailure(ctx, FailureWrongSecret)
+	}
+	return err
+}
+
+// grant is fosite's client-credentials grant with latchkey's rules: asking
+// for no scope grants every scope the integration has, asking for no
+// audience its whole audience, and the token's issue time and expiry come
+// from the Provider's clock and expiry, replacing those fosite sets from
+// time.Now.
+type grant struct {
+	*oauth2.ClientCredentialsGrantHandler
+	p *Provider
+}
+
+func (g *grant) HandleTokenEndpointRequest(ctx context.Context, req fosite.AccessRequester) error {
+	if err := g.ClientCredentialsGrantHandler.HandleTokenEndpointRequest(ctx, req); err != nil {
+		return err
+	}
+	c := clientOf(req.GetClient())
+	scopes := req.GetRequestedScopes()
+	if len(scopes) == 0 {
+		scopes = c.Integration.Scopes
+	}
+	for _, sc := range scopes {
+		req.GrantScope(sc)
+	}
+	aud := req.GetRequestedAudience()
+	if len(aud) == 0 {
+		aud = c.Integration.Audience
+	}
+	for _, a := range aud {
+		req.GrantAudience(a)
+	}
+	now := g.p.now()
+	if ar, ok := req.(*fosite.AccessRequest); ok {
+		ar.RequestedAt = now
+	}
+	req.GetSession().SetExpiresAt(fosite.AccessToken, g.p.expiry(c, now))
+	if s, ok := req.GetSession().(*fosite.DefaultSession); ok {
+		s.Subject = c.Integration.Name
+	}
+	return nil
+}
+
+func (g *grant) PopulateTokenEndpointResponse(ctx context.Context, req fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if err := g.ClientCredentialsGrantHandler.PopulateTokenEndpointResponse(ctx, req, resp); err != nil {
+		return err
+	}
+	// Full precision, not whole seconds: expires_in is floored, and must
+	// never promise more than the grace deadline leaves.
+	resp.SetExpiresIn(req.GetSession().GetExpiresAt(fosite.AccessToken).Sub(req.GetRequestedAt()))
+	resp.SetScopes(req.GetGrantedScopes())
+	return nil
+}
+
+// Token answers a client-credentials token request (RFC 6749 §4.4): it
+// authenticates the client, asks admit whether the integration may have
+// another token, issues and stores one and writes the response. On error
+// nothing is written; admit's own error is returned as it is.
+//
+// A regeneration that commits between authentication and the token's
+// write makes the write fail; authenticating again sees the pair's new
+// state (revoked, or a grace deadline to respect), so Token tries once
+// more. admit is asked again then.
+func (p *Provider) Token(ctx context.Context, w http.ResponseWriter, r *http.Request, admit func(*storage.Client) error) error {
+	req, resp, err := p.issue(ctx, r, admit)
+	if errors.Is(err, storage.ErrKeyPairChanged) {
+		req, resp, err = p.issue(ctx, r, admit)
+	}
+	if err != nil {
+		return err
+	}
+	p.f.WriteAccessResponse(ctx, w, req, resp)
+	return nil
+}
+
+func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*storage.Client) error) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	req, err := p.f.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := admit(clientOf(req.GetClient())); err != nil {
+		return nil, nil, err
+	}
+	resp, err := p.f.NewAccessResponse(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return req, resp, nil
+}
+
+// AuthenticateClient returns the working key pair whose credentials r
+// carries (client_secret_basic or client_secret_post).
+func (p *Provider) AuthenticateClient(ctx context.Context, r *http.Request) (*storage.Client, error) {
+	c, err := p.f.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		return nil, err
+	}
+	return clientOf(c), nil
+}
+
+// Introspection is the RFC 7662 §2.2 response for an active token.
+type Introspection struct {
+	Active    bool   `json:"active"`
+	ClientID  string `json:"client_id"`
+	Sub       string `json:"sub"`
+	Scope     string `json:"scope"`
+	Aud       any    `json:"aud"`
+	Iss       string `json:"iss"`
+	Exp       int64  `json:"exp"`
+	Iat       int64  `json:"iat"`
+	Jti       string `json:"jti"`
+	TokenType string `json:"token_type"`
+	TokenUse  string `json:"token_use"`
+}
+
+// Introspect describes token if it is active, and returns nil if it is not,
+// for whatever reason. Only a database failure is an error.
+func (p *Provider) Introspect(ctx context.Context, token string) (*Introspection, error) {
+	if token == "" {
+		return nil, nil
+	}
+	_, ar, err := p.f.IntrospectToken(ctx, token, fosite.AccessToken, new(fosite.DefaultSession))
+	if errors.Is(err, storage.ErrUnavailable) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, nil
+	}
+	c := clientOf(ar.GetClient())
+	var aud any = p.opts.Issuer
+	switch g := ar.GetGrantedAudience(); len(g) {
+	case 0:
+	case 1:
+		aud = g[0]
+	default:
+		aud = []string(g)
+	}
+	return &Introspection{
+		Active:    true,
+		ClientID:  c.ClientID,
+		Sub:       c.Integration.Name,
+		Scope:     strings.Join(ar.GetGrantedScopes(), " "),
+		Aud:       aud,
+		Iss:       p.opts.Issuer,
+		Exp:       ar.GetSession().GetExpiresAt(fosite.AccessToken).Unix(),
+		Iat:       ar.GetRequestedAt().Unix(),
+		Jti:       ar.GetID(),
+		TokenType: "Bearer",
+		TokenUse:  "access_token",
+	}, nil
+}
+
+// ErrForeignToken is wrapped by Revoke's error when the token belongs to
+// another integration.
+var ErrForeignToken = errors.New("the token was issued to another integration")
+
+// Revoke answers an RFC 7009 revocation request: it authenticates the
+// client and revokes the token if the client's integration owns it.
+// Unknown, invalid and inactive tokens succeed (§2.2).
+func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
+	return p.f.NewRevocationRequest(ctx, r)
+}
+
+// revocationHandler is RFC 7009 revocation where the integration, not the
+// key pair, owns a token: during a grace period the new pair can revoke
+// tokens the old pair was issued. fosite's own handler compares client IDs,
+// which change with every regeneration.
+type revocationHandler struct{ p *Provider }
+
+var _ fosite.RevocationHandler = (*revocationHandler)(nil)
+
+func (h *revocationHandler) RevokeToken(ctx context.Context, token string, _ fosite.TokenType, caller fosite.Client) error {
+	store := fositeStore{h.p}
+	signature := h.p.strategy.AccessTokenSignature(ctx, token)
+	ar, err := store.GetAccessTokenSession(ctx, signature, nil)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if h.p.strategy.ValidateAccessToken(ctx, ar, token) != nil {
+		return nil
+	}
+	if clientOf(ar.GetClient()).Integration.ID != clientOf(caller).Integration.ID {
+		return errorsx.WithStack(fosite.ErrUnauthorizedClient.WithHint("The token was issued to another integration.").WithWrap(ErrForeignToken))
+	}
+	// By signature, the table's key: a client-credentials request issues
+	// one token, so this is all RFC 7009 §2.1 asks to revoke.
+	return store.DeleteAccessTokenSession(ctx, signature)
+}
+
+// JWKS is the published key set (RFC 7517): the active signing key and
+// every retired key that may still have live tokens.
+func (p *Provider) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
+	snap, err := p.keys.current(ctx)
+	if err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	return snap.jwks, nil
+}
+
+// ReloadKeys reads the signing keys again, after this replica rotated them.
+func (p *Provider) ReloadKeys(ctx context.Context) error { return p.keys.reload(ctx) }
