@@ -566,6 +566,36 @@ func TestIntrospectExpiry(t *testing.T) {
 	}
 }
 
+// TestOneClock runs the server on a clock two days behind the wall clock,
+// where every token's whole life is in the real past: anything that
+// compared a token with time.Now instead of the injected clock (fosite's
+// own checks do) would call it expired at issue.
+func TestOneClock(t *testing.T) {
+	for _, format := range []string{"opaque", "jwt"} {
+		t.Run(format, func(t *testing.T) {
+			e := newOAuthEnv(t, func(o *server.Options) { o.TokenFormat = format })
+			e.clock.Advance(-48 * time.Hour)
+			rs := e.resourceServer()
+			job := e.createIntegration(map[string]any{"name": "job", "token_lifetime_seconds": 3600})
+			issuedAt := e.clock.Now()
+			resp := e.tokenResponse(job, nil)
+			if got := resp["expires_in"]; got != float64(3600) {
+				t.Errorf("expires_in = %v, want 3600", got)
+			}
+			tok := resp["access_token"].(string)
+			got := e.introspect(rs, tok)
+			if got["active"] != true {
+				t.Fatalf("token issued on the server's clock: %v, want active", got)
+			}
+			if exp, want := got["exp"], float64(issuedAt.Add(time.Hour).Unix()); exp != want {
+				t.Errorf("exp = %v, want %v (issue time on the server's clock + 1 h)", exp, want)
+			}
+			e.clock.Advance(time.Hour + time.Second)
+			checkInactive(t, e.introspect(rs, tok))
+		})
+	}
+}
+
 func TestIntrospectDeletedIntegration(t *testing.T) {
 	e := newOAuthEnv(t)
 	rs := e.resourceServer()

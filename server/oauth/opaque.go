@@ -54,7 +54,7 @@ func (h *prefixedHMACStrategy) GenerateAccessToken(ctx context.Context, r fosite
 // ValidateAccessToken checks only the token's HMAC: fosite's own check
 // would also compare its expiry with time.Now, and whether a token is
 // active is decided once, on the Provider's clock (active, in lifetime.go).
-func (h *prefixedHMACStrategy) ValidateAccessToken(ctx context.Context, _ fosite.Requester, token string) error {
+func (h *prefixedHMACStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
 	body, ok := strings.CutPrefix(token, credential.AccessTokenPrefix)
 	if !ok || !canonicalHMACToken(body) {
 		return errorsx.WithStack(fosite.ErrInvalidTokenFormat)
