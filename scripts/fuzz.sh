@@ -19,7 +19,7 @@ targets=(
   ./server:FuzzClientAuthentication
   ./server:FuzzIntrospect
   ./server:FuzzAdminJSON
-  ./storage:FuzzSecretFormat
+  ./server/oauth/credential:FuzzSecretFormat
 )
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t#*:}

@@ -27,7 +27,7 @@ func TestPostgresMigrateConcurrently(t *testing.T) {
 	const replicas = 6
 	stores := make([]*Store, replicas)
 	for i := range stores {
-		s, err := Open(t.Context(), Options{Driver: "postgres", DSN: dsn, Secrets: [][]byte{testSecret}})
+		s, err := Open(t.Context(), storeOptions("postgres", dsn, nil, testSecret))
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

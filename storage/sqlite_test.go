@@ -6,10 +6,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchkey/latchkey/server/oauth/credential"
 )
 
 // testSecret is a system secret of the minimum length.
 var testSecret = []byte(strings.Repeat("s", 32))
+
+// storeOptions are the Options latchkey opens the store with for the
+// given system secrets, current first: credentials minted and hashed under
+// keys derived from them, and signing keys sealed under others.
+func storeOptions(driver, dsn string, now func() time.Time, secrets ...[]byte) Options {
+	return Options{
+		Driver: driver, DSN: dsn, Now: now,
+		Credentials: credential.NewMinter(secrets),
+		SealingKeys: credential.SealingKeys(secrets),
+	}
+}
+
+// clientSecretHasher checks client secrets against the hashes a store
+// opened with secrets keeps, as the token endpoint does.
+func clientSecretHasher(secrets ...[]byte) *credential.Hasher {
+	return credential.NewMinter(secrets).Checking(credential.ClientSecretPrefix)
+}
 
 func TestSQLite(t *testing.T) {
 	runConformance(t, newSQLiteStore)
@@ -46,7 +65,7 @@ func newStoreOn(t *testing.T, driver, dsn string, now func() time.Time) *Store {
 // ends.
 func openStore(t testing.TB, driver, dsn string, now func() time.Time, secrets ...[]byte) (*Store, []int) {
 	t.Helper()
-	s, err := Open(t.Context(), Options{Driver: driver, DSN: dsn, Secrets: secrets, Now: now})
+	s, err := Open(t.Context(), storeOptions(driver, dsn, now, secrets...))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", driver, err)
 	}
@@ -82,7 +101,7 @@ func TestSQLiteReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "data", "latchkey.db") // Open creates the directory
 	first, _ := openSQLite(t, path, clk.Now, testSecret)
 	_, nk := createIntegration(t, first, IntegrationInput{Name: "kept", Scopes: []string{"read"}})
-	sig, _ := issueToken(t, first, clk, nk.ClientID, time.Hour)
+	sig := issueToken(t, first, clk, nk.ClientID, time.Hour)
 	_, _, adminToken := createAdmin(t, first, "root", NeverExpires)
 	if err := first.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -95,7 +114,7 @@ func TestSQLiteReopen(t *testing.T) {
 	if ig := getIntegration(t, second, "kept"); ig.KeyPair == nil || ig.KeyPair.ClientID != nk.ClientID {
 		t.Errorf("after reopening, integration = %+v, want key pair %s", ig, nk.ClientID)
 	}
-	if err := second.ClientSecretHasher().Compare(t.Context(), getClient(t, second, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err != nil {
+	if err := clientSecretHasher(testSecret).Compare(t.Context(), getClient(t, second, nk.ClientID).SecretHash, []byte(nk.ClientSecret)); err != nil {
 		t.Errorf("after reopening, the client secret does not match: %v", err)
 	}
 	if !tokenActive(t, second, sig) {
@@ -119,7 +138,7 @@ func TestSQLiteSecretRotation(t *testing.T) {
 	before.Close()
 
 	rotated, _ := openSQLite(t, path, clk.Now, newSecret, oldSecret)
-	if err := rotated.ClientSecretHasher().Compare(t.Context(), getClient(t, rotated, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err != nil {
+	if err := clientSecretHasher(newSecret, oldSecret).Compare(t.Context(), getClient(t, rotated, nk.ClientID).SecretHash, []byte(nk.ClientSecret)); err != nil {
 		t.Errorf("client secret hashed under the old system secret: Compare = %v, want nil", err)
 	}
 	if !adminAuthenticates(t, rotated, adminToken, "root") {
@@ -135,7 +154,7 @@ func TestSQLiteSecretRotation(t *testing.T) {
 	if !adminAuthenticates(t, retired, newToken, "fresh") {
 		t.Error("admin token hashed under the current system secret is rejected")
 	}
-	if err := retired.ClientSecretHasher().Compare(t.Context(), getClient(t, retired, nk.ClientID).GetHashedSecret(), []byte(nk.ClientSecret)); err == nil {
+	if err := clientSecretHasher(newSecret).Compare(t.Context(), getClient(t, retired, nk.ClientID).SecretHash, []byte(nk.ClientSecret)); err == nil {
 		t.Error("client secret hashed under a retired system secret still matches")
 	}
 }
@@ -154,13 +173,20 @@ func TestSQLiteReaderIsReadOnly(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "latchkey.db")
+	ok := storeOptions("sqlite", path, nil, testSecret)
+	with := func(f func(o *Options)) Options {
+		o := ok
+		f(&o)
+		return o
+	}
 	tests := []struct {
 		name string
 		o    Options
 	}{
-		{"no secret", Options{Driver: "sqlite", DSN: path}},
-		{"unknown driver", Options{Driver: "mysql", DSN: path, Secrets: [][]byte{testSecret}}},
-		{"empty driver", Options{DSN: path, Secrets: [][]byte{testSecret}}},
+		{"no credentials", with(func(o *Options) { o.Credentials = nil })},
+		{"no sealing keys", with(func(o *Options) { o.SealingKeys = nil })},
+		{"unknown driver", with(func(o *Options) { o.Driver = "mysql" })},
+		{"empty driver", with(func(o *Options) { o.Driver = "" })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,12 @@
-package storage
+package credential
 
 // FuzzSecretFormat checks the credential formats of the contract (client
 // ID, client secret, admin token) against an independent reading of
 // DESIGN.md. Run it for a bounded time with
 //
-//	go test ./storage -run '^$' -fuzz '^FuzzSecretFormat$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
+//	go test ./server/oauth/credential -run '^$' -fuzz '^FuzzSecretFormat$' -fuzztime 60s -fuzzminimizetime 5s -parallel 1
 //
-// `go test ./storage -run Fuzz` runs only the seeds (f.Add and
+// `go test ./server/oauth/credential -run Fuzz` runs only the seeds (f.Add and
 // testdata/fuzz/FuzzSecretFormat/).
 
 import (
