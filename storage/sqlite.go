@@ -114,7 +114,9 @@ func (sqliteDialect) txOptions(sql.IsolationLevel) *sql.TxOptions { return nil }
 // retryable is false: with one writer, no two transactions conflict.
 func (sqliteDialect) retryable(error) bool { return false }
 
-// exclusive runs fn on db, the writer pool, at once.
+// exclusive runs fn at once, since no replica shares the file. fn gets the
+// writer pool itself rather than a connection taken from it: a Purge that
+// held the pool's only connection would wait forever for its own batches.
 func (sqliteDialect) exclusive(_ context.Context, db *sql.DB, _ int32, _ bool, fn func(querier) error) error {
 	return fn(db)
 }

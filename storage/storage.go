@@ -5,6 +5,29 @@
 //
 // Every method translates database errors at this boundary: callers see the
 // sentinels below, never a gorm or driver error type.
+//
+// Queries come in two styles, one per path:
+//
+//   - The OAuth hot path, run on every token and introspection request
+//     (client and token lookups, token inserts, the SQLite group commit),
+//     uses database/sql directly, through the statements Store.prepared
+//     keeps: gorm's reflection cost more than those queries. So do the
+//     statements that need a connection of their own (migrations, advisory
+//     locks, WAL checkpoints). These queries are constants with $1, $2, …
+//     placeholders, which both drivers accept. SQLite numbers them in order
+//     of first appearance, not by their digits, so a query uses them in
+//     ascending order.
+//   - Everything else (admins, integrations, the audit log, signing keys,
+//     purging) uses gorm: its models and builder where they fit, a constant
+//     query in Raw or Exec where they do not, always with ? placeholders,
+//     which gorm rewrites for the database. Row locks are gorm's
+//     clause.Locking, which its SQLite driver leaves out.
+//
+// Neither style assembles SQL from strings at run time; the one exception
+// is the token insert's row lock, appended once by Open.
+//
+// What differs between SQLite and PostgreSQL, once they are open, is behind
+// the dialect interface, chosen once by Open.
 package storage
 
 import (
