@@ -393,7 +393,7 @@ func testMigrateNewerSchema(t *testing.T, s *Store, clk *fakeClock) {
 }
 
 func testMigrateRecordsEveryFile(t *testing.T, s *Store, _ *fakeClock) {
-	ms, err := loadMigrations(s.w.Dialector.Name())
+	ms, err := loadMigrations(s.dialect.migrationsDir())
 	if err != nil {
 		t.Fatalf("loadMigrations: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 type integrationRow struct {
@@ -31,6 +32,11 @@ func (integrationRow) TableName() string { return "integrations" }
 // integration waits for the janitor under a name no one can ask for, but
 // is filtered by its mark as well, not only by its name.
 const live = "deleted_at IS NULL"
+
+// forUpdate makes a read in a transaction wait for, and hold off, every
+// other writer of the rows it read. gorm's SQLite driver leaves it out:
+// there the single writer already queues every write.
+var forUpdate = clause.Locking{Strength: clause.LockingStrengthUpdate}
 
 // deletedName is the name a deleted integration's row takes until the
 // janitor removes it: it starts with "~", which no valid name does, and
@@ -123,7 +129,7 @@ func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, now time.Time) (
 // pair and, during a grace period, its previous one; ErrNotFound if absent.
 func (s *Store) GetIntegration(ctx context.Context, name string) (*Integration, error) {
 	var row integrationRow
-	if err := s.r.WithContext(ctx).Where("name = ? AND "+live, name).Take(&row).Error; err != nil {
+	if err := s.r.WithContext(ctx).Where("name = ?", name).Where(live).Take(&row).Error; err != nil {
 		return nil, translate(fmt.Sprintf("get integration %q", name), err)
 	}
 	ig := row.integration()
@@ -259,7 +265,7 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 	}
 	updates["updated_at"] = s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&integrationRow{}).Where("name = ? AND "+live, name).Updates(updates)
+		res := tx.Model(&integrationRow{}).Where("name = ?", name).Where(live).Updates(updates)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -289,7 +295,7 @@ func (s *Store) DeleteIntegration(ctx context.Context, name string, by Actor) er
 		// token requests in flight for its pairs either stored their token
 		// before (which then dies with the pair) or see the pair ended.
 		var ids []int64
-		if err := tx.Raw("SELECT id FROM integrations WHERE name = ? AND "+live+s.forUpdate(), name).Scan(&ids).Error; err != nil {
+		if err := tx.Model(&integrationRow{}).Clauses(forUpdate).Where("name = ?", name).Where(live).Pluck("id", &ids).Error; err != nil {
 			return err
 		}
 		if len(ids) == 0 {
@@ -297,7 +303,7 @@ func (s *Store) DeleteIntegration(ctx context.Context, name string, by Actor) er
 		}
 		id := ids[0]
 		var pairs []int64
-		if err := tx.Raw("SELECT id FROM key_pairs WHERE integration_id = ?"+s.forUpdate(), id).Scan(&pairs).Error; err != nil {
+		if err := tx.Model(&KeyPair{}).Clauses(forUpdate).Where("integration_id = ?", id).Pluck("id", &pairs).Error; err != nil {
 			return err
 		}
 		now := s.clock()
@@ -331,7 +337,7 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		// integration, from any replica, one behind the other; each then
 		// reads the pairs as the previous one left them.
 		var ids []int64
-		if err := tx.Raw("SELECT id FROM integrations WHERE name = ? AND "+live+s.forUpdate(), name).Scan(&ids).Error; err != nil {
+		if err := tx.Model(&integrationRow{}).Clauses(forUpdate).Where("name = ?", name).Where(live).Pluck("id", &ids).Error; err != nil {
 			return err
 		}
 		if len(ids) == 0 {
@@ -344,8 +350,8 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		// after waits for this change and then sees it. On SQLite the
 		// writer, already ours, is all these locks.
 		var pairs []KeyPair
-		if err := tx.Raw("SELECT id, client_id, expires_at FROM key_pairs WHERE integration_id = ?"+s.forUpdate(),
-			row.ID).Scan(&pairs).Error; err != nil {
+		if err := tx.Clauses(forUpdate).Select("id", "client_id", "expires_at").
+			Where("integration_id = ?", row.ID).Find(&pairs).Error; err != nil {
 			return err
 		}
 		now := s.clock()

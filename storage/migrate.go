@@ -24,8 +24,8 @@ type migration struct {
 	sql     string
 }
 
-func loadMigrations(dialect string) ([]migration, error) {
-	dir := path.Join("migrations", dialect)
+// loadMigrations reads the migrations embedded in dir, in order.
+func loadMigrations(dir string) ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFS, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
@@ -62,45 +62,26 @@ func loadMigrations(dialect string) ([]migration, error) {
 // a newer build is left alone: migrations only ever add (see
 // migrations/README.md), so this build keeps working on it.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
-	ms, err := loadMigrations(s.dialect)
+	ms, err := loadMigrations(s.dialect.migrationsDir())
 	if err != nil {
 		return nil, err
 	}
 	// Plain database/sql: a migration file holds several statements, and
 	// gorm's prepared-statement cache would compile only the first.
-	db, err := s.w.DB()
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
 	var applied []int
-	run := func(conn *sql.Conn) error {
-		applied, err = s.migrate(ctx, conn, ms)
+	err = s.dialect.exclusive(ctx, s.wdb, lockMigrate, true, func(q querier) error {
+		var err error
+		applied, err = s.migrate(ctx, q, ms)
 		return err
-	}
-	if s.dialect == "postgres" {
-		_, err = s.withAdvisoryLock(ctx, lockMigrate, true, run)
-	} else {
-		var conn *sql.Conn
-		if conn, err = db.Conn(ctx); err == nil {
-			err = run(conn)
-			conn.Close()
-		}
-	}
+	})
 	if err != nil {
 		return applied, fmt.Errorf("migrate: %w", err)
 	}
 	return applied, nil
 }
 
-func (s *Store) migrate(ctx context.Context, conn *sql.Conn, ms []migration) ([]int, error) {
-	timeType := "DATETIME"
-	if s.dialect == "postgres" {
-		timeType = "TIMESTAMPTZ"
-	}
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at `+timeType+` NOT NULL)`); err != nil {
+func (s *Store) migrate(ctx context.Context, conn querier, ms []migration) ([]int, error) {
+	if _, err := conn.ExecContext(ctx, s.dialect.schemaMigrationsSQL()); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var applied []int
@@ -125,7 +106,7 @@ func (s *Store) migrate(ctx context.Context, conn *sql.Conn, ms []migration) ([]
 }
 
 // applyMigration runs m unless it is recorded, and reports whether it ran.
-func (s *Store) applyMigration(ctx context.Context, conn *sql.Conn, m migration) (bool, error) {
+func (s *Store) applyMigration(ctx context.Context, conn querier, m migration) (bool, error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err

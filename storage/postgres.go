@@ -54,36 +54,58 @@ func (s *Store) openPostgres(dsn string, pool Pool) error {
 	return nil
 }
 
-// retryable reports whether err is a PostgreSQL serialization failure or
-// deadlock, after which the whole transaction may simply run again.
-func retryable(err error) bool {
+// postgresDialect is the dialect of a PostgreSQL database that several
+// replicas share.
+type postgresDialect struct{}
+
+func (postgresDialect) migrationsDir() string { return "migrations/postgres" }
+
+func (postgresDialect) schemaMigrationsSQL() string {
+	return `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at TIMESTAMPTZ NOT NULL)`
+}
+
+// driverCachesStatements is true: pgx caches statements per connection
+// already, and statements gorm prepares inside a transaction are
+// deallocated at commit with pgx's own 5 s timeout, which an unreachable
+// database would add to the request after its commit.
+func (postgresDialect) driverCachesStatements() bool { return true }
+
+// forShare lets the token requests of one key pair store their tokens side
+// by side, while each queues with a regeneration or deletion of the pair,
+// which locks it FOR UPDATE.
+func (postgresDialect) forShare() string { return " FOR SHARE" }
+
+func (postgresDialect) txOptions(iso sql.IsolationLevel) *sql.TxOptions {
+	return &sql.TxOptions{Isolation: iso}
+}
+
+// retryable is true for a serialization failure or a deadlock, after which
+// the whole transaction may simply run again.
+func (postgresDialect) retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
-// withAdvisoryLock runs fn while this process holds the PostgreSQL
-// session-level advisory lock of class, on a connection kept aside for it.
-// With wait false it returns (false, nil) at once when another session
-// holds the lock. The lock dies with its connection, so a replica that
-// crashes never leaves it held.
-func (s *Store) withAdvisoryLock(ctx context.Context, class int32, wait bool, fn func(conn *sql.Conn) error) (bool, error) {
-	db, err := s.w.DB()
-	if err != nil {
-		return false, err
-	}
+// exclusive holds the session-level advisory lock of class while fn runs
+// on the connection that holds it. The lock dies with its connection, so a
+// replica that crashes never leaves it held.
+func (postgresDialect) exclusive(ctx context.Context, db *sql.DB, class int32, wait bool, fn func(querier) error) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer conn.Close()
 	if wait {
 		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, hashtext(current_schema()))`, class); err != nil {
-			return false, err
+			return err
 		}
 	} else {
 		var got bool
 		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, hashtext(current_schema()))`, class).Scan(&got); err != nil || !got {
-			return false, err
+			return err
 		}
 	}
 	fnErr := fn(conn)
@@ -95,23 +117,5 @@ func (s *Store) withAdvisoryLock(ctx context.Context, class int32, wait bool, fn
 		// Closing the session is the other way to release the lock.
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
-	return true, fnErr
-}
-
-// forShare is the row-lock clause that makes a read wait for, and hold off,
-// a concurrent change of the rows it read; SQLite's single writer needs none.
-func (s *Store) forShare() string {
-	if s.dialect == "postgres" {
-		return " FOR SHARE"
-	}
-	return ""
-}
-
-// forUpdate is the row-lock clause that makes a read wait for, and hold off,
-// every other writer of the rows it read.
-func (s *Store) forUpdate() string {
-	if s.dialect == "postgres" {
-		return " FOR UPDATE"
-	}
-	return ""
+	return fnErr
 }

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -24,11 +23,8 @@ func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 		// A batch that deletes nothing would never end the loop below.
 		return 0, invalidf("purge batch size must be at least 1, not %d", batch)
 	}
-	if s.dialect != "postgres" {
-		return s.purge(ctx, batch)
-	}
 	var n int64
-	_, err := s.withAdvisoryLock(ctx, lockJanitor, false, func(*sql.Conn) error {
+	err := s.dialect.exclusive(ctx, s.wdb, lockJanitor, false, func(querier) error {
 		var err error
 		n, err = s.purge(ctx, batch)
 		return err

@@ -91,6 +91,36 @@ func (s *Store) openSQLite(path string, pool Pool) error {
 	return nil
 }
 
+// sqliteDialect is the dialect of a SQLite file that one process serves,
+// with a single writer connection: writes never interleave, and there are
+// no replicas to take turns with.
+type sqliteDialect struct{}
+
+func (sqliteDialect) migrationsDir() string { return "migrations/sqlite" }
+
+func (sqliteDialect) schemaMigrationsSQL() string {
+	return `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at DATETIME NOT NULL)`
+}
+
+func (sqliteDialect) driverCachesStatements() bool { return false }
+
+func (sqliteDialect) forShare() string { return "" }
+
+func (sqliteDialect) txOptions(sql.IsolationLevel) *sql.TxOptions { return nil }
+
+// retryable is false: with one writer, no two transactions conflict.
+func (sqliteDialect) retryable(error) bool { return false }
+
+// exclusive runs fn at once, since no replica shares the file. fn gets the
+// writer pool itself rather than a connection taken from it: a Purge that
+// held the pool's only connection would wait forever for its own batches.
+func (sqliteDialect) exclusive(_ context.Context, db *sql.DB, _ int32, _ bool, fn func(querier) error) error {
+	return fn(db)
+}
+
 // createPrivate creates the database file, empty and readable by its owner
 // only, unless it exists. SQLite would create it 0644 less the umask, and
 // gives the -wal and -shm files beside it the database file's mode, so all

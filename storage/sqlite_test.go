@@ -83,7 +83,7 @@ func openStore(t testing.TB, driver, dsn string, now func() time.Time, secrets .
 
 func allMigrationVersions(t *testing.T, dialect string) []int {
 	t.Helper()
-	ms, err := loadMigrations(dialect)
+	ms, err := loadMigrations("migrations/" + dialect)
 	if err != nil {
 		t.Fatalf("loadMigrations(%s): %v", dialect, err)
 	}

@@ -8,6 +8,29 @@
 //
 // Every method translates database errors at this boundary: callers see the
 // sentinels below, never a gorm or driver error type.
+//
+// Queries come in two styles, one per path:
+//
+//   - The OAuth hot path, run on every token and introspection request
+//     (client and token lookups, token inserts, the SQLite group commit),
+//     uses database/sql directly, through the statements Store.prepared
+//     keeps: gorm's reflection cost more than those queries. So do the
+//     statements that need a connection of their own (migrations, advisory
+//     locks, WAL checkpoints). These queries are constants with $1, $2, …
+//     placeholders, which both drivers accept. SQLite numbers them in order
+//     of first appearance, not by their digits, so a query uses them in
+//     ascending order.
+//   - Everything else (admins, integrations, the audit log, signing keys,
+//     purging) uses gorm: its models and builder where they fit, a constant
+//     query in Raw or Exec where they do not, always with ? placeholders,
+//     which gorm rewrites for the database. Row locks are gorm's
+//     clause.Locking, which its SQLite driver leaves out.
+//
+// Neither style assembles SQL from strings at run time; the one exception
+// is the token insert's row lock, appended once by Open.
+//
+// What differs between SQLite and PostgreSQL, once they are open, is behind
+// the dialect interface, chosen once by Open.
 package storage
 
 import (
@@ -99,7 +122,7 @@ func (p Pool) apply(db *sql.DB, minConns int, lifetime, idle time.Duration) {
 // locks order concurrent writers, including those of other replicas.
 type Store struct {
 	w, r    *gorm.DB
-	dialect string // "sqlite" or "postgres"
+	dialect dialect
 	// insertSQL is insertTokenSQL with the dialect's row lock, built once:
 	// every token request runs it.
 	insertSQL string
@@ -133,6 +156,45 @@ type Credentials interface {
 	SecretHashes(secret string) [][]byte
 }
 
+// dialect is everything that differs between SQLite (sqliteDialect) and
+// PostgreSQL (postgresDialect). Each method is named after what it decides,
+// so a caller reads the same on both.
+type dialect interface {
+	// migrationsDir names the embedded directory of the migrations written
+	// for this database.
+	migrationsDir() string
+	// schemaMigrationsSQL creates the table that records applied
+	// migrations, unless it exists.
+	schemaMigrationsSQL() string
+	// driverCachesStatements reports whether the driver keeps statements
+	// prepared on each connection by itself, so that neither gorm nor
+	// Store.prepared should.
+	driverCachesStatements() bool
+	// forShare is the clause that makes a read wait for, and hold off, a
+	// concurrent change of the rows it read; empty where writes cannot
+	// interleave anyway.
+	forShare() string
+	// txOptions returns the options of a write transaction that asks for
+	// isolation level iso, or nil where the writer alone isolates it.
+	txOptions(iso sql.IsolationLevel) *sql.TxOptions
+	// retryable reports whether a transaction that failed with err may
+	// simply run again.
+	retryable(err error) bool
+	// exclusive runs fn while no other replica runs a job of class, giving
+	// fn the connection of db its statements must run on. With wait false
+	// it returns nil at once, without running fn, while another replica
+	// runs one.
+	exclusive(ctx context.Context, db *sql.DB, class int32, wait bool, fn func(querier) error) error
+}
+
+// querier is what a job given by dialect.exclusive runs statements on: a
+// connection held for it, or a pool whose one connection is as good.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 // Open connects to the database. It does not migrate; call Migrate.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Credentials == nil || len(o.SealingKeys) == 0 {
@@ -145,19 +207,18 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.dialect = o.Driver
-	s.insertSQL = insertTokenSQL + s.forShare()
+	var open func(dsn string, pool Pool) error
 	switch o.Driver {
 	case "sqlite":
-		if err := s.openSQLite(o.DSN, o.Pool); err != nil {
-			return nil, err
-		}
+		s.dialect, open = sqliteDialect{}, s.openSQLite
 	case "postgres":
-		if err := s.openPostgres(o.DSN, o.Pool); err != nil {
-			return nil, err
-		}
+		s.dialect, open = postgresDialect{}, s.openPostgres
 	default:
 		return nil, fmt.Errorf("open storage: unsupported driver %q", o.Driver)
+	}
+	s.insertSQL = insertTokenSQL + s.dialect.forShare()
+	if err := open(o.DSN, o.Pool); err != nil {
+		return nil, err
 	}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
@@ -166,11 +227,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// gormConfig is the configuration of every gorm handle. On PostgreSQL,
-// gorm's prepared-statement cache stays off: pgx caches statements per
-// connection already, and statements gorm prepares inside a transaction
-// are deallocated at commit with pgx's own 5 s timeout, which an
-// unreachable database would add to the request after its commit.
+// gormConfig is the configuration of every gorm handle.
 func (s *Store) gormConfig() *gorm.Config {
 	return &gorm.Config{
 		// gorm's logger prints statements with their arguments, which
@@ -178,7 +235,7 @@ func (s *Store) gormConfig() *gorm.Config {
 		Logger:                 logger.Discard,
 		NowFunc:                func() time.Time { return s.clock() },
 		SkipDefaultTransaction: true,
-		PrepareStmt:            s.dialect != "postgres",
+		PrepareStmt:            !s.dialect.driverCachesStatements(),
 		TranslateError:         true,
 		// Name every column instead of SELECT *: a column added by a newer
 		// replica's migration must not change what an older one reads.
@@ -191,10 +248,10 @@ type stmtKey struct {
 	query string
 }
 
-// prepared returns query prepared on db, preparing it on first use. On
-// PostgreSQL it returns nil: call db directly and let pgx cache.
+// prepared returns query prepared on db, preparing it on first use. Where
+// the driver caches statements itself it returns nil: call db directly.
 func (s *Store) prepared(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
-	if s.dialect == "postgres" {
+	if s.dialect.driverCachesStatements() {
 		return nil, nil
 	}
 	k := stmtKey{db, query}
@@ -290,13 +347,10 @@ func (s *Store) lockingTx(ctx context.Context, fn func(tx *gorm.DB) error) error
 }
 
 func (s *Store) runTx(ctx context.Context, iso sql.IsolationLevel, fn func(tx *gorm.DB) error) error {
-	if s.dialect != "postgres" {
-		return s.w.WithContext(ctx).Transaction(fn)
-	}
-	var err error
+	opts := s.dialect.txOptions(iso)
 	for attempt := 1; ; attempt++ {
-		err = s.w.WithContext(ctx).Transaction(fn, &sql.TxOptions{Isolation: iso})
-		if !retryable(err) || attempt == maxTxAttempts {
+		err := s.w.WithContext(ctx).Transaction(fn, opts)
+		if !s.dialect.retryable(err) || attempt == maxTxAttempts {
 			return err
 		}
 		// Jittered backoff, so the transactions that collided do not
