@@ -329,7 +329,7 @@ func makePlan(ctx context.Context, c loadConfig, t target, s *setup) (*plan, err
 }
 
 // wrongSecret returns a fresh client secret in latchkey's format (see
-// storage/secrets.go): lk_cs_, 32 random bytes in base64url, and the CRC32
+// server/oauth/credential): lk_cs_, 32 random bytes in base64url, and the CRC32
 // of all that in base62. It passes the server's checksum test, so the
 // server must look the client up and compare hashes to refuse it.
 func wrongSecret() string {
