@@ -114,31 +114,7 @@ go build -o "$work/latchkey-bench" ./cmd/latchkey-bench
 bench=$work/latchkey-bench
 
 # The builds to measure: bins[i] is the binary, labels[i] its column.
-bins=()
-labels=()
-for i in "${!revs[@]}"; do
-  rev=${revs[$i]}
-  if [[ $rev == . ]]; then
-    echo "building latchkey from this checkout"
-    go build -o "$work/latchkey-$i" ./cmd/latchkey
-    bins+=("$work/latchkey-$i")
-    labels+=("$(git rev-parse --short HEAD)$([[ -z $(git status --porcelain) ]] || echo '+changes')")
-  elif [[ -f $rev && -x $rev ]]; then
-    bins+=("$(realpath "$rev")")
-    labels+=("$(basename "$rev")")
-  else
-    commit=$(git rev-parse --short --verify --quiet "$rev^{commit}") ||
-      { echo "fairness.sh: $rev is neither a latchkey binary nor a git revision" >&2; exit 2; }
-    echo "building latchkey at $commit ($rev)"
-    # An export, not a worktree: the repository's list of worktrees,
-    # which other checkouts share, is left alone.
-    mkdir -p "$work/src-$i"
-    git archive "$commit" | tar -x -C "$work/src-$i"
-    (cd "$work/src-$i" && go build -o "$work/latchkey-$i" ./cmd/latchkey)
-    bins+=("$work/latchkey-$i")
-    labels+=("$commit")
-  fi
-done
+build_revs "${revs[@]}"
 
 # put I KEY VALUE: one figure of build I, for the table; get I KEY reads
 # it back ("-" when there is none).

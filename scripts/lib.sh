@@ -1,6 +1,6 @@
-# Shared by the measurement scripts (bench.sh, flood.sh, fairness.sh):
-# starting and stopping a latchkey pinned to one core, on a fresh SQLite
-# directory.
+# Shared by the measurement scripts (bench.sh, flood.sh, fairness.sh,
+# resources.sh): building what is measured, and starting and stopping a
+# latchkey pinned to one core, on a fresh SQLite directory.
 # Source it after setting work (a scratch directory holding the built
 # binaries), port and server_cpu.
 
@@ -36,6 +36,44 @@ build() {
   bench=$work/latchkey-bench
 }
 
+# build_revs REV...: the builds of latchkey to measure side by side, into
+# $work: bins[i] is the binary of the i-th REV, labels[i] its label. A REV
+# is "." (this checkout as it is, labelled with its commit, "+changes" when
+# it has uncommitted ones), the path of a latchkey binary (relative to the
+# repository's root; labelled with its file name), or a git revision,
+# exported with git archive into $work and built there (labelled with its
+# short commit). Labels need not be distinct (". ." gives two alike).
+build_revs() {
+  local i rev commit
+  local -a wanted=("$@")
+  bins=()
+  labels=()
+  for i in "${!wanted[@]}"; do
+    rev=${wanted[$i]}
+    if [[ $rev == . ]]; then
+      echo "building latchkey from this checkout"
+      go build -o "$work/latchkey-$i" ./cmd/latchkey
+      bins+=("$work/latchkey-$i")
+      labels+=("$(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -z $(git status --porcelain 2>/dev/null) ]] || echo '+changes')")
+    elif [[ -f $rev && -x $rev ]]; then
+      bins+=("$(realpath "$rev")")
+      labels+=("$(basename "$rev")")
+    else
+      need git
+      commit=$(git rev-parse --short --verify --quiet "$rev^{commit}") ||
+        { echo "$(basename "$0"): $rev is neither a latchkey binary nor a git revision" >&2; exit 2; }
+      echo "building latchkey at $commit ($rev)"
+      # An export, not a worktree: the repository's list of worktrees,
+      # which other checkouts share, is left alone.
+      mkdir -p "$work/src-$i"
+      git archive "$commit" | tar -x -C "$work/src-$i"
+      (cd "$work/src-$i" && go build -o "$work/latchkey-$i" ./cmd/latchkey)
+      bins+=("$work/latchkey-$i")
+      labels+=("$commit")
+    fi
+  done
+}
+
 # describe: one line naming what is measured, on what.
 describe() {
   echo "latchkey $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' + uncommitted changes'), $(go env GOVERSION)," \
@@ -67,8 +105,8 @@ wait_ready() {
 
 # start_latchkey DIR [VAR=value...]: latchkey on the SQLite database in DIR,
 # with the given settings on top of the defaults, on one core, logging
-# warnings only. The binary is $latchkey when set (fairness.sh measures
-# several builds in one run), else $work/latchkey.
+# warnings only. The binary is $latchkey when set (bench.sh and fairness.sh
+# measure several builds in one run), else $work/latchkey.
 start_latchkey() {
   local dir=$1
   shift
