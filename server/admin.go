@@ -77,9 +77,10 @@ func actor(r *http.Request) storage.Actor {
 // logs only what is unexpected.
 func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 	msg := err.Error()
+	var invalid *storage.InvalidError
 	switch {
-	case errors.Is(err, storage.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(msg, storage.ErrInvalid.Error()+": "))
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, "invalid_request", invalid.Reason)
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", msg)
 	case errors.Is(err, storage.ErrConflict):

@@ -970,6 +970,47 @@ func TestAdminRequestErrors(t *testing.T) {
 	e.noServerErrors()
 }
 
+// TestAdminErrorDescriptions pins the error_description of answers whose
+// words come from below the handler: storage's reason for refusing input,
+// which reaches the client without storage's "invalid: " prefix.
+func TestAdminErrorDescriptions(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	e.createIntegration(map[string]any{"name": "existing"})
+	const ig = "/admin/integrations"
+	tests := []struct {
+		name         string
+		method, path string
+		body         string // sent as is; "" sends no body
+		want         string
+	}{
+		{"bad name", "POST", ig, `{"name":"Billing"}`, `name "Billing" must match ^[a-z0-9][a-z0-9._-]{0,62}$`},
+		{"lifetime out of range", "PATCH", ig + "/existing", `{"token_lifetime_seconds":0}`, "token_lifetime_seconds must be between 60 and 2592000"},
+		{"bad expiry", "POST", "/admin/tokens", `{"description":"x","expires_in_days":0}`, "expires_in_days must be -1 (never) or between 1 and 3650"},
+		{"foreign page token", "GET", ig + "?page_token=!", "", "page_token is not one this server issued"},
+		{"non-numeric page token", "GET", "/admin/audit?page_token=eA", "", "page_token is not one this server issued"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			status, _, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, testBootstrap, body)
+			var got struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("status %d, body %s: %v", status, b, err)
+			}
+			if status != http.StatusBadRequest || got.Error != "invalid_request" || got.Description != tc.want {
+				t.Errorf("status %d, %s: %q; want 400, invalid_request: %q", status, got.Error, got.Description, tc.want)
+			}
+		})
+	}
+}
+
 func TestAdminTokens(t *testing.T) {
 	e := newEnv(t)
 	alice := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice"}, http.StatusCreated)["token"].(string)

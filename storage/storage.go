@@ -28,7 +28,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a unique name is already taken.
 	ErrConflict = errors.New("already exists")
-	// ErrInvalid means the input breaks a rule; the wrapped message says which.
+	// ErrInvalid means the input breaks a rule; the error is an
+	// *InvalidError, whose Reason says which.
 	ErrInvalid = errors.New("invalid")
 	// ErrUnavailable wraps a database failure on the OAuth path, so the
 	// server answers 503 instead of mistaking an outage for a bad credential.

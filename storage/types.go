@@ -133,7 +133,7 @@ func (p Page) cursor() (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(p.Token)
 	if err != nil || len(b) == 0 {
-		return "", fmt.Errorf("%w: page_token is not one this server issued", ErrInvalid)
+		return "", invalidf("page_token is not one this server issued")
 	}
 	return string(b), nil
 }
@@ -190,8 +190,20 @@ const (
 // ValidName reports whether name is a valid integration or admin name.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
 
+// InvalidError is the error of input that breaks a rule. Reason says
+// which rule, in words fit to show whoever sent the input; errors.Is
+// reports it as ErrInvalid. Every ErrInvalid this package returns is one.
+type InvalidError struct {
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return ErrInvalid.Error() + ": " + e.Reason }
+
+// Is makes an *InvalidError match ErrInvalid.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
 }
 
 func checkName(name string) error {
