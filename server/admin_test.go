@@ -971,8 +971,9 @@ func TestAdminRequestErrors(t *testing.T) {
 }
 
 // TestAdminErrorDescriptions pins the error_description of answers whose
-// words come from below the handler: storage's reason for refusing input,
-// which reaches the client without storage's "invalid: " prefix.
+// words are not the handler's own: storage's reason for refusing input,
+// which reaches the client without storage's "invalid: " prefix, and the
+// body decoder's, which names the first field it cannot take.
 func TestAdminErrorDescriptions(t *testing.T) {
 	e := newEnv(t)
 	e.failOnServerErrors()
@@ -989,6 +990,16 @@ func TestAdminErrorDescriptions(t *testing.T) {
 		{"bad expiry", "POST", "/admin/tokens", `{"description":"x","expires_in_days":0}`, "expires_in_days must be -1 (never) or between 1 and 3650"},
 		{"foreign page token", "GET", ig + "?page_token=!", "", "page_token is not one this server issued"},
 		{"non-numeric page token", "GET", "/admin/audit?page_token=eA", "", "page_token is not one this server issued"},
+		{"unknown field", "POST", ig, `{"name":"x","colour":"red"}`, `unknown field "colour"`},
+		{"unknown field after a known one in other case", "POST", ig, `{"NAME":"x","colour":"red"}`, `unknown field "colour"`},
+		{"first of two unknown fields", "POST", ig, `{"zeta":1,"alpha":2}`, `unknown field "zeta"`},
+		{"unknown field with an escape", "POST", ig, `{"col\"our":1}`, `unknown field "col\"our"`},
+		{"PATCH unknown field", "PATCH", ig + "/existing", `{"owner":"x"}`, `unknown field "owner"`},
+		{"regenerate unknown field", "POST", ig + "/existing/key-pair", `{"grace":60}`, `unknown field "grace"`},
+		{"admin token unknown field", "POST", "/admin/tokens", `{"description":"x","scope":"all"}`, `unknown field "scope"`},
+		{"wrong type", "POST", ig, `{"name":5}`, `field "name" must be a string`},
+		{"wrong type before an unknown field", "POST", ig, `{"name":5,"colour":"red"}`, `field "name" must be a string`},
+		{"unknown field before a wrong type", "POST", ig, `{"colour":"red","name":5}`, `unknown field "colour"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
