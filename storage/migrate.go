@@ -70,7 +70,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	// gorm's prepared-statement cache would compile only the first.
 	db, err := s.w.DB()
 	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, unavailable("migrate", err)
 	}
 	var applied []int
 	run := func(conn *sql.Conn) error {
@@ -87,7 +87,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		}
 	}
 	if err != nil {
-		return applied, fmt.Errorf("migrate: %w", err)
+		return applied, unavailable("migrate", err)
 	}
 	return applied, nil
 }

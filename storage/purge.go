@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"time"
 )
 
@@ -34,7 +33,7 @@ func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 		return err
 	})
 	if err != nil && n == 0 {
-		return 0, fmt.Errorf("purge: %w", err)
+		return 0, translate("purge", err)
 	}
 	return n, err
 }
@@ -75,7 +74,7 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			start := time.Now()
 			res := s.w.WithContext(ctx).Exec(st.sql, append(st.args, batch)...)
 			if res.Error != nil {
-				return total, fmt.Errorf("purge %s: %w", st.name, res.Error)
+				return total, unavailable("purge "+st.name, res.Error)
 			}
 			total += res.RowsAffected
 			if res.RowsAffected < int64(batch) {

@@ -156,7 +156,7 @@ func (r *signingKeyRow) key() (*SigningKey, error) {
 func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
 	var rows []signingKeyRow
 	if err := s.r.WithContext(ctx).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("ensure signing key: %w", err)
+		return nil, unavailable("ensure signing key", err)
 	}
 	reseal, err := s.needReseal(rows)
 	if err != nil {
@@ -187,7 +187,7 @@ func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, 
 			return s.rotate(tx, fresh, Actor{Type: "system", Name: "latchkey"}, "signing_algorithm is "+alg)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("ensure signing key: %w", err)
+			return nil, translate("ensure signing key", err)
 		}
 	}
 	return s.ActiveSigningKey(ctx)
@@ -272,8 +272,12 @@ func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge 
 		}
 		return err == nil && s.clock().Sub(active.CreatedAt) >= maxAge, err
 	}
-	if ok, err := due(s.r.WithContext(ctx)); err != nil || !ok {
-		return false, err
+	ok, err := due(s.r.WithContext(ctx))
+	if err != nil {
+		return false, unavailable("scheduled signing key rotation", err)
+	}
+	if !ok {
+		return false, nil
 	}
 	row, err := s.newSigningKey(alg)
 	if err != nil {
@@ -289,7 +293,7 @@ func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge 
 		return s.rotate(tx, row, Actor{Type: "system", Name: "latchkey"}, "signing_key_rotation")
 	})
 	if err != nil {
-		return false, fmt.Errorf("scheduled signing key rotation: %w", err)
+		return false, translate("scheduled signing key rotation", err)
 	}
 	return rotated, nil
 }
