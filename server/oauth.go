@@ -404,7 +404,8 @@ func (s *Server) handleToken() http.Handler {
 		}
 		var limited *issuanceLimited
 		if errors.As(err, &limited) {
-			s.writeIssuanceLimited(w, limited)
+			s.metrics.limitedBy["issuance"].Inc()
+			writeTooMany(w, "slow_down", limited.wait, limited.description())
 			return
 		}
 		if err != nil {
