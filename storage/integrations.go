@@ -168,22 +168,10 @@ func (s *Store) attachKeyPairs(ctx context.Context, igs []*Integration) error {
 // ListIntegrations returns integrations ordered by name, with their key
 // pairs (never secrets), and the token of the next page ("" at the end).
 func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, string, error) {
-	after, err := p.cursor()
+	rows, next, err := findPage(s.r.WithContext(ctx).Where(live), p, pageOrder{column: "name"}, "list integrations",
+		func(r *integrationRow) string { return r.Name })
 	if err != nil {
 		return nil, "", err
-	}
-	var rows []integrationRow
-	q := s.r.WithContext(ctx).Where(live).Order("name").Limit(p.limit() + 1)
-	if after != "" {
-		q = q.Where("name > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", unavailable("list integrations", err)
-	}
-	next := ""
-	if len(rows) > p.limit() {
-		rows = rows[:p.limit()]
-		next = pageToken(rows[len(rows)-1].Name)
 	}
 	igs := make([]*Integration, len(rows))
 	for i := range rows {

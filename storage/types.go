@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // Integration is an OAuth client: a backend job or service that trades its
@@ -139,6 +142,51 @@ func (p Page) cursor() (string, error) {
 }
 
 func pageToken(cursor string) string { return base64.RawURLEncoding.EncodeToString([]byte(cursor)) }
+
+// pageOrder is how a listing pages: ordered by a unique column, ascending
+// or, when desc, descending. A page token holds the column's value in the
+// last row of the page before; when integer, that value must be an integer.
+type pageOrder struct {
+	column  string
+	desc    bool
+	integer bool
+}
+
+// findPage loads the page p of q's rows in order by, and returns the next
+// page's token ("" after the last page). key is a row's value of
+// by.column; op names the listing in errors. A token this server did not
+// issue is ErrInvalid, a database failure ErrUnavailable.
+func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) string) ([]R, string, error) {
+	after, err := p.cursor()
+	if err != nil {
+		return nil, "", err
+	}
+	order, cmp := by.column, " > ?"
+	if by.desc {
+		order, cmp = by.column+" DESC", " < ?"
+	}
+	if after != "" {
+		var v any = after
+		if by.integer {
+			n, err := strconv.ParseInt(after, 10, 64)
+			if err != nil {
+				return nil, "", invalidf("page_token is not one this server issued")
+			}
+			v = n
+		}
+		q = q.Where(by.column+cmp, v)
+	}
+	var rows []R
+	if err := q.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
+		return nil, "", unavailable(op, err)
+	}
+	next := ""
+	if len(rows) > p.limit() {
+		rows = rows[:p.limit()]
+		next = pageToken(key(&rows[len(rows)-1]))
+	}
+	return rows, next, nil
+}
 
 // IntegrationInput creates an integration.
 type IntegrationInput struct {
