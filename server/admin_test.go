@@ -990,6 +990,9 @@ func TestAdminErrorDescriptions(t *testing.T) {
 		{"bad expiry", "POST", "/admin/tokens", `{"description":"x","expires_in_days":0}`, "expires_in_days must be -1 (never) or between 1 and 3650"},
 		{"foreign page token", "GET", ig + "?page_token=!", "", "page_token is not one this server issued"},
 		{"non-numeric page token", "GET", "/admin/audit?page_token=eA", "", "page_token is not one this server issued"},
+		{"limit 0", "GET", ig + "?limit=0", "", "limit must be an integer between 1 and 1000"},
+		{"limit over the maximum", "GET", "/admin/admins?limit=1001", "", "limit must be an integer between 1 and 1000"},
+		{"limit not a number", "GET", "/admin/tokens?limit=x", "", "limit must be an integer between 1 and 1000"},
 		{"unknown field", "POST", ig, `{"name":"x","colour":"red"}`, `unknown field "colour"`},
 		{"unknown field after a known one in other case", "POST", ig, `{"NAME":"x","colour":"red"}`, `unknown field "colour"`},
 		{"first of two unknown fields", "POST", ig, `{"zeta":1,"alpha":2}`, `unknown field "zeta"`},
@@ -1019,6 +1022,10 @@ func TestAdminErrorDescriptions(t *testing.T) {
 				t.Errorf("status %d, %s: %q; want 400, invalid_request: %q", status, got.Error, got.Description, tc.want)
 			}
 		})
+	}
+	// The signing keys are one short list: paging parameters are ignored.
+	if status, b := e.adminCall("GET", "/admin/signing-keys?limit=0&page_token=!", testBootstrap, nil); status != http.StatusOK {
+		t.Errorf("GET /admin/signing-keys with paging parameters: status %d, body %s; want 200", status, b)
 	}
 }
 
