@@ -24,6 +24,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/latchkey/latchkey/storage"
 )
 
 // Limits are constants rather than settings because they protect the server
@@ -412,7 +414,7 @@ func settings() []setting {
 		oneOf("token_format", "access token `format`",
 			func(c *Config) *string { return &c.TokenFormat }, "opaque", "opaque", "jwt"),
 		oneOf("signing_algorithm", "JWT signing `algorithm`",
-			func(c *Config) *string { return &c.SigningAlgorithm }, "ES256", "ES256", "EdDSA", "RS256"),
+			func(c *Config) *string { return &c.SigningAlgorithm }, storage.ES256, storage.SigningAlgorithms...),
 		token("bootstrap_token", "admin bootstrap `token`, at least 32 characters",
 			func(c *Config) *string { return &c.BootstrapToken }),
 		oneOf("log_level", "log `level`",

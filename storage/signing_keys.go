@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -27,6 +28,11 @@ const (
 	EdDSA = "EdDSA"
 	RS256 = "RS256"
 )
+
+// SigningAlgorithms lists every signing algorithm, the default (ES256)
+// first: the one list that configuration accepts, keys are generated for
+// and JWT access tokens are verified with. Callers must not change it.
+var SigningAlgorithms = []string{ES256, EdDSA, RS256}
 
 // SigningKey is a key pair that signs JWT access tokens. Exactly one key is
 // active; retired keys stay published in the JWKS while a token they signed
@@ -72,7 +78,7 @@ func (s *Store) newSigningKey(alg string) (*signingKeyRow, error) {
 	case RS256:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
-		return nil, invalidf("signing algorithm %q is not one of ES256, EdDSA, RS256", alg)
+		return nil, invalidf("signing algorithm %q is not one of %s", alg, strings.Join(SigningAlgorithms, ", "))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generate %s key: %w", alg, err)
