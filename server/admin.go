@@ -283,8 +283,8 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		ig, err := s.store.UpdateIntegration(r.Context(), name, storage.IntegrationPatch{
 			Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
-			DefaultTokenLifetime: req.TokenLifetimeSeconds.null,
-			TokenRatePerMinute:   req.TokenRatePerMinute.v, DefaultTokenRate: req.TokenRatePerMinute.null,
+			ResetTokenLifetime: req.TokenLifetimeSeconds.null,
+			TokenRatePerMinute: req.TokenRatePerMinute.v, ResetTokenRate: req.TokenRatePerMinute.null,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)

@@ -752,10 +752,10 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 		{"audience emptied", IntegrationPatch{Audience: &[]string{}}, func(w *Integration) { w.Audience = []string{} }},
 		{"can introspect", IntegrationPatch{CanIntrospect: ptr(true)}, func(w *Integration) { w.CanIntrospect = true }},
 		{"token lifetime", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](7200)}, func(w *Integration) { w.TokenLifetimeSeconds = ptr[int64](7200) }},
-		{"token lifetime back to the default", IntegrationPatch{DefaultTokenLifetime: true}, func(w *Integration) { w.TokenLifetimeSeconds = nil }},
+		{"token lifetime back to the default", IntegrationPatch{ResetTokenLifetime: true}, func(w *Integration) { w.TokenLifetimeSeconds = nil }},
 		{"token rate", IntegrationPatch{TokenRatePerMinute: ptr[int64](6000)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](6000) }},
 		{"token rate uncapped", IntegrationPatch{TokenRatePerMinute: ptr[int64](0)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](0) }},
-		{"token rate back to the default", IntegrationPatch{DefaultTokenRate: true}, func(w *Integration) { w.TokenRatePerMinute = nil }},
+		{"token rate back to the default", IntegrationPatch{ResetTokenRate: true}, func(w *Integration) { w.TokenRatePerMinute = nil }},
 		{"everything", IntegrationPatch{
 			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
 			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
@@ -819,10 +819,10 @@ func testIntegrationUpdateErrors(t *testing.T, s *Store, clk *fakeClock) {
 		{"lifetime too short", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](1)}, ErrInvalid},
 		{"lifetime too long", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](MaxTokenLifetimeSeconds + 1)}, ErrInvalid},
 		{"valid field with an invalid one", "stable", IntegrationPatch{Description: ptr("changed"), Scopes: &[]string{""}}, ErrInvalid},
-		{"lifetime both set and reset", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](600), DefaultTokenLifetime: true}, ErrInvalid},
+		{"lifetime both set and reset", "stable", IntegrationPatch{TokenLifetimeSeconds: ptr[int64](600), ResetTokenLifetime: true}, ErrInvalid},
 		{"rate negative", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](-1)}, ErrInvalid},
 		{"rate above maximum", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](MaxTokenRatePerMinute + 1)}, ErrInvalid},
-		{"rate both set and reset", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](600), DefaultTokenRate: true}, ErrInvalid},
+		{"rate both set and reset", "stable", IntegrationPatch{TokenRatePerMinute: ptr[int64](600), ResetTokenRate: true}, ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -977,7 +977,7 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 		t.Fatalf("CreateIntegration: %v", err)
 	}
 	step()
-	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true), DefaultTokenRate: true}, actors[1]); err != nil {
+	if _, err := s.UpdateIntegration(ctx, "audited", IntegrationPatch{Description: ptr("d"), CanIntrospect: ptr(true), ResetTokenRate: true}, actors[1]); err != nil {
 		t.Fatalf("UpdateIntegration: %v", err)
 	}
 	step()

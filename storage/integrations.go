@@ -217,9 +217,9 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		changed = append(changed, "can_introspect")
 	}
 	switch {
-	case patch.DefaultTokenLifetime && patch.TokenLifetimeSeconds != nil:
+	case patch.ResetTokenLifetime && patch.TokenLifetimeSeconds != nil:
 		return nil, invalidf("token_lifetime_seconds cannot be both set and reset")
-	case patch.DefaultTokenLifetime:
+	case patch.ResetTokenLifetime:
 		updates["token_lifetime_seconds"] = nil
 		changed = append(changed, "token_lifetime_seconds")
 	case patch.TokenLifetimeSeconds != nil:
@@ -230,9 +230,9 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		changed = append(changed, "token_lifetime_seconds")
 	}
 	switch {
-	case patch.DefaultTokenRate && patch.TokenRatePerMinute != nil:
+	case patch.ResetTokenRate && patch.TokenRatePerMinute != nil:
 		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
-	case patch.DefaultTokenRate:
+	case patch.ResetTokenRate:
 		updates["token_rate_per_minute"] = nil
 		changed = append(changed, "token_rate_per_minute")
 	case patch.TokenRatePerMinute != nil:

@@ -206,13 +206,13 @@ type IntegrationPatch struct {
 	Audience             *[]string
 	CanIntrospect        *bool
 	TokenLifetimeSeconds *int64
-	// DefaultTokenLifetime drops the integration's own token lifetime, so
-	// it follows the server's again; TokenLifetimeSeconds must then be nil.
-	DefaultTokenLifetime bool
-	TokenRatePerMinute   *int64
-	// DefaultTokenRate drops the integration's own token rate, as
-	// DefaultTokenLifetime does the lifetime.
-	DefaultTokenRate bool
+	// ResetTokenLifetime drops the integration's own token lifetime, so it
+	// follows the server's again; TokenLifetimeSeconds must then be nil.
+	ResetTokenLifetime bool
+	TokenRatePerMinute *int64
+	// ResetTokenRate drops the integration's own token rate, as
+	// ResetTokenLifetime does the lifetime.
+	ResetTokenRate bool
 }
 
 var (
