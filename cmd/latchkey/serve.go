@@ -420,7 +420,7 @@ func runJanitor(ctx context.Context, st *storage.Store, srv *server.Server, cfg 
 		}
 		n, err := st.Purge(ctx, purgeBatch)
 		if ctx.Err() == nil {
-			srv.JanitorRun(n, err)
+			srv.RecordJanitorPass(n, err)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
