@@ -512,10 +512,10 @@ func (s *Server) handleSigningKeyRotate() http.Handler {
 			s.adminError(w, r, err)
 			return
 		}
-		if err := s.keys.reload(r.Context()); err != nil {
-			s.adminError(w, r, err)
-			return
-		}
+		// reload fails only while the keyring has never loaded, and New
+		// loaded it: after that a failed refresh keeps the keys it has and
+		// tries again a few seconds later.
+		_ = s.keys.reload(r.Context())
 		writeJSON(w, http.StatusCreated, signingKeyOut(k))
 	})
 }
