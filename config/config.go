@@ -476,9 +476,9 @@ func settings() []setting {
 		// fleet's steady state, and a burst of 1000 lets a thousand pods
 		// start in the same second. A client asking for a token per API call
 		// is held to 10 a second: with 10-hour tokens at most 1000 + 600×600
-		// = 361,000 live rows per integration, about 120 MB at 335 bytes a
-		// row, where an uncapped one wrote 143,000 rows in 15 seconds (115 GB
-		// over a lifetime at that pace).
+		// = 361,000 live rows per integration, where an uncapped one grows
+		// its rows as fast as the server issues them, for a whole lifetime
+		// (the README's issuance cap has the measured row size and pace).
 		count("integration_token_rate", "tokens per minute issued to one integration once the burst is spent, unless it sets token_rate_per_minute (0: no default cap)",
 			func(c *Config) *int { return &c.IntegrationTokenRate }, 600, 0, maxRateLimit,
 			`0 (no default cap) or a whole number of tokens per minute up to 1000000`),

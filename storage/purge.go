@@ -83,11 +83,11 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			// A backlog is worked off in at most a twentieth of the
 			// writer's time: requests queued behind a batch get the
 			// writer, and on a one-core server the CPU, for nineteen times
-			// as long before the next one. While a million expired tokens
-			// went, introspection's p99 was 3-5x its normal value at half
-			// the writer's time, about 2x at a tenth and under 1.6x at a
-			// twentieth, where the purge still deletes about 6,500 rows a
-			// second on one busy core: about as fast as it issues tokens.
+			// as long before the next one. Larger shares multiplied
+			// introspection's p99 while a large backlog went; at a
+			// twentieth it stays close to normal and the purge still keeps
+			// up with what one busy core issues (the README's janitor and
+			// benchmark sections have the figures).
 			select {
 			case <-ctx.Done():
 			case <-time.After(purgeRest * time.Since(start)):
