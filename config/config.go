@@ -24,14 +24,18 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/latchkey/latchkey/storage"
 )
 
 // Limits are constants rather than settings because they protect the server
 // from configurations that are certainly mistakes (tokens living for a year,
 // a janitor spinning every millisecond).
 const (
-	minTokenLifetime   = time.Minute
-	maxTokenLifetime   = 720 * time.Hour
+	// The server's default token lifetime obeys the bounds an
+	// integration's own lifetime does.
+	minTokenLifetime   = storage.MinTokenLifetimeSeconds * time.Second
+	maxTokenLifetime   = storage.MaxTokenLifetimeSeconds * time.Second
 	minJanitorInterval = time.Second
 	maxJanitorInterval = 24 * time.Hour
 	// Rotating signing keys more often than hourly only grows the JWKS;
@@ -412,7 +416,7 @@ func settings() []setting {
 		oneOf("token_format", "access token `format`",
 			func(c *Config) *string { return &c.TokenFormat }, "opaque", "opaque", "jwt"),
 		oneOf("signing_algorithm", "JWT signing `algorithm`",
-			func(c *Config) *string { return &c.SigningAlgorithm }, "ES256", "ES256", "EdDSA", "RS256"),
+			func(c *Config) *string { return &c.SigningAlgorithm }, storage.ES256, storage.SigningAlgorithms...),
 		token("bootstrap_token", "admin bootstrap `token`, at least 32 characters",
 			func(c *Config) *string { return &c.BootstrapToken }),
 		oneOf("log_level", "log `level`",
@@ -474,9 +478,9 @@ func settings() []setting {
 		// fleet's steady state, and a burst of 1000 lets a thousand pods
 		// start in the same second. A client asking for a token per API call
 		// is held to 10 a second: with 10-hour tokens at most 1000 + 600×600
-		// = 361,000 live rows per integration, about 120 MB at 335 bytes a
-		// row, where an uncapped one wrote 143,000 rows in 15 seconds (115 GB
-		// over a lifetime at that pace).
+		// = 361,000 live rows per integration, where an uncapped one grows
+		// its rows as fast as the server issues them, for a whole lifetime
+		// (the README's issuance cap has the measured row size and pace).
 		count("integration_token_rate", "tokens per minute issued to one integration once the burst is spent, unless it sets token_rate_per_minute (0: no default cap)",
 			func(c *Config) *int { return &c.IntegrationTokenRate }, 600, 0, maxRateLimit,
 			`0 (no default cap) or a whole number of tokens per minute up to 1000000`),

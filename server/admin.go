@@ -82,9 +82,10 @@ func actor(r *http.Request) storage.Actor {
 // logs only what is unexpected.
 func (s *Server) adminError(w http.ResponseWriter, r *http.Request, err error) {
 	msg := err.Error()
+	var invalid *storage.InvalidError
 	switch {
-	case errors.Is(err, storage.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(msg, storage.ErrInvalid.Error()+": "))
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, "invalid_request", invalid.Reason)
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", msg)
 	case errors.Is(err, storage.ErrConflict):
@@ -111,23 +112,42 @@ func decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool
 	return true
 }
 
-// page reads ?limit= and ?page_token=.
-func page(w http.ResponseWriter, r *http.Request) (storage.Page, bool) {
-	p := storage.Page{Token: r.URL.Query().Get("page_token")}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > storage.MaxPageLimit {
-			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be an integer between 1 and 1000")
-			return p, false
-		}
-		p.Limit = n
-	}
-	return p, true
-}
-
 type list[T any] struct {
 	Items         []T    `json:"items"`
 	NextPageToken string `json:"next_page_token"`
+}
+
+// handleList serves a listing: fetch reads one page, out turns each item
+// into its JSON. A paged listing takes ?page_token= and ?limit= (1 to
+// storage.MaxPageLimit; storage's default when absent); an unpaged one,
+// always short, ignores them and fetch gets the zero Page.
+func handleList[S, T any](s *Server, paged bool, fetch func(r *http.Request, p storage.Page) ([]S, string, error), out func(S) T) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p storage.Page
+		if paged {
+			q := r.URL.Query()
+			p.Token = q.Get("page_token")
+			if v := q.Get("limit"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > storage.MaxPageLimit {
+					writeError(w, http.StatusBadRequest, "invalid_request",
+						"limit must be an integer between 1 and "+strconv.Itoa(storage.MaxPageLimit))
+					return
+				}
+				p.Limit = n
+			}
+		}
+		items, next, err := fetch(r, p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		body := list[T]{Items: make([]T, len(items)), NextPageToken: next}
+		for i, it := range items {
+			body.Items[i] = out(it)
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
 }
 
 type keyPairJSON struct {
@@ -229,22 +249,9 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 }
 
 func (s *Server) handleIntegrationList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := page(w, r)
-		if !ok {
-			return
-		}
-		igs, next, err := s.store.ListIntegrations(r.Context(), p)
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := list[integrationJSON]{Items: make([]integrationJSON, len(igs)), NextPageToken: next}
-		for i, ig := range igs {
-			out.Items[i] = s.integrationOut(ig)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	return handleList(s, true, func(r *http.Request, p storage.Page) ([]*storage.Integration, string, error) {
+		return s.store.ListIntegrations(r.Context(), p)
+	}, s.integrationOut)
 }
 
 func (s *Server) handleIntegrationGet() http.Handler {
@@ -281,8 +288,8 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		ig, err := s.store.UpdateIntegration(r.Context(), name, storage.IntegrationPatch{
 			Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
-			DefaultTokenLifetime: req.TokenLifetimeSeconds.null,
-			TokenRatePerMinute:   req.TokenRatePerMinute.v, DefaultTokenRate: req.TokenRatePerMinute.null,
+			ResetTokenLifetime: req.TokenLifetimeSeconds.null,
+			TokenRatePerMinute: req.TokenRatePerMinute.v, ResetTokenRate: req.TokenRatePerMinute.null,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)
@@ -386,22 +393,9 @@ func (s *Server) handleAdminTokenCreate() http.Handler {
 }
 
 func (s *Server) handleAdminTokenList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := page(w, r)
-		if !ok {
-			return
-		}
-		ts, next, err := s.store.ListAdminTokens(r.Context(), adminFrom(r).ID, p)
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := list[adminTokenJSON]{Items: make([]adminTokenJSON, len(ts)), NextPageToken: next}
-		for i, t := range ts {
-			out.Items[i] = adminTokenOut(t)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	return handleList(s, true, func(r *http.Request, p storage.Page) ([]*storage.AdminToken, string, error) {
+		return s.store.ListAdminTokens(r.Context(), adminFrom(r).ID, p)
+	}, adminTokenOut)
 }
 
 func (s *Server) handleAdminTokenRevoke() http.Handler {
@@ -421,21 +415,10 @@ type adminJSON struct {
 }
 
 func (s *Server) handleAdminList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := page(w, r)
-		if !ok {
-			return
-		}
-		as, next, err := s.store.ListAdmins(r.Context(), p)
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := list[adminJSON]{Items: make([]adminJSON, len(as)), NextPageToken: next}
-		for i, a := range as {
-			out.Items[i] = adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC()}
-		}
-		writeJSON(w, http.StatusOK, out)
+	return handleList(s, true, func(r *http.Request, p storage.Page) ([]storage.Admin, string, error) {
+		return s.store.ListAdmins(r.Context(), p)
+	}, func(a storage.Admin) adminJSON {
+		return adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC()}
 	})
 }
 
@@ -486,22 +469,11 @@ type auditJSON struct {
 }
 
 func (s *Server) handleAuditList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := page(w, r)
-		if !ok {
-			return
-		}
-		evs, next, err := s.store.ListIntegrationAuditEvents(r.Context(), p, r.URL.Query().Get("integration"))
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := list[auditJSON]{Items: make([]auditJSON, len(evs)), NextPageToken: next}
-		for i, e := range evs {
-			out.Items[i] = auditJSON{ID: e.ID, Time: e.Time.UTC(), ActorType: e.ActorType, Actor: e.Actor,
-				Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}
-		}
-		writeJSON(w, http.StatusOK, out)
+	return handleList(s, true, func(r *http.Request, p storage.Page) ([]storage.AuditEvent, string, error) {
+		return s.store.ListIntegrationAuditEvents(r.Context(), p, r.URL.Query().Get("integration"))
+	}, func(e storage.AuditEvent) auditJSON {
+		return auditJSON{ID: e.ID, Time: e.Time.UTC(), ActorType: e.ActorType, Actor: e.Actor,
+			Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}
 	})
 }
 
@@ -530,18 +502,10 @@ func signingKeyOut(k *storage.SigningKey) signingKeyJSON {
 // handleSigningKeyList lists every signing key, public parts only: a
 // private key never leaves the process that decrypts it.
 func (s *Server) handleSigningKeyList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handleList(s, false, func(r *http.Request, _ storage.Page) ([]*storage.SigningKey, string, error) {
 		keys, err := s.store.SigningKeys(r.Context())
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := list[signingKeyJSON]{Items: make([]signingKeyJSON, len(keys))}
-		for i, k := range keys {
-			out.Items[i] = signingKeyOut(k)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+		return keys, "", err
+	}, signingKeyOut)
 }
 
 // handleSigningKeyRotate makes a new active key with the configured
@@ -553,10 +517,10 @@ func (s *Server) handleSigningKeyRotate() http.Handler {
 			s.adminError(w, r, err)
 			return
 		}
-		if err := s.oauth.ReloadKeys(r.Context()); err != nil {
-			s.adminError(w, r, err)
-			return
-		}
+		// reload fails only while the keyring has never loaded, and New
+		// loaded it: after that a failed refresh keeps the keys it has and
+		// tries again a few seconds later.
+		_ = s.oauth.ReloadKeys(r.Context())
 		writeJSON(w, http.StatusCreated, signingKeyOut(k))
 	})
 }

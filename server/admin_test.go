@@ -970,6 +970,65 @@ func TestAdminRequestErrors(t *testing.T) {
 	e.noServerErrors()
 }
 
+// TestAdminErrorDescriptions pins the error_description of answers whose
+// words are not the handler's own: storage's reason for refusing input,
+// which reaches the client without storage's "invalid: " prefix, and the
+// body decoder's, which names the first field it cannot take.
+func TestAdminErrorDescriptions(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	e.createIntegration(map[string]any{"name": "existing"})
+	const ig = "/admin/integrations"
+	tests := []struct {
+		name         string
+		method, path string
+		body         string // sent as is; "" sends no body
+		want         string
+	}{
+		{"bad name", "POST", ig, `{"name":"Billing"}`, `name "Billing" must match ^[a-z0-9][a-z0-9._-]{0,62}$`},
+		{"lifetime out of range", "PATCH", ig + "/existing", `{"token_lifetime_seconds":0}`, "token_lifetime_seconds must be between 60 and 2592000"},
+		{"bad expiry", "POST", "/admin/tokens", `{"description":"x","expires_in_days":0}`, "expires_in_days must be -1 (never) or between 1 and 3650"},
+		{"foreign page token", "GET", ig + "?page_token=!", "", "page_token is not one this server issued"},
+		{"non-numeric page token", "GET", "/admin/audit?page_token=eA", "", "page_token is not one this server issued"},
+		{"limit 0", "GET", ig + "?limit=0", "", "limit must be an integer between 1 and 1000"},
+		{"limit over the maximum", "GET", "/admin/admins?limit=1001", "", "limit must be an integer between 1 and 1000"},
+		{"limit not a number", "GET", "/admin/tokens?limit=x", "", "limit must be an integer between 1 and 1000"},
+		{"unknown field", "POST", ig, `{"name":"x","colour":"red"}`, `unknown field "colour"`},
+		{"unknown field after a known one in other case", "POST", ig, `{"NAME":"x","colour":"red"}`, `unknown field "colour"`},
+		{"first of two unknown fields", "POST", ig, `{"zeta":1,"alpha":2}`, `unknown field "zeta"`},
+		{"unknown field with an escape", "POST", ig, `{"col\"our":1}`, `unknown field "col\"our"`},
+		{"PATCH unknown field", "PATCH", ig + "/existing", `{"owner":"x"}`, `unknown field "owner"`},
+		{"regenerate unknown field", "POST", ig + "/existing/key-pair", `{"grace":60}`, `unknown field "grace"`},
+		{"admin token unknown field", "POST", "/admin/tokens", `{"description":"x","scope":"all"}`, `unknown field "scope"`},
+		{"wrong type", "POST", ig, `{"name":5}`, `field "name" must be a string`},
+		{"wrong type before an unknown field", "POST", ig, `{"name":5,"colour":"red"}`, `field "name" must be a string`},
+		{"unknown field before a wrong type", "POST", ig, `{"colour":"red","name":5}`, `unknown field "colour"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			status, _, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, testBootstrap, body)
+			var got struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("status %d, body %s: %v", status, b, err)
+			}
+			if status != http.StatusBadRequest || got.Error != "invalid_request" || got.Description != tc.want {
+				t.Errorf("status %d, %s: %q; want 400, invalid_request: %q", status, got.Error, got.Description, tc.want)
+			}
+		})
+	}
+	// The signing keys are one short list: paging parameters are ignored.
+	if status, b := e.adminCall("GET", "/admin/signing-keys?limit=0&page_token=!", testBootstrap, nil); status != http.StatusOK {
+		t.Errorf("GET /admin/signing-keys with paging parameters: status %d, body %s; want 200", status, b)
+	}
+}
+
 func TestAdminTokens(t *testing.T) {
 	e := newEnv(t)
 	alice := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice"}, http.StatusCreated)["token"].(string)

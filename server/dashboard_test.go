@@ -228,6 +228,80 @@ func TestDashboardAssets(t *testing.T) {
 	}
 }
 
+// TestDashboardConditional: for the page and an asset, plain and gzipped,
+// HEAD answers GET's headers without the body, and If-None-Match (weak
+// comparison, lists, *) answers 304 without a body when the client's copy
+// is the one it would get.
+func TestDashboardConditional(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	_, page := get(t, "GET", e.srv.URL+"/admin/", nil)
+	var css string
+	for _, u := range dashboardAssets(t, e.srv.URL, page) {
+		if path.Ext(u) == ".css" {
+			css = u
+		}
+	}
+	for _, u := range []string{e.srv.URL + "/admin/", css} {
+		for _, enc := range []string{"", "gzip"} {
+			where := fmt.Sprintf("%s (Accept-Encoding %q)", u, enc)
+			hdr := func(kv ...string) map[string]string {
+				m := map[string]string{"Accept-Encoding": enc}
+				for i := 0; i < len(kv); i += 2 {
+					m[kv[i]] = kv[i+1]
+				}
+				return m
+			}
+			resp, body := get(t, "GET", u, hdr())
+			etag := resp.Header.Get("ETag")
+			if resp.StatusCode != http.StatusOK || etag == "" || len(body) == 0 {
+				t.Fatalf("GET %s: status %d, ETag %q, %d bytes", where, resp.StatusCode, etag, len(body))
+			}
+			if got, want := resp.Header.Get("Content-Length"), fmt.Sprint(len(body)); got != want {
+				t.Errorf("GET %s: Content-Length %q, want %s", where, got, want)
+			}
+			if enc == "gzip" && resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Errorf("GET %s: not gzipped", where)
+			}
+
+			head, hbody := get(t, "HEAD", u, hdr())
+			if head.StatusCode != http.StatusOK || len(hbody) != 0 {
+				t.Errorf("HEAD %s: status %d, %d bytes; want 200, no body", where, head.StatusCode, len(hbody))
+			}
+			for _, k := range []string{"ETag", "Content-Type", "Content-Length", "Content-Encoding", "Cache-Control", "Vary", "Content-Security-Policy"} {
+				if got, want := head.Header.Get(k), resp.Header.Get(k); got != want {
+					t.Errorf("HEAD %s: %s %q, GET's %q", where, k, got, want)
+				}
+			}
+
+			for _, inm := range []string{etag, "W/" + etag, `"other", ` + etag, "*"} {
+				for _, method := range []string{"GET", "HEAD"} {
+					r, b := get(t, method, u, hdr("If-None-Match", inm))
+					if r.StatusCode != http.StatusNotModified || len(b) != 0 {
+						t.Errorf("%s %s, If-None-Match %s: status %d, %d bytes; want 304, no body", method, where, inm, r.StatusCode, len(b))
+						continue
+					}
+					for _, k := range []string{"ETag", "Cache-Control"} {
+						if got, want := r.Header.Get(k), resp.Header.Get(k); got != want {
+							t.Errorf("%s %s, If-None-Match %s: 304 with %s %q, want %q", method, where, inm, k, got, want)
+						}
+					}
+				}
+			}
+			if r, b := get(t, "GET", u, hdr("If-None-Match", `"other"`)); r.StatusCode != http.StatusOK || !bytes.Equal(b, body) {
+				t.Errorf("GET %s, If-None-Match another tag: status %d, %d bytes; want 200 and the body", where, r.StatusCode, len(b))
+			}
+		}
+	}
+	// A plain copy is not the gzipped one: a client that now accepts gzip
+	// gets the gzipped body.
+	plain, _ := get(t, "GET", css, nil)
+	r, b := get(t, "GET", css, map[string]string{"Accept-Encoding": "gzip", "If-None-Match": plain.Header.Get("ETag")})
+	if r.StatusCode != http.StatusOK || r.Header.Get("Content-Encoding") != "gzip" || len(b) == 0 {
+		t.Errorf("GET %s with gzip and the plain ETag: status %d, Content-Encoding %q; want 200 gzipped", css, r.StatusCode, r.Header.Get("Content-Encoding"))
+	}
+}
+
 func TestDashboardUnknownAsset(t *testing.T) {
 	e := newEnv(t)
 	for _, p := range []string{

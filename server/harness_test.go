@@ -95,6 +95,7 @@ func (b *syncBuffer) String() string {
 // file, or a PostgreSQL schema under TestPostgres.
 type env struct {
 	t      testing.TB
+	server *server.Server
 	srv    *httptest.Server
 	admin  *httptest.Server // set when the admin API has its own listener
 	store  *storage.Store
@@ -161,6 +162,7 @@ func openEnv(t testing.TB, dbPath string, clk *clock, secrets [][]byte, opts ...
 	if err != nil {
 		return nil, err
 	}
+	e.server = s
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
 	if o.SeparateAdmin {

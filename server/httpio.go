@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -50,7 +53,10 @@ func errTooLarge(err error) bool {
 // an empty body leaves dst untouched. The error it returns is ready to show
 // to the client.
 func decodeJSON(r *http.Request, dst any, optional bool) (status int, err error) {
-	dec := json.NewDecoder(r.Body)
+	// read keeps what the decoder read, to name an unknown field: the
+	// decoder's error for one has no type of its own.
+	var read bytes.Buffer
+	dec := json.NewDecoder(io.TeeReader(r.Body, &read))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		var syn *json.SyntaxError
@@ -70,10 +76,11 @@ func decodeJSON(r *http.Request, dst any, optional bool) (status int, err error)
 				return http.StatusBadRequest, errors.New("request body must be a JSON object")
 			}
 			return http.StatusBadRequest, fmt.Errorf("field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return http.StatusBadRequest, fmt.Errorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return http.StatusBadRequest, errors.New("request body is truncated JSON")
+		}
+		if key, ok := unknownField(read.Bytes(), reflect.TypeOf(dst).Elem()); ok {
+			return http.StatusBadRequest, fmt.Errorf("unknown field %q", key)
 		}
 		return http.StatusBadRequest, errors.New("request body is not valid JSON")
 	}
@@ -84,6 +91,64 @@ func decodeJSON(r *http.Request, dst any, optional bool) (status int, err error)
 		return http.StatusBadRequest, errors.New("request body must hold a single JSON object")
 	}
 	return 0, nil
+}
+
+// unknownField returns the first key of the JSON object at the start of
+// body that names no field of the struct type t, as encoding/json matches
+// them: by a field's json tag name or else its Go name, ignoring case
+// (bytes.EqualFold, as encoding/json does), through embedded structs. Only
+// the top-level keys are looked at: request bodies are flat.
+func unknownField(body []byte, t reflect.Type) (string, bool) {
+	known := jsonFieldNames(t)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		key, _ := tok.(string)
+		if !slices.ContainsFunc(known, func(name string) bool { return strings.EqualFold(name, key) }) {
+			return key, true
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// jsonFieldNames lists the object keys encoding/json decodes into the
+// struct type t.
+func jsonFieldNames(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			names = append(names, jsonFieldNames(ft)...)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 func jsonKind(k string) string {

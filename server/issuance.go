@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -67,7 +66,8 @@ func (is *issuance) take(id, perMinute int64) (wait time.Duration, ok bool) {
 }
 
 // issuanceLimited is the error issue returns when the integration's cap
-// refuses a token.
+// refuses a token. It is answered by writeTooMany with slow_down, and not
+// counted as a failure: the client authenticated correctly.
 type issuanceLimited struct {
 	perMinute int64
 	wait      time.Duration
@@ -77,12 +77,9 @@ func (e *issuanceLimited) Error() string {
 	return fmt.Sprintf("integration token rate of %d a minute exceeded", e.perMinute)
 }
 
-// writeIssuanceLimited answers 429 slow_down with Retry-After. The client
-// authenticated correctly: this is not counted as a failure, and the
-// description says what to do instead.
-func (s *Server) writeIssuanceLimited(w http.ResponseWriter, e *issuanceLimited) {
-	s.metrics.limitedBy["issuance"].Inc()
-	writeTooMany(w, "slow_down", e.wait, fmt.Sprintf(
-		"Too many tokens for this integration (its cap: %d a minute); try again in %%d s. Reuse a token until it expires (expires_in) instead of asking for one per call.",
-		e.perMinute))
+// description is the 429's error_description as writeTooMany takes it, a
+// format for the seconds to wait. It says what to do instead.
+func (e *issuanceLimited) description() string {
+	return fmt.Sprintf("Too many tokens for this integration (its cap: %d a minute); try again in %%d s. Reuse a token until it expires (expires_in) instead of asking for one per call.",
+		e.perMinute)
 }

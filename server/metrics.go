@@ -201,9 +201,10 @@ func (m *metrics) authFailed(reason, integration string) {
 	m.authFailures.WithLabelValues(reason).Inc()
 }
 
-// JanitorRun records one janitor pass: rows purged, and the error that
-// stopped it, if any.
-func (s *Server) JanitorRun(purged int64, err error) {
+// RecordJanitorPass counts one janitor pass in the metrics: the rows it
+// purged, and whether an error stopped it. The janitor itself runs in
+// the caller.
+func (s *Server) RecordJanitorPass(purged int64, err error) {
 	if err != nil {
 		s.metrics.janitorRuns.WithLabelValues("error").Inc()
 	} else {

@@ -202,7 +202,8 @@ func (s *Server) handleToken() http.Handler {
 		err := s.oauth.Token(ctx, w, r, s.admitToken)
 		var limited *issuanceLimited
 		if errors.As(err, &limited) {
-			s.writeIssuanceLimited(w, limited)
+			s.metrics.limitedBy["issuance"].Inc()
+			writeTooMany(w, "slow_down", limited.wait, limited.description())
 			return
 		}
 		if err != nil {

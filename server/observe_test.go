@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -118,6 +119,19 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("a sample names a client: %s", name)
 		}
 	}
+}
+
+// TestRecordJanitorPass: the janitor's passes are counted by result, and
+// the rows they purged add up.
+func TestRecordJanitorPass(t *testing.T) {
+	e := newEnv(t)
+	e.server.RecordJanitorPass(3, nil)
+	e.server.RecordJanitorPass(2, nil)
+	e.server.RecordJanitorPass(1, errors.New("database gone"))
+	m := scrape(t, e.srv.URL)
+	wantSample(t, m, `latchkey_janitor_runs_total{result="ok"}`, "2")
+	wantSample(t, m, `latchkey_janitor_runs_total{result="error"}`, "1")
+	wantSample(t, m, `latchkey_janitor_purged_rows_total`, "6")
 }
 
 // TestMetricsIntegrationLabel: on request, per-client counters carry the

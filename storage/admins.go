@@ -112,24 +112,8 @@ func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 
 // ListAdmins returns admins ordered by name and the next page's token.
 func (s *Store) ListAdmins(ctx context.Context, p Page) ([]Admin, string, error) {
-	after, err := p.cursor()
-	if err != nil {
-		return nil, "", err
-	}
-	var out []Admin
-	q := s.r.WithContext(ctx).Order("name").Limit(p.limit() + 1)
-	if after != "" {
-		q = q.Where("name > ?", after)
-	}
-	if err := q.Find(&out).Error; err != nil {
-		return nil, "", unavailable("list admins", err)
-	}
-	next := ""
-	if len(out) > p.limit() {
-		out = out[:p.limit()]
-		next = pageToken(out[len(out)-1].Name)
-	}
-	return out, next, nil
+	return findPage(s.r.WithContext(ctx), p, pageOrder{column: "name"}, "list admins",
+		func(a *Admin) string { return a.Name })
 }
 
 // DeleteAdmin deletes the admin called name and, with it, every admin token
@@ -215,28 +199,11 @@ func newPublicID() string {
 // ListAdminTokens returns the admin's unexpired tokens, oldest first, and
 // the next page's token.
 func (s *Store) ListAdminTokens(ctx context.Context, adminID int64, p Page) ([]*AdminToken, string, error) {
-	after, err := p.cursor()
+	q := s.r.WithContext(ctx).Where("admin_id = ? AND (expires_at IS NULL OR expires_at > ?)", adminID, s.clock())
+	rows, next, err := findPage(q, p, pageOrder{column: "seq", integer: true}, "list admin tokens",
+		func(r *adminTokenRow) string { return strconv.FormatInt(r.Seq, 10) })
 	if err != nil {
 		return nil, "", err
-	}
-	q := s.r.WithContext(ctx).
-		Where("admin_id = ? AND (expires_at IS NULL OR expires_at > ?)", adminID, s.clock()).
-		Order("seq").Limit(p.limit() + 1)
-	if after != "" {
-		seq, err := strconv.ParseInt(after, 10, 64)
-		if err != nil {
-			return nil, "", invalidf("page_token is not one this server issued")
-		}
-		q = q.Where("seq > ?", seq)
-	}
-	var rows []adminTokenRow
-	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", unavailable("list admin tokens", err)
-	}
-	next := ""
-	if len(rows) > p.limit() {
-		rows = rows[:p.limit()]
-		next = pageToken(strconv.FormatInt(rows[len(rows)-1].Seq, 10))
 	}
 	out := make([]*AdminToken, len(rows))
 	for i := range rows {

@@ -49,29 +49,14 @@ func (s *Store) ListAuditEvents(ctx context.Context, p Page) ([]AuditEvent, stri
 // about one integration (its creation, changes, regenerations, deletion);
 // an empty name lists every event.
 func (s *Store) ListIntegrationAuditEvents(ctx context.Context, p Page, integration string) ([]AuditEvent, string, error) {
-	before, err := p.cursor()
-	if err != nil {
-		return nil, "", err
-	}
-	q := s.r.WithContext(ctx).Order("id DESC").Limit(p.limit() + 1)
+	q := s.r.WithContext(ctx)
 	if integration != "" {
 		q = q.Where("object_type = ? AND object = ?", "integration", integration)
 	}
-	if before != "" {
-		id, err := strconv.ParseInt(before, 10, 64)
-		if err != nil {
-			return nil, "", invalidf("page_token is not one this server issued")
-		}
-		q = q.Where("id < ?", id)
-	}
-	var rows []auditRow
-	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", unavailable("list audit events", err)
-	}
-	next := ""
-	if len(rows) > p.limit() {
-		rows = rows[:p.limit()]
-		next = pageToken(strconv.FormatInt(rows[len(rows)-1].ID, 10))
+	rows, next, err := findPage(q, p, pageOrder{column: "id", desc: true, integer: true}, "list audit events",
+		func(r *auditRow) string { return strconv.FormatInt(r.ID, 10) })
+	if err != nil {
+		return nil, "", err
 	}
 	out := make([]AuditEvent, len(rows))
 	for i, r := range rows {

@@ -173,22 +173,10 @@ func (s *Store) attachKeyPairs(ctx context.Context, igs []*Integration) error {
 // ListIntegrations returns integrations ordered by name, with their key
 // pairs (never secrets), and the token of the next page ("" at the end).
 func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, string, error) {
-	after, err := p.cursor()
+	rows, next, err := findPage(s.r.WithContext(ctx).Where(live), p, pageOrder{column: "name"}, "list integrations",
+		func(r *integrationRow) string { return r.Name })
 	if err != nil {
 		return nil, "", err
-	}
-	var rows []integrationRow
-	q := s.r.WithContext(ctx).Where(live).Order("name").Limit(p.limit() + 1)
-	if after != "" {
-		q = q.Where("name > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
-		return nil, "", unavailable("list integrations", err)
-	}
-	next := ""
-	if len(rows) > p.limit() {
-		rows = rows[:p.limit()]
-		next = pageToken(rows[len(rows)-1].Name)
 	}
 	igs := make([]*Integration, len(rows))
 	for i := range rows {
@@ -234,9 +222,9 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		changed = append(changed, "can_introspect")
 	}
 	switch {
-	case patch.DefaultTokenLifetime && patch.TokenLifetimeSeconds != nil:
+	case patch.ResetTokenLifetime && patch.TokenLifetimeSeconds != nil:
 		return nil, invalidf("token_lifetime_seconds cannot be both set and reset")
-	case patch.DefaultTokenLifetime:
+	case patch.ResetTokenLifetime:
 		updates["token_lifetime_seconds"] = nil
 		changed = append(changed, "token_lifetime_seconds")
 	case patch.TokenLifetimeSeconds != nil:
@@ -247,9 +235,9 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		changed = append(changed, "token_lifetime_seconds")
 	}
 	switch {
-	case patch.DefaultTokenRate && patch.TokenRatePerMinute != nil:
+	case patch.ResetTokenRate && patch.TokenRatePerMinute != nil:
 		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
-	case patch.DefaultTokenRate:
+	case patch.ResetTokenRate:
 		updates["token_rate_per_minute"] = nil
 		changed = append(changed, "token_rate_per_minute")
 	case patch.TokenRatePerMinute != nil:

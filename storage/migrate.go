@@ -75,7 +75,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		return err
 	})
 	if err != nil {
-		return applied, fmt.Errorf("migrate: %w", err)
+		return applied, unavailable("migrate", err)
 	}
 	return applied, nil
 }

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -30,7 +29,7 @@ func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
 		return err
 	})
 	if err != nil && n == 0 {
-		return 0, fmt.Errorf("purge: %w", err)
+		return 0, translate("purge", err)
 	}
 	return n, err
 }
@@ -71,7 +70,7 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			start := time.Now()
 			res := s.w.WithContext(ctx).Exec(st.sql, append(st.args, batch)...)
 			if res.Error != nil {
-				return total, fmt.Errorf("purge %s: %w", st.name, res.Error)
+				return total, unavailable("purge "+st.name, res.Error)
 			}
 			total += res.RowsAffected
 			if res.RowsAffected < int64(batch) {
@@ -80,11 +79,11 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 			// A backlog is worked off in at most a twentieth of the
 			// writer's time: requests queued behind a batch get the
 			// writer, and on a one-core server the CPU, for nineteen times
-			// as long before the next one. While a million expired tokens
-			// went, introspection's p99 was 3-5x its normal value at half
-			// the writer's time, about 2x at a tenth and under 1.6x at a
-			// twentieth, where the purge still deletes about 6,500 rows a
-			// second on one busy core: about as fast as it issues tokens.
+			// as long before the next one. Larger shares multiplied
+			// introspection's p99 while a large backlog went; at a
+			// twentieth it stays close to normal and the purge still keeps
+			// up with what one busy core issues (the README's janitor and
+			// benchmark sections have the figures).
 			select {
 			case <-ctx.Done():
 			case <-time.After(purgeRest * time.Since(start)):

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -27,6 +28,11 @@ const (
 	EdDSA = "EdDSA"
 	RS256 = "RS256"
 )
+
+// SigningAlgorithms lists every signing algorithm, the default (ES256)
+// first: the one list that configuration accepts, keys are generated for
+// and JWT access tokens are verified with. Callers must not change it.
+var SigningAlgorithms = []string{ES256, EdDSA, RS256}
 
 // SigningKey is a key pair that signs JWT access tokens. Exactly one key is
 // active; retired keys stay published in the JWKS while a token they signed
@@ -72,7 +78,7 @@ func (s *Store) newSigningKey(alg string) (*signingKeyRow, error) {
 	case RS256:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
-		return nil, invalidf("signing algorithm %q is not one of ES256, EdDSA, RS256", alg)
+		return nil, invalidf("signing algorithm %q is not one of %s", alg, strings.Join(SigningAlgorithms, ", "))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generate %s key: %w", alg, err)
@@ -156,7 +162,7 @@ func (r *signingKeyRow) key() (*SigningKey, error) {
 func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
 	var rows []signingKeyRow
 	if err := s.r.WithContext(ctx).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("ensure signing key: %w", err)
+		return nil, unavailable("ensure signing key", err)
 	}
 	reseal, err := s.needReseal(rows)
 	if err != nil {
@@ -187,7 +193,7 @@ func (s *Store) EnsureSigningKey(ctx context.Context, alg string) (*SigningKey, 
 			return s.rotate(tx, fresh, Actor{Type: "system", Name: "latchkey"}, "signing_algorithm is "+alg)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("ensure signing key: %w", err)
+			return nil, translate("ensure signing key", err)
 		}
 	}
 	return s.ActiveSigningKey(ctx)
@@ -272,8 +278,12 @@ func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge 
 		}
 		return err == nil && s.clock().Sub(active.CreatedAt) >= maxAge, err
 	}
-	if ok, err := due(s.r.WithContext(ctx)); err != nil || !ok {
-		return false, err
+	ok, err := due(s.r.WithContext(ctx))
+	if err != nil {
+		return false, unavailable("scheduled signing key rotation", err)
+	}
+	if !ok {
+		return false, nil
 	}
 	row, err := s.newSigningKey(alg)
 	if err != nil {
@@ -289,7 +299,7 @@ func (s *Store) RotateSigningKeyIfOlder(ctx context.Context, alg string, maxAge 
 		return s.rotate(tx, row, Actor{Type: "system", Name: "latchkey"}, "signing_key_rotation")
 	})
 	if err != nil {
-		return false, fmt.Errorf("scheduled signing key rotation: %w", err)
+		return false, translate("scheduled signing key rotation", err)
 	}
 	return rotated, nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,6 +158,23 @@ func TestSigningKeyStoredSealed(t *testing.T) {
 // secret rotation: a wrong secret cannot open them (and does not replace
 // them), [new, old] opens and re-seals every key under the new secret, and
 // afterwards [new] alone suffices.
+// TestSigningKeyUnknownAlgorithm: an algorithm outside SigningAlgorithms
+// is refused with the list in the reason, and nothing is stored.
+func TestSigningKeyUnknownAlgorithm(t *testing.T) {
+	s := newSQLiteStore(t, newFakeClock().Now)
+	_, err := s.RotateSigningKey(t.Context(), "HS256", testActor)
+	var invalid *InvalidError
+	if !errors.As(err, &invalid) {
+		t.Fatalf("RotateSigningKey(HS256) = %v, want an *InvalidError", err)
+	}
+	if got, want := invalid.Reason, `signing algorithm "HS256" is not one of ES256, EdDSA, RS256`; got != want {
+		t.Errorf("reason %q, want %q", got, want)
+	}
+	if keys, err := s.SigningKeys(t.Context()); err != nil || len(keys) != 0 {
+		t.Errorf("SigningKeys = %d keys, %v; want none", len(keys), err)
+	}
+}
+
 func TestSigningKeySecretRotation(t *testing.T) {
 	clk := newFakeClock()
 	path := filepath.Join(t.TempDir(), "latchkey.db")

@@ -54,10 +54,11 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a unique name is already taken.
 	ErrConflict = errors.New("already exists")
-	// ErrInvalid means the input breaks a rule; the wrapped message says which.
+	// ErrInvalid means the input breaks a rule; the error is an
+	// *InvalidError, whose Reason says which.
 	ErrInvalid = errors.New("invalid")
-	// ErrUnavailable wraps a database failure on the OAuth path, so the
-	// server answers 503 instead of mistaking an outage for a bad credential.
+	// ErrUnavailable wraps a database failure, so the server answers 503
+	// instead of mistaking an outage for a bad credential or a bad request.
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrKeyPairChanged means a key pair was revoked or regenerated between
 	// authenticating with it and storing the token issued to it.
@@ -308,7 +309,7 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.r.WithContext(ctx).Raw("SELECT 1").Scan(&one).Error; err != nil {
-		return fmt.Errorf("ping database: %w", err)
+		return unavailable("ping database", err)
 	}
 	return nil
 }

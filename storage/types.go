@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // Integration is an OAuth client: a backend job or service that trades its
@@ -133,12 +136,57 @@ func (p Page) cursor() (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(p.Token)
 	if err != nil || len(b) == 0 {
-		return "", fmt.Errorf("%w: page_token is not one this server issued", ErrInvalid)
+		return "", invalidf("page_token is not one this server issued")
 	}
 	return string(b), nil
 }
 
 func pageToken(cursor string) string { return base64.RawURLEncoding.EncodeToString([]byte(cursor)) }
+
+// pageOrder is how a listing pages: ordered by a unique column, ascending
+// or, when desc, descending. A page token holds the column's value in the
+// last row of the page before; when integer, that value must be an integer.
+type pageOrder struct {
+	column  string
+	desc    bool
+	integer bool
+}
+
+// findPage loads the page p of q's rows in order by, and returns the next
+// page's token ("" after the last page). key is a row's value of
+// by.column; op names the listing in errors. A token this server did not
+// issue is ErrInvalid, a database failure ErrUnavailable.
+func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) string) ([]R, string, error) {
+	after, err := p.cursor()
+	if err != nil {
+		return nil, "", err
+	}
+	order, cmp := by.column, " > ?"
+	if by.desc {
+		order, cmp = by.column+" DESC", " < ?"
+	}
+	if after != "" {
+		var v any = after
+		if by.integer {
+			n, err := strconv.ParseInt(after, 10, 64)
+			if err != nil {
+				return nil, "", invalidf("page_token is not one this server issued")
+			}
+			v = n
+		}
+		q = q.Where(by.column+cmp, v)
+	}
+	var rows []R
+	if err := q.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
+		return nil, "", unavailable(op, err)
+	}
+	next := ""
+	if len(rows) > p.limit() {
+		rows = rows[:p.limit()]
+		next = pageToken(key(&rows[len(rows)-1]))
+	}
+	return rows, next, nil
+}
 
 // IntegrationInput creates an integration.
 type IntegrationInput struct {
@@ -158,13 +206,13 @@ type IntegrationPatch struct {
 	Audience             *[]string
 	CanIntrospect        *bool
 	TokenLifetimeSeconds *int64
-	// DefaultTokenLifetime drops the integration's own token lifetime, so
-	// it follows the server's again; TokenLifetimeSeconds must then be nil.
-	DefaultTokenLifetime bool
-	TokenRatePerMinute   *int64
-	// DefaultTokenRate drops the integration's own token rate, as
-	// DefaultTokenLifetime does the lifetime.
-	DefaultTokenRate bool
+	// ResetTokenLifetime drops the integration's own token lifetime, so it
+	// follows the server's again; TokenLifetimeSeconds must then be nil.
+	ResetTokenLifetime bool
+	TokenRatePerMinute *int64
+	// ResetTokenRate drops the integration's own token rate, as
+	// ResetTokenLifetime does the lifetime.
+	ResetTokenRate bool
 }
 
 var (
@@ -190,8 +238,20 @@ const (
 // ValidName reports whether name is a valid integration or admin name.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
 
+// InvalidError is the error of input that breaks a rule. Reason says
+// which rule, in words fit to show whoever sent the input; errors.Is
+// reports it as ErrInvalid. Every ErrInvalid this package returns is one.
+type InvalidError struct {
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return ErrInvalid.Error() + ": " + e.Reason }
+
+// Is makes an *InvalidError match ErrInvalid.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
 }
 
 func checkName(name string) error {
@@ -250,11 +310,10 @@ func checkRate(n *int64) error {
 	return nil
 }
 
+// joinList stores a list of scopes or audience values in one column.
 func joinList(v []string) string { return strings.Join(v, " ") }
 
-func splitList(s string) []string {
-	if s == "" {
-		return []string{}
-	}
-	return strings.Split(s, " ")
-}
+// splitList undoes joinList. Stored values hold no white space (see
+// normalizeList), so strings.Fields gives them back as they were, and ""
+// an empty list, never nil: it is [] in JSON (TestAdminIntegrationCreate).
+func splitList(s string) []string { return strings.Fields(s) }

@@ -9,10 +9,10 @@ import (
 	"strings"
 )
 
-// A minimal HTTP/1.1 client. net/http's client costs several times more CPU
-// per request than the server under test spends on a trivial answer
-// (header maps, a goroutine pair per connection, pooling), so with it the
-// generator, not the server, would set the pace on a shared machine. Here
+// A minimal HTTP/1.1 client. net/http's client costs more CPU per request
+// than the server under test spends on a trivial answer (header maps, a
+// goroutine pair per connection, pooling), so with it the generator, not
+// the server, would set the pace on a shared machine. Here
 // a request is bytes built once, and a response is parsed just far enough
 // to learn its status and where it ends. Both load engines share this.
 

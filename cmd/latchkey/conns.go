@@ -20,10 +20,10 @@ import (
 const (
 	// defaultMaxConnections is the public listener's cap when the
 	// open-file limit allows it. An open connection costs the process
-	// about 20 KiB (its goroutine and buffers) and the kernel its socket
-	// buffers; past this many, a replica spends more on waiting clients
-	// than on answering them, and more clients belong behind a load
-	// balancer or on more replicas.
+	// its goroutine and buffers and the kernel its socket buffers; past
+	// this many, a replica spends more on waiting clients than on
+	// answering them, and more clients belong behind a load balancer or
+	// on more replicas.
 	defaultMaxConnections = 10000
 	// fdReserve is how many file descriptors the public listener's cap
 	// leaves for everything else: the database pool (each SQLite

@@ -403,10 +403,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // purgeBatch is how many rows one purge statement deletes. Each batch is
-// one transaction holding the SQLite writer and, in a cgo call, a CPU: at
-// 1000 rows a batch took several milliseconds, which showed up in every
-// concurrent request's latency; at 100 the stalls are short and the
-// per-statement overhead still small.
+// one transaction holding the SQLite writer and, in a cgo call, a CPU, so
+// every concurrent request waits for it: batches ten times the size
+// showed up in those requests' latency, while at this size the stalls are
+// short and the per-statement overhead still small.
 const purgeBatch = 100
 
 // runJanitor purges dead tokens and key pairs every janitor_interval until
@@ -422,7 +422,7 @@ func runJanitor(ctx context.Context, st *storage.Store, srv *server.Server, cfg 
 		}
 		n, err := st.Purge(ctx, purgeBatch)
 		if ctx.Err() == nil {
-			srv.JanitorRun(n, err)
+			srv.RecordJanitorPass(n, err)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -178,9 +178,15 @@ func (k *keyring) publicKey(ctx context.Context, kid string) (*storage.SigningKe
 	return key, ok
 }
 
-// jwtAlgorithms are the only algorithms a token may claim; anything else,
-// "none" included, fails to parse.
-var jwtAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256}
+// jwtAlgorithms are the only algorithms a token may claim, those keys are
+// made for; anything else, "none" included, fails to parse.
+var jwtAlgorithms = func() []jose.SignatureAlgorithm {
+	algs := make([]jose.SignatureAlgorithm, len(storage.SigningAlgorithms))
+	for i, a := range storage.SigningAlgorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	return algs
+}()
 
 // accessTokenClaims are the RFC 9068 §2.2 claims of a latchkey JWT.
 type accessTokenClaims struct {
