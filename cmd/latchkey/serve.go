@@ -247,6 +247,8 @@ func runAdminCreate(ctx context.Context, args []string, getenv func(string) stri
 	return nil
 }
 
+// runServe migrates the database, serves until ctx is done or a listener
+// fails, then drains the listeners and stops the janitor.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := open(ctx, "serve", args, getenv, stderr)
 	if err != nil {
@@ -262,22 +264,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else if len(applied) > 0 {
 		log.Info("applied migrations", "versions", applied)
 	}
-	proxies, err := cfg.ProxyNets()
-	if err != nil {
-		return err // Validate has run; this is unreachable
-	}
-	srv, err := server.New(ctx, st, server.Options{
-		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
-		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: log,
-		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm, RequestTimeout: cfg.RequestTimeout,
-		TrustedProxies:          proxies,
-		ClientAuthLimit:         server.RateLimit{PerMinute: cfg.RateLimitFailures, Burst: cfg.RateLimitFailuresBurst},
-		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
-		IssuanceLimit:           server.IssuanceLimit{PerMinute: cfg.IntegrationTokenRate, Burst: cfg.IntegrationTokenBurst},
-		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
-		MetricsToken:            cfg.MetricsToken,
-		MaxBodiesInFlight:       cfg.MaxBodiesInFlight,
-	})
+	srv, err := newServer(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -285,92 +272,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	var certs *certReloader
+	ls := &listeners{cfg: cfg, log: log, srv: srv}
+	defer ls.close()
 	if cfg.TLSCert != "" {
-		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+		if ls.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
 			return err
 		}
 	}
-
-	type listener struct {
-		name string
-		ln   *connLimiter
-		srv  *http.Server
-	}
-	var lns []listener
-	defer func() {
-		for _, l := range lns {
-			l.ln.Close()
-		}
-	}()
-	listen := func(name, addr string, h http.Handler, maxConns int) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", name, err)
-		}
-		probe := h
-		if certs != nil {
-			probe = nil // see connLimiter
-		}
-		lim := newConnLimiter(ln, maxConns, probe)
-		srv.ListenerMetrics(name, lim)
-		hs := &http.Server{
-			Handler: h,
-			// A client that has connected sends its request head at
-			// once; 5 s allows for a retransmitted packet or two on a
-			// bad network, and is how long a connection that never
-			// sends one can hold a place under max_connections.
-			ReadHeaderTimeout: 5 * time.Second,
-			// How long one body may hold a body slot: a 1 MiB admin
-			// body needs 100 KiB/s, a 16 KiB OAuth one 1.6 KiB/s.
-			// Only reading is bounded; handlers run on
-			// request_timeout.
-			ReadTimeout: 10 * time.Second,
-			// Past the request timeout, so a request waiting on the
-			// database still gets its 503 written.
-			WriteTimeout: max(30*time.Second, cfg.RequestTimeout+5*time.Second),
-			// Above a load balancer's own idle timeout (75 s by
-			// default against an AWS ALB's 60 s), so the balancer is
-			// the one to close an idle connection and never sends a
-			// request down one latchkey is closing.
-			IdleTimeout:    cfg.IdleTimeout,
-			MaxHeaderBytes: 64 << 10,
-			ConnState:      lim.connState,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		if certs != nil {
-			hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
-		}
-		lns = append(lns, listener{name, lim, hs})
-		return nil
-	}
-	if err := listen("public", cfg.Listen, srv.Handler(), maxConns); err != nil {
+	if err := ls.listen("public", cfg.Listen, srv.Handler(), maxConns); err != nil {
 		return err
 	}
 	if cfg.AdminListen != "" {
-		if err := listen("admin", cfg.AdminListen, srv.AdminHandler(), adminMaxConnections); err != nil {
+		if err := ls.listen("admin", cfg.AdminListen, srv.AdminHandler(), adminMaxConnections); err != nil {
 			return err
 		}
 	}
-
-	errc := make(chan error, len(lns))
-	for _, l := range lns {
-		scheme := "http"
-		if certs != nil {
-			scheme = "https"
-		}
-		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "max_connections", l.ln.max)
-		fmt.Fprintf(stdout, "latchkey listening on %s (%s) for %s\n", l.ln.Addr(), l.name, scheme)
-		go func() {
-			serve := l.srv.Serve
-			if certs != nil {
-				serve = func(ln net.Listener) error { return l.srv.ServeTLS(ln, "", "") }
-			}
-			if err := serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve %s: %w", l.name, err)
-			}
-		}()
-	}
+	errc := ls.serve(stdout)
 
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -384,22 +301,137 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("server failed", "err", serveErr)
 	}
 	srv.SetReady(false)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	for _, l := range lns {
-		if err := l.srv.Shutdown(shutdownCtx); err != nil {
-			// Cut the stragglers off before the database closes under
-			// them.
-			log.Warn("shutdown did not finish in time; closing the remaining connections", "listener", l.name, "err", err)
-			l.srv.Close()
-		}
-		l.ln.wait()
-	}
-	lns = nil
+	ls.shutdown()
 	stopJanitor()
 	wg.Wait()
 	log.Info("stopped")
 	return serveErr
+}
+
+// newServer builds the HTTP server from the validated configuration.
+func newServer(ctx context.Context, o *opened) (*server.Server, error) {
+	cfg := o.cfg
+	proxies, err := cfg.ProxyNets()
+	if err != nil {
+		return nil, err // Validate has run; this is unreachable
+	}
+	return server.New(ctx, o.store, server.Options{
+		Issuer: cfg.Issuer, TokenLifetime: cfg.TokenLifetime, Secrets: o.secrets,
+		BootstrapToken: cfg.BootstrapToken, SeparateAdmin: cfg.AdminListen != "", Logger: o.log,
+		TokenFormat: cfg.TokenFormat, SigningAlgorithm: cfg.SigningAlgorithm, RequestTimeout: cfg.RequestTimeout,
+		TrustedProxies:          proxies,
+		ClientAuthLimit:         server.RateLimit{PerMinute: cfg.RateLimitFailures, Burst: cfg.RateLimitFailuresBurst},
+		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
+		IssuanceLimit:           server.IssuanceLimit{PerMinute: cfg.IntegrationTokenRate, Burst: cfg.IntegrationTokenBurst},
+		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
+		MetricsToken:            cfg.MetricsToken,
+		MaxBodiesInFlight:       cfg.MaxBodiesInFlight,
+	})
+}
+
+// listeners are serve's listening sockets, each with its http.Server.
+type listeners struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	srv   *server.Server
+	certs *certReloader // nil without TLS
+	all   []listener
+}
+
+type listener struct {
+	name string
+	ln   *connLimiter
+	srv  *http.Server
+}
+
+// listen opens a listener for h, at most maxConns connections at once.
+func (ls *listeners) listen(name, addr string, h http.Handler, maxConns int) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", name, err)
+	}
+	probe := h
+	if ls.certs != nil {
+		probe = nil // see connLimiter
+	}
+	lim := newConnLimiter(ln, maxConns, probe)
+	ls.srv.ListenerMetrics(name, lim)
+	hs := &http.Server{
+		Handler: h,
+		// A client that has connected sends its request head at once; 5 s
+		// allows for a retransmitted packet or two on a bad network, and
+		// is how long a connection that never sends one can hold a place
+		// under max_connections.
+		ReadHeaderTimeout: 5 * time.Second,
+		// How long one body may hold a body slot: a 1 MiB admin body
+		// needs 100 KiB/s, a 16 KiB OAuth one 1.6 KiB/s. Only reading is
+		// bounded; handlers run on request_timeout.
+		ReadTimeout: 10 * time.Second,
+		// Past the request timeout, so a request waiting on the database
+		// still gets its 503 written.
+		WriteTimeout: max(30*time.Second, ls.cfg.RequestTimeout+5*time.Second),
+		// Above a load balancer's own idle timeout (75 s by default
+		// against an AWS ALB's 60 s), so the balancer is the one to close
+		// an idle connection and never sends a request down one latchkey
+		// is closing.
+		IdleTimeout:    ls.cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+		ConnState:      lim.connState,
+		ErrorLog:       slog.NewLogLogger(ls.log.Handler(), slog.LevelWarn),
+	}
+	if ls.certs != nil {
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: ls.certs.get}
+	}
+	ls.all = append(ls.all, listener{name, lim, hs})
+	return nil
+}
+
+// serve starts serving on every listener; the channel reports the first
+// that fails.
+func (ls *listeners) serve(stdout io.Writer) <-chan error {
+	errc := make(chan error, len(ls.all))
+	scheme := "http"
+	if ls.certs != nil {
+		scheme = "https"
+	}
+	for _, l := range ls.all {
+		ls.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme, "issuer", ls.cfg.Issuer, "max_connections", l.ln.max)
+		fmt.Fprintf(stdout, "latchkey listening on %s (%s) for %s\n", l.ln.Addr(), l.name, scheme)
+		go func() {
+			serve := l.srv.Serve
+			if ls.certs != nil {
+				serve = func(ln net.Listener) error { return l.srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.name, err)
+			}
+		}()
+	}
+	return errc
+}
+
+// shutdown lets every listener's requests finish within shutdown_timeout,
+// then closes what is left, and waits for each connection to be gone.
+func (ls *listeners) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), ls.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, l := range ls.all {
+		if err := l.srv.Shutdown(ctx); err != nil {
+			// Cut the stragglers off before the database closes under
+			// them.
+			ls.log.Warn("shutdown did not finish in time; closing the remaining connections", "listener", l.name, "err", err)
+			l.srv.Close()
+		}
+		l.ln.wait()
+	}
+	ls.all = nil
+}
+
+// close closes the listeners that shutdown has not, when serve stops early.
+func (ls *listeners) close() {
+	for _, l := range ls.all {
+		l.ln.Close()
+	}
 }
 
 // purgeBatch is how many rows one purge statement deletes. Each batch is
