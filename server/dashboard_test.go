@@ -229,9 +229,9 @@ func TestDashboardAssets(t *testing.T) {
 }
 
 // TestDashboardConditional: for the page and an asset, plain and gzipped,
-// HEAD answers GET's headers without the body, and If-None-Match (weak
+// HEAD answers GET's headers without the body, If-None-Match (weak
 // comparison, lists, *) answers 304 without a body when the client's copy
-// is the one it would get.
+// is the one it would get, and a Range is answered with the whole body.
 func TestDashboardConditional(t *testing.T) {
 	e := newEnv(t)
 	e.failOnServerErrors()
@@ -290,6 +290,14 @@ func TestDashboardConditional(t *testing.T) {
 			}
 			if r, b := get(t, "GET", u, hdr("If-None-Match", `"other"`)); r.StatusCode != http.StatusOK || !bytes.Equal(b, body) {
 				t.Errorf("GET %s, If-None-Match another tag: status %d, %d bytes; want 200 and the body", where, r.StatusCode, len(b))
+			}
+			// Ranges are not served: the whole body, with its own length.
+			for _, rng := range []string{"bytes=0-9", "bytes=0-0,2-2,4-4", "bytes=" + strings.Repeat("0-0,", 2000) + "0-0"} {
+				r, b := get(t, "GET", u, hdr("Range", rng, "If-Range", etag))
+				if r.StatusCode != http.StatusOK || !bytes.Equal(b, body) || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
+					t.Errorf("GET %s, Range %.30s: status %d, %d bytes, Content-Length %q; want 200 and the whole body",
+						where, rng, r.StatusCode, len(b), r.Header.Get("Content-Length"))
+				}
 			}
 		}
 	}

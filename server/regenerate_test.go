@@ -578,9 +578,9 @@ func TestRegenerationDuringIssuance(t *testing.T) {
 	e.failOnServerErrors()
 	kp := e.createIntegration(map[string]any{"name": "svc"})
 	regenerated := false
-	// The next reading of the clock is the store checking that the pair
-	// it has just read still works: the regeneration lands after the
-	// pair was read and before the token is written.
+	// The next reading of the clock is server/oauth deciding whether the
+	// pair it has just read works: the regeneration lands after the pair
+	// was read and before the token is written.
 	e.clock.beforeNext(func() {
 		_, err := e.store.RegenerateKeyPair(context.Background(), "svc", time.Hour, storage.Actor{Type: "admin", Name: "test"})
 		if err != nil {
