@@ -761,3 +761,31 @@ func TestHealth(t *testing.T) {
 		})
 	}
 }
+
+// TestTrailingSlash: the OAuth endpoints answer with a trailing slash as
+// without one, and nothing below them answers.
+func TestTrailingSlash(t *testing.T) {
+	e := newOAuthEnv(t)
+	rs := e.resourceServer()
+	job := e.createIntegration(map[string]any{"name": "job"})
+	status, _, out := e.form("/oauth2/token/", job, url.Values{"grant_type": {"client_credentials"}})
+	if status != http.StatusOK || out["access_token"] == nil {
+		t.Fatalf("POST /oauth2/token/: %d %v, want 200 with a token", status, out)
+	}
+	tok := out["access_token"].(string)
+	status, _, out = e.form("/oauth2/introspect/", rs, url.Values{"token": {tok}})
+	if status != http.StatusOK || out["active"] != true {
+		t.Fatalf("POST /oauth2/introspect/: %d %v, want 200 active", status, out)
+	}
+	if status, _, out = e.form("/oauth2/revoke/", job, url.Values{"token": {tok}}); status != http.StatusOK {
+		t.Fatalf("POST /oauth2/revoke/: %d %v, want 200", status, out)
+	}
+	checkInactive(t, e.introspect(rs, tok))
+	status, h, out := e.form("/oauth2/token/", job, url.Values{"grant_type": {"password"}})
+	checkOAuthError(t, status, h, out, http.StatusBadRequest, "unsupported_grant_type")
+	for _, p := range []string{"/oauth2/token/x", "/oauth2/introspect/x/", "/oauth2/"} {
+		if status, _, _ := e.form(p, job, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusNotFound {
+			t.Errorf("POST %s: %d, want 404", p, status)
+		}
+	}
+}

@@ -10,6 +10,10 @@ func (s *Server) routes() {
 	public.Handle("POST /oauth2/token", s.oauthForm(s.handleToken()))
 	public.Handle("POST /oauth2/introspect", s.oauthForm(s.handleIntrospect()))
 	public.Handle("POST /oauth2/revoke", s.oauthForm(s.handleRevoke()))
+	// Clients migrating from other servers post with a trailing slash.
+	for _, p := range []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"} {
+		public.Handle("POST "+p+"/{$}", sameAs(public, "POST", p))
+	}
 	public.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
 	public.Handle("GET /.well-known/jwks.json", s.handleJWKS())
 	public.Handle("GET /healthz", s.handleHealthz())
@@ -67,5 +71,16 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 			h.Set("Strict-Transport-Security", "max-age=63072000")
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// sameAs serves a request as if it had been made to path, under that
+// route's name in the logs and metrics.
+func sameAs(mux *http.ServeMux, method, path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		infoFrom(r.Context()).route = method + " " + path
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = path, ""
+		mux.ServeHTTP(w, r2)
 	})
 }
