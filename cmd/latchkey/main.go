@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -104,12 +105,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
+// buildVersion is the version set at build time, else the module version
+// the go command stamped (a tag, or a pseudo-version naming the commit),
+// followed by the commit it was built from and whether the tree had
+// uncommitted changes. go run and -buildvcs=false stamp neither, which it
+// says rather than print a bare "(devel)".
 func buildVersion() string {
-	if version != "" {
-		return version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nonEmpty(version, "(devel)")
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	v := nonEmpty(version, bi.Main.Version)
+	vcs := map[string]string{}
+	for _, s := range bi.Settings {
+		if rest, ok := strings.CutPrefix(s.Key, "vcs."); ok {
+			vcs[rest] = s.Value
+		}
 	}
-	return "(devel)"
+	rev := vcs["revision"]
+	if rev == "" {
+		return nonEmpty(v, "(devel)") + " (no commit recorded: built by go run or with -buildvcs=false)"
+	}
+	rev = rev[:min(12, len(rev))]
+	if vcs["modified"] == "true" {
+		rev += " with uncommitted changes"
+	}
+	if t := vcs["time"]; t != "" {
+		rev += ", committed " + t
+	}
+	return nonEmpty(v, "(devel)") + " (commit " + rev + ")"
+}
+
+func nonEmpty(s, otherwise string) string {
+	if s == "" || s == "(devel)" {
+		return otherwise
+	}
+	return s
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -363,6 +364,28 @@ func TestVersion(t *testing.T) {
 	out := mustCLI(t, environ(), "version")
 	if !strings.HasPrefix(out, "latchkey ") {
 		t.Fatalf("version printed %q", out)
+	}
+}
+
+// TestVersionNamesCommit builds the binary as a release would be, from a
+// git checkout with version control stamping on, and wants the commit it
+// was built from in `latchkey version`.
+func TestVersionNamesCommit(t *testing.T) {
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout (%v): nothing to stamp", err)
+	}
+	bin := filepath.Join(t.TempDir(), "latchkey")
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildvcs=true: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := strings.TrimSpace(string(head))[:12]
+	if !strings.Contains(string(out), "(commit "+rev) || strings.Contains(string(out), "(devel)") {
+		t.Errorf("version printed %q, want the module version and commit %s", out, rev)
 	}
 }
 
