@@ -789,3 +789,29 @@ func TestTrailingSlash(t *testing.T) {
 		}
 	}
 }
+
+// TestRoot: the server's address says what it is and where to go.
+func TestRoot(t *testing.T) {
+	for _, separate := range []bool{false, true} {
+		e := newEnv(t, func(o *server.Options) { o.SeparateAdmin = separate })
+		resp, err := http.Get(e.srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]string
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /: %d, %v", resp.StatusCode, err)
+		}
+		if out["service"] != "latchkey" || out["metadata"] != "http://127.0.0.1/.well-known/oauth-authorization-server" {
+			t.Errorf("GET /: %v", out)
+		}
+		if got, want := out["dashboard"] != "", !separate; got != want {
+			t.Errorf("separate admin listener %v: dashboard %q", separate, out["dashboard"])
+		}
+		if status, _, _ := e.form("/nope", keyPair{}, nil); status != http.StatusNotFound {
+			t.Errorf("POST /nope: %d, want 404", status)
+		}
+	}
+}

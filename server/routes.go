@@ -16,6 +16,7 @@ func (s *Server) routes() {
 	}
 	public.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
 	public.Handle("GET /.well-known/jwks.json", s.handleJWKS())
+	public.Handle("GET /{$}", s.handleRoot())
 	public.Handle("GET /healthz", s.handleHealthz())
 	public.Handle("GET /readyz", s.handleReadyz())
 

@@ -181,6 +181,23 @@ func (s *Server) isBootstrap(token string) bool {
 	return subtle.ConstantTimeCompare(h[:], s.bootstrap.hash[:]) == 1
 }
 
+// handleRoot tells whoever opens the server's address what it is and where
+// to go: the metadata for clients, the dashboard for people (when it is on
+// this listener).
+func (s *Server) handleRoot() http.Handler {
+	body := map[string]string{
+		"service":  "latchkey",
+		"issuer":   s.opts.Issuer,
+		"metadata": s.opts.Issuer + "/.well-known/oauth-authorization-server",
+	}
+	if !s.opts.SeparateAdmin {
+		body["dashboard"] = s.opts.Issuer + "/admin/"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, body)
+	})
+}
+
 func (s *Server) handleHealthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestServeLogsNoSecrets runs serve at debug level with every secret the
@@ -28,22 +26,8 @@ func TestServeLogsNoSecrets(t *testing.T) {
 		"LATCHKEY_METRICS_TOKEN", metrics,
 		"LATCHKEY_LOG_LEVEL", "debug",
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"latchkey", "serve", "--listen", "127.0.0.1:0"}, getenv, strings.NewReader(""), &stdout, &stderr)
-	}()
-	var base string
-	for deadline := time.Now().Add(15 * time.Second); base == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
-			base = m[2] + "://" + m[1]
-		}
-	}
-	if base == "" {
-		t.Fatalf("serve did not start; its log:\n%s", stderr.String())
-	}
+	sv := startServing(t, getenv)
+	base := sv.base
 
 	call := func(method, path, auth, body string) *http.Response {
 		t.Helper()
@@ -57,21 +41,15 @@ func TestServeLogsNoSecrets(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	for deadline := time.Now().Add(5 * time.Second); call("GET", "/readyz", "", "").StatusCode != http.StatusOK; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("serve never became ready")
-		}
-	}
 	wrongBasic := base64.StdEncoding.EncodeToString([]byte("lk_ci_aaaaaaaaaaaaaaaaaaaaaaaaaa:" + secret))
 	call("POST", "/oauth2/token", "Basic "+wrongBasic, url.Values{"grant_type": {"client_credentials"}}.Encode())
 	call("GET", "/admin/integrations", "Bearer "+bootstrap, "")
 	call("GET", "/metrics", "Bearer "+metrics, "")
-	cancel()
-	if err := <-done; err != nil {
+	if err := sv.stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 
-	log := stderr.String()
+	log := sv.log.String()
 	if !strings.Contains(log, "/oauth2/token") {
 		t.Fatalf("the log has no access-log line for the token request; is it the right log?\n%s", log)
 	}
@@ -83,6 +61,36 @@ func TestServeLogsNoSecrets(t *testing.T) {
 	} {
 		if strings.Contains(log, v) {
 			t.Errorf("serve's log holds %s", label)
+		}
+	}
+}
+
+// TestServeTellsHowToGetIn: a server with no admin says, once at start-up,
+// both ways in; one with an admin, or a bootstrap token, says neither.
+func TestServeTellsHowToGetIn(t *testing.T) {
+	hints := []string{"latchkey admin create NAME", "LATCHKEY_BOOTSTRAP_TOKEN"}
+	db := "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
+	serveLog := func(env ...string) string {
+		t.Helper()
+		sv := startServing(t, environ(append([]string{"LATCHKEY_DATABASE", db}, env...)...))
+		if err := sv.stop(); err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+		return sv.log.String()
+	}
+	log := serveLog()
+	for _, h := range hints {
+		if strings.Count(log, h) != 1 {
+			t.Errorf("with no admin, the log mentions %q %d times, want once:\n%s", h, strings.Count(log, h), log)
+		}
+	}
+	log = serveLog("LATCHKEY_BOOTSTRAP_TOKEN", "serve-hint-bootstrap-token-0123456789abcdef")
+	mustCLI(t, environ(), "admin", "create", "alice", "--database", db)
+	for _, log := range []string{log, serveLog()} {
+		for _, h := range hints {
+			if strings.Contains(log, h) {
+				t.Errorf("with a way in, the log still mentions %q:\n%s", h, log)
+			}
 		}
 	}
 }

@@ -99,6 +99,19 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 // and readiness is polled without checking the certificate.
 func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (string, string, func() error) {
 	t.Helper()
+	s := startServing(t, getenv, args...)
+	return s.base, s.admin, s.stop
+}
+
+// serving is a `latchkey serve` running in-process.
+type serving struct {
+	base, admin string
+	log         *syncBuffer // its stderr
+	stop        func() error
+}
+
+func startServing(t *testing.T, getenv func(string) string, args ...string) *serving {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
@@ -161,7 +174,7 @@ func startServeAdmin(t *testing.T, getenv func(string) string, args ...string) (
 			t.Logf("serve's log:\n%s", stderr.String())
 		}
 	})
-	return base, admin, stop
+	return &serving{base: base, admin: admin, log: &stderr, stop: stop}
 }
 
 // TestEndToEnd drives the whole life of a key pair through the CLI:

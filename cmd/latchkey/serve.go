@@ -268,6 +268,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if cfg.BootstrapToken == "" {
+		tellHowToGetIn(ctx, st, log)
+	}
 	maxConns, err := connectionCap(cfg.MaxConnections, openFileLimit())
 	if err != nil {
 		return err
@@ -306,6 +309,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	wg.Wait()
 	log.Info("stopped")
 	return serveErr
+}
+
+// tellHowToGetIn logs the two ways to a first admin when there is none
+// but the built-in bootstrap admin, which only works while its token is
+// configured: a newcomer's first start-up should say how to go on.
+func tellHowToGetIn(ctx context.Context, st *storage.Store, log *slog.Logger) {
+	admins, _, err := st.ListAdmins(ctx, storage.Page{Limit: 2})
+	if err != nil {
+		return // the server starts all the same; the hint is a courtesy
+	}
+	for _, a := range admins {
+		if a.Name != storage.BootstrapAdmin {
+			return
+		}
+	}
+	log.Warn("no admin yet: run `latchkey admin create NAME` (with this server's --database) for an owner and its admin token")
+	log.Warn("or restart with LATCHKEY_BOOTSTRAP_TOKEN set (32+ characters) and call the admin API with it as the built-in owner \"bootstrap\"")
 }
 
 // newServer builds the HTTP server from the validated configuration.
