@@ -201,6 +201,8 @@ type value struct {
 // missing key means the source did not set it.
 type layer map[string]value
 
+func (l layer) has(key string) bool { _, ok := l[key]; return ok }
+
 // adder records one problem with a setting; the key is added by the caller
 // so that a check cannot name the wrong one.
 type adder func(format string, args ...any)
@@ -612,6 +614,9 @@ func Load(name string, args []string, getenv func(string) string, output io.Writ
 
 	cfg, problems := resolve(table, defaults, file, env, flags)
 	cfg.ConfigFile = path
+	if !file.has("issuer") && !env.has("issuer") && !flags.has("issuer") {
+		cfg.Issuer = cfg.defaultIssuer()
+	}
 	if err := joinProblems(table, problems, cfg.problems()); err != nil {
 		return nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -902,6 +907,49 @@ func checkAddress(addr string) string {
 		return "is not valid"
 	}
 	return ""
+}
+
+// defaultIssuer is the issuer of a server that was given none: its own
+// address as seen from the machine it runs on, so that the metadata of a
+// server moved to another port names that port. A listener on one
+// specific non-loopback address, or on a port chosen at start-up (0),
+// keeps the documented default.
+func (c *Config) defaultIssuer() string {
+	if port, ok := c.loopbackListenPort(); ok {
+		return "http://localhost:" + port
+	}
+	return Default().Issuer
+}
+
+// loopbackListenPort is listen's port when this machine's loopback reaches
+// the listener (no host, a loopback or the unspecified address) and the
+// port is fixed.
+func (c *Config) loopbackListenPort() (string, bool) {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil || port == "0" || !(host == "" || isLoopback(host) || net.ParseIP(host).IsUnspecified()) {
+		return "", false
+	}
+	return port, true
+}
+
+// IssuerWarning says, when the issuer names this machine on another port
+// than the one it listens on, that clients following the metadata will
+// knock on the wrong door; "" when they agree or it cannot tell.
+func (c *Config) IssuerWarning() string {
+	u, err := url.Parse(c.Issuer)
+	listenPort, ok := c.loopbackListenPort()
+	if err != nil || !ok || !isLoopback(u.Hostname()) {
+		return ""
+	}
+	issuerPort := u.Port()
+	if issuerPort == "" {
+		issuerPort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if issuerPort == listenPort {
+		return ""
+	}
+	return fmt.Sprintf("issuer %s names this machine on port %s, but listen is %s: the metadata will send clients to the wrong port (set issuer to http://localhost:%s, or leave it unset)",
+		c.Issuer, issuerPort, c.Listen, listenPort)
 }
 
 // checkIssuer enforces https because the issuer is what clients and token

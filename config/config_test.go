@@ -1128,3 +1128,39 @@ func allIPv6But(hole string) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// TestIssuerFollowsListen: an issuer left unset names the port the server
+// listens on, where this machine's loopback reaches it; a set issuer is
+// kept, with a warning when it names this machine on another port.
+func TestIssuerFollowsListen(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantIssuer  string
+		wantWarning bool
+	}{
+		{"defaults", nil, "http://localhost:8080", false},
+		{"loopback listen", map[string]string{"LATCHKEY_LISTEN": "127.0.0.1:18473"}, "http://localhost:18473", false},
+		{"any-address listen", map[string]string{"LATCHKEY_LISTEN": ":9000"}, "http://localhost:9000", false},
+		{"IPv6 loopback listen", map[string]string{"LATCHKEY_LISTEN": "[::1]:9001"}, "http://localhost:9001", false},
+		{"port chosen at start-up", map[string]string{"LATCHKEY_LISTEN": "127.0.0.1:0"}, "http://localhost:8080", false},
+		{"one non-loopback address", map[string]string{"LATCHKEY_LISTEN": "192.0.2.10:9000"}, "http://localhost:8080", false},
+		{"set issuer agrees", map[string]string{"LATCHKEY_LISTEN": "127.0.0.1:9000", "LATCHKEY_ISSUER": "http://127.0.0.1:9000"}, "http://127.0.0.1:9000", false},
+		{"set issuer on another port", map[string]string{"LATCHKEY_LISTEN": "127.0.0.1:18473", "LATCHKEY_ISSUER": "http://localhost:8080"}, "http://localhost:8080", true},
+		{"set issuer elsewhere", map[string]string{"LATCHKEY_LISTEN": ":9000", "LATCHKEY_ISSUER": "https://auth.example.com"}, "https://auth.example.com", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := Load("serve", nil, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Issuer != tc.wantIssuer {
+				t.Errorf("issuer = %q, want %q", c.Issuer, tc.wantIssuer)
+			}
+			if w := c.IssuerWarning(); (w != "") != tc.wantWarning {
+				t.Errorf("warning = %q, want one: %v", w, tc.wantWarning)
+			}
+		})
+	}
+}

@@ -271,6 +271,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cfg.BootstrapToken == "" {
 		tellHowToGetIn(ctx, st, log)
 	}
+	if w := cfg.IssuerWarning(); w != "" {
+		log.Warn(w)
+	}
 	maxConns, err := connectionCap(cfg.MaxConnections, openFileLimit())
 	if err != nil {
 		return err
