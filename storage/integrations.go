@@ -368,7 +368,9 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		}
 		details := map[string]any{"client_id": kp.ClientID, "grace_seconds": int64(grace / time.Second)}
 		if old != nil {
-			nk.PreviousExpiresAt = &deadline
+			if grace > 0 {
+				nk.PreviousExpiresAt = &deadline
+			}
 			details["previous_client_id"] = old.ClientID
 			details["previous_expires_at"] = deadline
 		}

@@ -59,8 +59,9 @@ type NewKeyPair struct {
 	ClientID     string
 	ClientSecret string
 	CreatedAt    time.Time
-	// PreviousExpiresAt is when the replaced pair stops working (now, for
-	// an immediate regeneration); nil when nothing was replaced.
+	// PreviousExpiresAt is the replaced pair's grace deadline; nil when
+	// nothing was replaced or the replaced pair was revoked at once (a
+	// regeneration without grace), so no one reads a deadline into it.
 	PreviousExpiresAt *time.Time
 }
 
