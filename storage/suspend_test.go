@@ -99,6 +99,16 @@ func testIntegrationDisable(t *testing.T, s *Store, clk *fakeClock) {
 	if want := []string{"[disabled] false", "[disabled] true"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("integration.update details = %q, want %q", got, want)
 	}
+
+	// The previous release names only the columns it knows: what it
+	// creates is enabled.
+	if err := s.w.WithContext(ctx).Exec(`INSERT INTO integrations (name, description, scopes, audience, can_introspect, created_by, created_at, updated_at)
+		VALUES (?, '', '', '', ?, 'old', ?, ?)`, "old-release", false, s.Now(), s.Now()).Error; err != nil {
+		t.Fatalf("the previous release's INSERT: %v", err)
+	}
+	if getIntegration(t, s, "old-release").Disabled {
+		t.Error("an integration the previous release created is disabled")
+	}
 }
 
 // testTouchKeyPair records a pair's use outside token requests: once per
