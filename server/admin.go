@@ -165,6 +165,7 @@ type integrationJSON struct {
 	CanIntrospect        bool         `json:"can_introspect"`
 	TokenLifetimeSeconds int64        `json:"token_lifetime_seconds"`
 	TokenRatePerMinute   *int64       `json:"token_rate_per_minute"`
+	Disabled             bool         `json:"disabled"`
 	CreatedBy            string       `json:"created_by"`
 	CreatedAt            time.Time    `json:"created_at"`
 	UpdatedAt            time.Time    `json:"updated_at"`
@@ -194,7 +195,7 @@ func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
 	return integrationJSON{
 		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
 		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.oauth.Lifetime(ig) / time.Second),
-		TokenRatePerMinute: ig.TokenRatePerMinute, CreatedBy: ig.CreatedBy,
+		TokenRatePerMinute: ig.TokenRatePerMinute, Disabled: ig.Disabled, CreatedBy: ig.CreatedBy,
 		CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
 		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
 	}
@@ -274,6 +275,7 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 		CanIntrospect        *bool     `json:"can_introspect"`
 		TokenLifetimeSeconds nullable  `json:"token_lifetime_seconds"`
 		TokenRatePerMinute   nullable  `json:"token_rate_per_minute"`
+		Disabled             *bool     `json:"disabled"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -290,6 +292,7 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
 			ResetTokenLifetime: req.TokenLifetimeSeconds.null,
 			TokenRatePerMinute: req.TokenRatePerMinute.v, ResetTokenRate: req.TokenRatePerMinute.null,
+			Disabled: req.Disabled,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)

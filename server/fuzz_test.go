@@ -964,6 +964,7 @@ type fuzzAdminBody struct {
 	TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds"`
 	TokenRatePerMinute   *int64    `json:"token_rate_per_minute"`
 	GraceSeconds         *int64    `json:"grace_seconds"`
+	Disabled             *bool     `json:"disabled"`
 }
 
 // fuzzDecodeAdmin decodes body; it fails for anything a correct server
@@ -1061,6 +1062,11 @@ func FuzzAdminJSON(f *testing.F) {
 		{opPatch, nameTarget, "", `{"description":"ok","token_lifetime_seconds":-5}`},
 		{opPatch, nameTarget, "", `{"can_introspect":1}`},
 		{opPatch, nameTarget, "", `{"grace_seconds":1}`},
+		{opPatch, nameTarget, "", `{"disabled":true}`},
+		{opPatch, nameTarget, "", `{"disabled":false}`},
+		{opPatch, nameTarget, "", `{"disabled":"true"}`},
+		{opCreate, 0, "", `{"name":"x","disabled":true}`},
+		{opRegenerate, nameTarget, "", `{"disabled":false}`},
 		{opPatch, nameMissing, "", `{"description":"x"}`},
 		{opPatch, nameFuzz, "Fuzz Target", `{"description":"x"}`},
 		{opPatch, nameFuzz, "a/b", `{"description":"x"}`},
@@ -1158,8 +1164,8 @@ func FuzzAdminJSON(f *testing.F) {
 			if r.status != http.StatusCreated {
 				t.Fatalf("%s: status %d, want 201", what, r.status)
 			}
-			if in.GraceSeconds != nil {
-				t.Fatalf("%s accepted grace_seconds: %q", what, body)
+			if in.GraceSeconds != nil || in.Disabled != nil {
+				t.Fatalf("%s accepted grace_seconds or disabled: %q", what, body)
 			}
 			if in.Name == nil || !storage.ValidName(*in.Name) || out["name"] != *in.Name {
 				t.Fatalf("%s created %v from %q", what, out["name"], body)
@@ -1185,13 +1191,16 @@ func FuzzAdminJSON(f *testing.F) {
 			if in.Name != nil && *in.Name != name || out["name"] != name {
 				t.Fatalf("%s: renamed, or answered for another integration (%v): %q", what, out["name"], body)
 			}
+			if in.Disabled != nil && out["disabled"] != *in.Disabled {
+				t.Fatalf("%s: disabled = %v, want %v: %q", what, out["disabled"], *in.Disabled, body)
+			}
 			lifetimeOK()
 		case opRegenerate:
 			if r.status != http.StatusCreated {
 				t.Fatalf("%s: status %d, want 201", what, r.status)
 			}
 			if in.Name != nil || in.Description != nil || in.Scopes != nil || in.Audience != nil ||
-				in.CanIntrospect != nil || in.TokenLifetimeSeconds != nil || in.TokenRatePerMinute != nil {
+				in.CanIntrospect != nil || in.TokenLifetimeSeconds != nil || in.TokenRatePerMinute != nil || in.Disabled != nil {
 				t.Fatalf("%s accepted integration fields: %q", what, body)
 			}
 			if g := in.GraceSeconds; g != nil && (*g < 0 || *g > int64(storage.MaxGrace/time.Second)) {
@@ -1206,9 +1215,12 @@ func FuzzAdminJSON(f *testing.F) {
 			if in.GraceSeconds != nil {
 				grace = *in.GraceSeconds
 			}
+			if grace == 0 && out["previous_expires_at"] != nil {
+				t.Fatalf("%s: previous_expires_at %v, want null: the old pair was revoked at once", what, out["previous_expires_at"])
+			}
 			created, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(out["created_at"]))
 			prev, err2 := time.Parse(time.RFC3339Nano, fmt.Sprint(out["previous_expires_at"]))
-			if err1 != nil || err2 != nil || prev.Sub(created) != time.Duration(grace)*time.Second {
+			if grace > 0 && (err1 != nil || err2 != nil || prev.Sub(created) != time.Duration(grace)*time.Second) {
 				t.Fatalf("%s: previous_expires_at %v is not created_at %v + %ds", what, out["previous_expires_at"], out["created_at"], grace)
 			}
 		}

@@ -139,10 +139,12 @@ func (s *Server) clientFailed(w http.ResponseWriter, r *http.Request) bool {
 		ri.authFailure = "invalid_client"
 	}
 	// A wrong secret for a working key pair is what guessing looks like;
-	// only those count against the client ID itself.
-	known := ri.authFailure == "wrong_secret"
+	// only those count against the client ID itself. A suspended
+	// integration's own requests are no guesses, but whose they are is
+	// known.
+	known := ri.authFailure == oauth.FailureWrongSecret
 	integration := ""
-	if known {
+	if known || ri.authFailure == oauth.FailureDisabledClient {
 		integration = ri.integration
 	}
 	s.metrics.authFailed(ri.authFailure, integration)

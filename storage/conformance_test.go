@@ -77,6 +77,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/Delete", testIntegrationDelete},
 		{"Integration/DeleteSeenByPreviousRelease", testIntegrationDeleteSeenByPreviousRelease},
 		{"Integration/Audit", testIntegrationAudit},
+		{"Integration/Disable", testIntegrationDisable},
 
 		{"Client/Get", testClientGet},
 		{"Client/GetNotFound", testClientGetNotFound},
@@ -84,6 +85,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Client/RegenerateWithGrace", testRegenerateWithGrace},
 		{"Client/RegenerateDuringGrace", testRegenerateDuringGrace},
 		{"Client/RegenerateErrors", testRegenerateErrors},
+		{"Client/TouchKeyPair", testTouchKeyPair},
 
 		{"AccessToken/CreateGet", testAccessTokenCreateGet},
 		{"AccessToken/Inactive", testAccessTokenInactive},
@@ -193,11 +195,11 @@ func findClient(t *testing.T, s *Store, id string) *Client {
 
 // pairWorks is the oracle for whether a key pair authenticates at now, the
 // rule server/oauth applies to what GetClient returns: the store reports a
-// pair past its grace deadline too, so the tests judge the deadline it
-// reports. A pair works until its deadline, exclusive; the current pair
-// has none.
+// pair past its grace deadline, or of a disabled integration, too, so the
+// tests judge what it reports. A pair works until its deadline, exclusive
+// (the current pair has none), while its integration is not disabled.
 func pairWorks(c *Client, now time.Time) bool {
-	return c.ExpiresAt == nil || c.ExpiresAt.After(now)
+	return (c.ExpiresAt == nil || c.ExpiresAt.After(now)) && !c.Integration.Disabled
 }
 
 // clientWorks reports whether GetClient finds id and the pair works on the
@@ -553,6 +555,8 @@ func assertIntegration(t *testing.T, label string, got, want *Integration) {
 		t.Errorf("%s: Audience = %#v, want %#v", label, got.Audience, want.Audience)
 	case got.CanIntrospect != want.CanIntrospect:
 		t.Errorf("%s: CanIntrospect = %v, want %v", label, got.CanIntrospect, want.CanIntrospect)
+	case got.Disabled != want.Disabled:
+		t.Errorf("%s: Disabled = %v, want %v", label, got.Disabled, want.Disabled)
 	case lifetime(got.TokenLifetimeSeconds) != lifetime(want.TokenLifetimeSeconds):
 		t.Errorf("%s: TokenLifetimeSeconds = %s, want %s", label, lifetime(got.TokenLifetimeSeconds), lifetime(want.TokenLifetimeSeconds))
 	case rate(got.TokenRatePerMinute) != rate(want.TokenRatePerMinute):
@@ -781,6 +785,8 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 		{"token rate", IntegrationPatch{TokenRatePerMinute: ptr[int64](6000)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](6000) }},
 		{"token rate uncapped", IntegrationPatch{TokenRatePerMinute: ptr[int64](0)}, func(w *Integration) { w.TokenRatePerMinute = ptr[int64](0) }},
 		{"token rate back to the default", IntegrationPatch{ResetTokenRate: true}, func(w *Integration) { w.TokenRatePerMinute = nil }},
+		{"disabled", IntegrationPatch{Disabled: ptr(true)}, func(w *Integration) { w.Disabled = true }},
+		{"enabled while enabled", IntegrationPatch{Disabled: ptr(false)}, func(*Integration) {}},
 		{"everything", IntegrationPatch{
 			Description: ptr("all"), Scopes: &[]string{"x"}, Audience: &[]string{"y"},
 			CanIntrospect: ptr(true), TokenLifetimeSeconds: ptr[int64](60),
@@ -1145,8 +1151,8 @@ func testRegenerateImmediate(t *testing.T, s *Store, clk *fakeClock) {
 	if !nk.CreatedAt.Equal(now) {
 		t.Errorf("CreatedAt = %v, want %v", nk.CreatedAt, now)
 	}
-	if nk.PreviousExpiresAt == nil || !nk.PreviousExpiresAt.Equal(now) {
-		t.Errorf("PreviousExpiresAt = %v, want now (%v)", nk.PreviousExpiresAt, now)
+	if nk.PreviousExpiresAt != nil {
+		t.Errorf("PreviousExpiresAt = %v, want nil: the old pair was revoked at once, it has no deadline", *nk.PreviousExpiresAt)
 	}
 	// The old pair is still found, revoked as of now: its deadline is
 	// the regeneration time, so it works no longer.
@@ -1539,6 +1545,7 @@ func testAccessTokenCreateForRevokedPair(t *testing.T, s *Store, clk *fakeClock)
 				t.Fatalf("DeleteIntegration: %v", err)
 			}
 		}},
+		{"integration disabled", func(t *testing.T, name string) { setDisabled(t, s, name, true) }},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

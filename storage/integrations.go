@@ -21,6 +21,7 @@ type integrationRow struct {
 	CanIntrospect        bool
 	TokenLifetimeSeconds *int64
 	TokenRatePerMinute   *int64
+	Disabled             bool
 	CreatedBy            string
 	CreatedAt            time.Time
 	UpdatedAt            time.Time
@@ -50,7 +51,7 @@ func (r *integrationRow) integration() *Integration {
 		ID: r.ID, Name: r.Name, Description: r.Description,
 		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
 		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
-		TokenRatePerMinute: r.TokenRatePerMinute, CreatedBy: r.CreatedBy,
+		TokenRatePerMinute: r.TokenRatePerMinute, Disabled: r.Disabled, CreatedBy: r.CreatedBy,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -190,7 +191,10 @@ func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, s
 
 // UpdateIntegration applies patch to the integration called name and audits
 // the change, atomically. Tokens already issued keep what they were granted.
-// It returns ErrNotFound or ErrInvalid.
+// Disabling it changes no key pair or token: every lookup after the commit,
+// on any replica, reports the integration disabled, and enabling it again
+// reports its pairs and tokens as they were. It returns ErrNotFound or
+// ErrInvalid.
 func (s *Store) UpdateIntegration(ctx context.Context, name string, patch IntegrationPatch, by Actor) (*Integration, error) {
 	updates := map[string]any{}
 	changed := []string{}
@@ -247,6 +251,14 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		updates["token_rate_per_minute"] = *patch.TokenRatePerMinute
 		changed = append(changed, "token_rate_per_minute")
 	}
+	details := map[string]any{}
+	if patch.Disabled != nil {
+		updates["disabled"] = *patch.Disabled
+		changed = append(changed, "disabled")
+		// A suspension or its end is what an auditor looks for, not only
+		// that the field was touched.
+		details["disabled"] = *patch.Disabled
+	}
 	if len(changed) == 0 {
 		// Nothing to change: no write, no audit event, updated_at stays.
 		return s.GetIntegration(ctx, name)
@@ -260,7 +272,8 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		if res.RowsAffected == 0 {
 			return ErrNotFound
 		}
-		return s.audit(tx, by, "integration.update", "integration", name, map[string]any{"fields": changed})
+		details["fields"] = changed
+		return s.audit(tx, by, "integration.update", "integration", name, details)
 	})
 	if err != nil {
 		return nil, translate(fmt.Sprintf("update integration %q", name), err)
@@ -368,7 +381,9 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		}
 		details := map[string]any{"client_id": kp.ClientID, "grace_seconds": int64(grace / time.Second)}
 		if old != nil {
-			nk.PreviousExpiresAt = &deadline
+			if grace > 0 {
+				nk.PreviousExpiresAt = &deadline
+			}
 			details["previous_client_id"] = old.ClientID
 			details["previous_expires_at"] = deadline
 		}

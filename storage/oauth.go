@@ -18,14 +18,15 @@ type Client struct {
 	// ExpiresAt is the pair's grace deadline (its revocation time, for a
 	// pair revoked at once); nil for the current pair.
 	ExpiresAt *time.Time
-	// LastUsedAt is when the pair last got a token, to the resolution of
+	// LastUsedAt is when the pair last authenticated (CreateToken and
+	// TouchKeyPair record it), to the resolution of
 	// lastUsedWriteResolution; nil if never.
 	LastUsedAt *time.Time
 	// Integration holds what the OAuth endpoints use: its ID, name,
-	// scopes, audience, introspection right, token lifetime and token
-	// rate. The admin API reads the rest through GetIntegration. The
-	// owner of a stored token (Token.Owner) has only its IDs, grace
-	// deadline and integration name and ID.
+	// whether it is disabled, scopes, audience, introspection right, token
+	// lifetime and token rate. The admin API reads the rest through
+	// GetIntegration. The owner of a stored token (Token.Owner) has only
+	// its IDs, grace deadline and integration name, ID and Disabled.
 	Integration Integration
 }
 
@@ -36,10 +37,11 @@ type Client struct {
 // text, so unused columns were a measurable share of a lookup.
 //
 // ownerColumns identify a token's owner: its key pair, that pair's grace
-// deadline and its integration. clientColumns add what authenticating the
-// pair and issuing it a token need.
+// deadline and its integration, with whether that is disabled, the other
+// fact a token's worth depends on. clientColumns add what authenticating
+// the pair and issuing it a token need.
 const (
-	ownerColumns  = `k.id, k.client_id, k.expires_at, i.id, i.name`
+	ownerColumns  = `k.id, k.client_id, k.expires_at, i.id, i.name, i.disabled`
 	clientColumns = ownerColumns + `, k.secret_hash, k.last_used_at,
 	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute`
 )
@@ -66,7 +68,7 @@ func scanClient(full bool) ([]any, func() *Client) {
 		lifetime, rate    sql.NullInt64
 		ig                = &c.Integration
 	)
-	dest := []any{&c.KeyPairID, &c.ClientID, &expires, &ig.ID, &ig.Name}
+	dest := []any{&c.KeyPairID, &c.ClientID, &expires, &ig.ID, &ig.Name, &ig.Disabled}
 	if full {
 		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime, &rate)
 	}
@@ -93,9 +95,9 @@ func nullTime(t sql.NullTime) *time.Time {
 }
 
 // GetClient returns the key pair with client ID id, or ErrNotFound if no
-// pair of a live integration has that ID. A pair past its grace deadline is
-// returned too: whether it still works is the caller's decision, made on the
-// caller's clock.
+// pair of a live integration has that ID. A pair past its grace deadline,
+// or of a disabled integration, is returned too: whether it still works is
+// the caller's decision, made on the caller's clock.
 func (s *Store) GetClient(ctx context.Context, id string) (*Client, error) {
 	dest, client := scanClient(true)
 	err := s.queryRow(ctx, s.rdb, getClientSQL, id).Scan(dest...)
@@ -140,11 +142,13 @@ type Token struct {
 }
 
 // CreateToken stores t, issued to t.Owner, if that key pair works at now
-// and will outlive the token, checked by the same statement that stores
-// it: a token request that authenticated just before its pair was revoked,
-// or given a grace deadline earlier than the token's expiry, fails here
-// with ErrKeyPairChanged instead of storing a token that outlives its pair.
-// The caller may authenticate again and retry once.
+// and will outlive the token and its integration is not disabled, checked
+// by the same statement that stores it: a token request that
+// authenticated just before its pair was revoked, given a grace deadline
+// earlier than the token's expiry, or its integration disabled, fails here
+// with ErrKeyPairChanged instead of storing a token that outlives its pair
+// or was issued while suspended. The caller may authenticate again and
+// retry once.
 //
 // It also records the pair's last use, at most once per
 // lastUsedWriteResolution, so a busy client does not queue its token
@@ -162,7 +166,7 @@ func (s *Store) CreateToken(ctx context.Context, t *Token, now time.Time) error 
 			t.IssuedAt.UTC().Truncate(time.Microsecond), expires, c.KeyPairID, now, expires},
 		keyPairID: c.KeyPairID,
 		now:       now,
-		touch:     c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= lastUsedWriteResolution,
+		touch:     lastUseStale(c.LastUsedAt, now),
 	}
 	var err error
 	if s.commits != nil {
@@ -189,14 +193,22 @@ type tokenInsert struct {
 }
 
 // insertTokenSQL stores a token only if its key pair works and outlives
-// it: the check and the insert are one statement. On PostgreSQL the shared
-// row lock (appended by Open, as Store.insertSQL) makes it wait for a
-// regeneration or deletion of the pair in progress and then re-check the
-// pair, while token requests for one pair never wait for each other.
+// it and its integration is not disabled: the check and the insert are one
+// statement. On PostgreSQL the shared row lock (appended by Open, as
+// Store.insertSQL) makes it wait for a regeneration or deletion of the
+// pair in progress and then re-check the pair, while token requests for
+// one pair never wait for each other.
+//
+// The integration's row is read, not locked: a token stored by a statement
+// that began before a suspension committed was issued before it, and is
+// inactive while the suspension lasts like every other token of the
+// integration, so there is nothing to wait for. Locking it would make
+// every token request of the integration share one more row lock.
 const insertTokenSQL = `INSERT INTO access_tokens
 	(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
-	SELECT $1, $2, id, $3, $4, $5, $6, $7 FROM key_pairs
-	WHERE id = $8 AND (expires_at IS NULL OR (expires_at > $9 AND expires_at >= $10))`
+	SELECT $1, $2, k.id, $3, $4, $5, $6, $7 FROM key_pairs k
+	WHERE k.id = $8 AND (k.expires_at IS NULL OR (k.expires_at > $9 AND k.expires_at >= $10))
+	AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = k.integration_id AND NOT i.disabled)`
 
 // exec runs query in tx, or on the writer pool when tx is nil, through the
 // writer's prepared statement on SQLite. Inside a transaction it only uses
@@ -216,8 +228,35 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 	return st.ExecContext(ctx, args...)
 }
 
+// touchKeyPairSQL records a pair's use at $1 unless one after $3 is
+// recorded already.
 const touchKeyPairSQL = `UPDATE key_pairs SET last_used_at = $1
 	WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)`
+
+// TouchKeyPair records that key pair c authenticated at now, as
+// CreateToken does for a token request; it is for the other requests a
+// pair authenticates (introspection, revocation). It writes nothing while
+// c.LastUsedAt, as read by GetClient, is within lastUsedWriteResolution of
+// now, so a busy client costs about one write per resolution, not one per
+// request; of the requests that race past a stale LastUsedAt, only the
+// first changes the row.
+func (s *Store) TouchKeyPair(ctx context.Context, c *Client, now time.Time) error {
+	now = now.UTC().Truncate(time.Microsecond)
+	if !lastUseStale(c.LastUsedAt, now) {
+		return nil
+	}
+	if _, err := s.exec(ctx, nil, touchKeyPairSQL, now, c.KeyPairID, now.Add(-lastUsedWriteResolution)); err != nil {
+		return fmt.Errorf("record use of key pair %d: %w: %w", c.KeyPairID, ErrUnavailable, err)
+	}
+	return nil
+}
+
+// lastUseStale reports whether a pair last used at lastUsed (nil: never)
+// should have a use at now recorded: the stored time is kept at
+// lastUsedWriteResolution, so a more recent use is news to no one.
+func lastUseStale(lastUsed *time.Time, now time.Time) bool {
+	return lastUsed == nil || now.Sub(*lastUsed) >= lastUsedWriteResolution
+}
 
 // insertToken runs t in tx (nil: on its own) and records whether the
 // token was stored.

@@ -30,9 +30,13 @@ type Integration struct {
 	// TokenRatePerMinute caps the tokens it is issued a minute; nil
 	// follows the server's integration_token_rate, 0 is no cap.
 	TokenRatePerMinute *int64
-	CreatedBy          string
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// Disabled suspends the integration: its key pairs and tokens are
+	// kept but refused until it is enabled again. The store reports it;
+	// server/oauth refuses.
+	Disabled  bool
+	CreatedBy string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 
 	// KeyPair is the current pair. PreviousKeyPair is the pair it replaced,
 	// present only while that pair's grace deadline is in the future.
@@ -59,8 +63,9 @@ type NewKeyPair struct {
 	ClientID     string
 	ClientSecret string
 	CreatedAt    time.Time
-	// PreviousExpiresAt is when the replaced pair stops working (now, for
-	// an immediate regeneration); nil when nothing was replaced.
+	// PreviousExpiresAt is the replaced pair's grace deadline; nil when
+	// nothing was replaced or the replaced pair was revoked at once (a
+	// regeneration without grace), so no one reads a deadline into it.
 	PreviousExpiresAt *time.Time
 }
 
@@ -213,6 +218,8 @@ type IntegrationPatch struct {
 	// ResetTokenRate drops the integration's own token rate, as
 	// ResetTokenLifetime does the lifetime.
 	ResetTokenRate bool
+	// Disabled suspends (true) or enables (false) the integration.
+	Disabled *bool
 }
 
 var (

@@ -189,7 +189,7 @@ func (f *rateFlag) value() any {
 }
 
 func runIntegration(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: latchkey integration create|list|get|update|regenerate|delete [NAME] [flags]"
+	const use = "usage: latchkey integration create|list|get|update|disable|enable|regenerate|delete [NAME] [flags]"
 	sub, args, fs, client, err := command("integration", use, args, getenv, stderr)
 	if err != nil {
 		return err
@@ -272,6 +272,8 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		b, err = c.admin(ctx, http.MethodGet, path, nil)
 	case "get":
 		b, err = c.admin(ctx, http.MethodGet, "/admin/integrations/"+name, nil)
+	case "disable", "enable":
+		b, err = c.admin(ctx, http.MethodPatch, "/admin/integrations/"+name, map[string]any{"disabled": sub == "disable"})
 	case "regenerate":
 		if *grace < 0 || *grace%time.Second != 0 {
 			return usageError{fmt.Sprintf("--grace %s: must be a whole number of seconds, 0 or more", *grace)}
@@ -342,8 +344,28 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, b)
+	if err := printJSON(stdout, b); err != nil {
+		return err
+	}
+	if sub == "introspect" {
+		// A script asks `latchkey token introspect "$T" && …`: the exit
+		// code is the answer, the JSON the details.
+		var in struct {
+			Active bool `json:"active"`
+		}
+		if err := json.Unmarshal(b, &in); err != nil {
+			return fmt.Errorf("introspect: the answer is not JSON: %w", err)
+		}
+		if !in.Active {
+			return errInactive
+		}
+	}
+	return nil
 }
+
+// errInactive is token introspect's answer for a token that is not active,
+// after it has printed {"active": false}.
+var errInactive = errors.New("the token is not active")
 
 func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const use = "usage: latchkey keys list|rotate"

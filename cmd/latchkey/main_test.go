@@ -241,9 +241,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("regenerate = %v", fresh)
 	}
 
-	got = decodeJSON(t, mustCLI(t, asRS, "token", "introspect", access))
-	if len(got) != 1 || got["active"] != false {
-		t.Fatalf("introspect after regenerate = %v, want {active:false}", got)
+	inactive, err := cli(t, asRS, "token", "introspect", access)
+	if got = decodeJSON(t, inactive); len(got) != 1 || got["active"] != false || exitCode(err) != 1 {
+		t.Fatalf("introspect after regenerate = %v, exit %d; want {active:false}, exit 1", got, exitCode(err))
 	}
 	if _, err := cli(t, asBilling, "token", "issue"); err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Fatalf("token issue with the old pair: err = %v, want invalid_client", err)

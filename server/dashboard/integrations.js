@@ -83,7 +83,7 @@ function row(ig) {
     h(
       'td',
       { class: 'cell-title' },
-      h('div', { class: 'name' }, ig.name),
+      h('div', { class: 'name' }, ig.name, ig.disabled ? [' ', badge('Disabled', 'danger')] : null),
       ig.description ? h('div', { class: 'desc' }, ig.description) : null,
       prev ? h('div', { class: 'grace' }, icon('alert'), h('span', {}, 'Old pair works until ', time(prev.expires_at))) : null,
     ),

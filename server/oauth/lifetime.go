@@ -6,14 +6,23 @@ import (
 	"github.com/latchkey/latchkey/storage"
 )
 
-// The functions below are the only places where time decides what a
-// credential is worth. Each is given the Provider's clock reading; nothing
-// in latchkey, fosite included, compares a key pair or token with time.Now.
+// The functions below are the only places where what a credential is
+// worth is decided: by time, and by whether its integration is suspended.
+// Each is given the Provider's clock reading; nothing in latchkey, fosite
+// included, compares a key pair or token with time.Now.
 
-// works decides whether key pair c may authenticate at now: the current
-// pair always, a replaced one until its grace deadline (a revoked pair's
-// deadline is its revocation).
+// works decides whether key pair c may authenticate at now: it is in term
+// and its integration is not disabled.
 func works(c *storage.Client, now time.Time) bool {
+	return inTerm(c, now) && !c.Integration.Disabled
+}
+
+// inTerm decides whether key pair c is still a credential at all at now:
+// the current pair always, a replaced one until its grace deadline (a
+// revoked pair's deadline is its revocation). A pair in term whose
+// integration is disabled has its secret checked, so that only its owner
+// learns of the suspension, and is then refused.
+func inTerm(c *storage.Client, now time.Time) bool {
 	return c.ExpiresAt == nil || c.ExpiresAt.After(now)
 }
 
@@ -38,9 +47,11 @@ func (p *Provider) expiry(c *storage.Client, now time.Time) time.Time {
 }
 
 // active decides whether stored token t is active at now and, if so, until
-// when: while it is unexpired and its pair works. A token issued before its
-// pair entered a grace period dies with the pair, so the reported expiry
-// is the earlier of the two deadlines.
+// when: while it is unexpired and its pair works, so not while its
+// integration is disabled (enabling it again brings the token back if it
+// has not expired meanwhile). A token issued before its pair entered a
+// grace period dies with the pair, so the reported expiry is the earlier
+// of the two deadlines.
 func active(t *storage.Token, now time.Time) (time.Time, bool) {
 	if !t.ExpiresAt.After(now) || !works(t.Owner, now) {
 		return time.Time{}, false

@@ -34,20 +34,33 @@ func TestLifetimeDecisions(t *testing.T) {
 		}
 	})
 
+	disabled := func(c *storage.Client) *storage.Client {
+		c.Integration.Disabled = true
+		return c
+	}
+
 	t.Run("works", func(t *testing.T) {
 		tests := []struct {
-			name     string
-			deadline *time.Time
-			want     bool
+			name       string
+			c          *storage.Client
+			wantInTerm bool
+			wantWorks  bool
 		}{
-			{"current pair", nil, true},
-			{"in its grace period", ptr(now.Add(time.Nanosecond)), true},
-			{"at its deadline", ptr(now), false},
-			{"revoked", ptr(now.Add(-time.Hour)), false},
+			{"current pair", pair(nil, nil), true, true},
+			{"in its grace period", pair(ptr(now.Add(time.Nanosecond)), nil), true, true},
+			{"at its deadline", pair(ptr(now), nil), false, false},
+			{"revoked", pair(ptr(now.Add(-time.Hour)), nil), false, false},
+			// In term, so its secret is checked, and refused once it is.
+			{"current pair, integration disabled", disabled(pair(nil, nil)), true, false},
+			{"in its grace period, integration disabled", disabled(pair(ptr(now.Add(time.Hour)), nil)), true, false},
+			{"revoked, integration disabled", disabled(pair(ptr(now.Add(-time.Hour)), nil)), false, false},
 		}
 		for _, tc := range tests {
-			if got := works(pair(tc.deadline, nil), now); got != tc.want {
-				t.Errorf("%s: works = %v, want %v", tc.name, got, tc.want)
+			if got := inTerm(tc.c, now); got != tc.wantInTerm {
+				t.Errorf("%s: inTerm = %v, want %v", tc.name, got, tc.wantInTerm)
+			}
+			if got := works(tc.c, now); got != tc.wantWorks {
+				t.Errorf("%s: works = %v, want %v", tc.name, got, tc.wantWorks)
 			}
 		}
 	})
@@ -57,18 +70,22 @@ func TestLifetimeDecisions(t *testing.T) {
 			name      string
 			expires   time.Time
 			deadline  *time.Time
+			disabled  bool
 			wantOK    bool
 			wantUntil time.Time
 		}{
-			{"unexpired, current pair", now.Add(time.Hour), nil, true, now.Add(time.Hour)},
-			{"at its expiry", now, nil, false, time.Time{}},
-			{"expired", now.Add(-time.Second), nil, false, time.Time{}},
-			{"pair in grace, deadline first", now.Add(time.Hour), ptr(now.Add(time.Minute)), true, now.Add(time.Minute)},
-			{"pair in grace, token first", now.Add(time.Minute), ptr(now.Add(time.Hour)), true, now.Add(time.Minute)},
-			{"pair past its deadline", now.Add(time.Hour), ptr(now), false, time.Time{}},
+			{"unexpired, current pair", now.Add(time.Hour), nil, false, true, now.Add(time.Hour)},
+			{"at its expiry", now, nil, false, false, time.Time{}},
+			{"expired", now.Add(-time.Second), nil, false, false, time.Time{}},
+			{"pair in grace, deadline first", now.Add(time.Hour), ptr(now.Add(time.Minute)), false, true, now.Add(time.Minute)},
+			{"pair in grace, token first", now.Add(time.Minute), ptr(now.Add(time.Hour)), false, true, now.Add(time.Minute)},
+			{"pair past its deadline", now.Add(time.Hour), ptr(now), false, false, time.Time{}},
+			{"unexpired, integration disabled", now.Add(time.Hour), nil, true, false, time.Time{}},
+			{"pair in grace, integration disabled", now.Add(time.Hour), ptr(now.Add(time.Minute)), true, false, time.Time{}},
 		}
 		for _, tc := range tests {
 			tok := &storage.Token{ExpiresAt: tc.expires, Owner: pair(tc.deadline, nil)}
+			tok.Owner.Integration.Disabled = tc.disabled
 			until, ok := active(tok, now)
 			if ok != tc.wantOK || !until.Equal(tc.wantUntil) {
 				t.Errorf("%s: active = %v, %v; want %v, %v", tc.name, until, ok, tc.wantUntil, tc.wantOK)

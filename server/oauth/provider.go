@@ -32,6 +32,9 @@ const (
 	// FailureWrongSecret: the client ID names a working key pair and the
 	// secret is not its secret.
 	FailureWrongSecret = "wrong_secret"
+	// FailureDisabledClient: the client ID and secret are right, and the
+	// pair's integration is disabled.
+	FailureDisabledClient = "disabled_client"
 )
 
 // Options configures a Provider. Issuer, TokenLifetime and Secrets are
@@ -182,10 +185,15 @@ type grant struct {
 }
 
 func (g *grant) HandleTokenEndpointRequest(ctx context.Context, req fosite.AccessRequester) error {
+	// fosite runs this once the client is authenticated; a suspended
+	// integration is refused before its request is looked at any further.
+	c := clientOf(req.GetClient())
+	if err := g.p.authenticated(ctx, c, false); err != nil {
+		return err
+	}
 	if err := g.ClientCredentialsGrantHandler.HandleTokenEndpointRequest(ctx, req); err != nil {
 		return err
 	}
-	c := clientOf(req.GetClient())
 	scopes := req.GetRequestedScopes()
 	if len(scopes) == 0 {
 		scopes = c.Integration.Scopes
@@ -259,13 +267,43 @@ func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*stora
 }
 
 // AuthenticateClient returns the working key pair whose credentials r
-// carries (client_secret_basic or client_secret_post).
+// carries (client_secret_basic or client_secret_post), for a request that
+// is not a token request, and records its use.
 func (p *Provider) AuthenticateClient(ctx context.Context, r *http.Request) (*storage.Client, error) {
 	c, err := p.f.AuthenticateClient(ctx, r, r.PostForm)
 	if err != nil {
 		return nil, err
 	}
+	if err := p.authenticated(ctx, clientOf(c), true); err != nil {
+		return nil, err
+	}
 	return clientOf(c), nil
+}
+
+// authenticated finishes authenticating key pair c once fosite has checked
+// its secret. fosite's client lookup lets through a pair in term whose
+// integration is disabled, so that whoever lacks the secret is told only
+// that it is wrong; the pair's owner is told here that it is suspended.
+// For requests other than token requests (touch), whose use CreateToken
+// does not record, it records the use, at most once per minute per pair;
+// failing to is logged and never fails the request.
+func (p *Provider) authenticated(ctx context.Context, c *storage.Client, touch bool) error {
+	now := p.now()
+	if !works(c, now) {
+		if c.Integration.Disabled {
+			p.opts.OnFailure(ctx, FailureDisabledClient)
+			return fosite.ErrInvalidClient.WithHint("The integration of this key pair is disabled; an admin can enable it again.")
+		}
+		// Its grace deadline passed since the lookup, a moment ago.
+		p.opts.OnFailure(ctx, FailureUnknownClient)
+		return fosite.ErrInvalidClient.WithHint("The key pair was revoked or regenerated.")
+	}
+	if touch {
+		if err := p.store.TouchKeyPair(ctx, c, now); err != nil {
+			p.opts.Logger.WarnContext(ctx, "key pair: could not record its last use", "client_id", c.ClientID, "err", err)
+		}
+	}
+	return nil
 }
 
 // Introspection is the RFC 7662 §2.2 response for an active token.
@@ -340,6 +378,11 @@ type revocationHandler struct{ p *Provider }
 var _ fosite.RevocationHandler = (*revocationHandler)(nil)
 
 func (h *revocationHandler) RevokeToken(ctx context.Context, token string, _ fosite.TokenType, caller fosite.Client) error {
+	// fosite authenticated caller just before it called this, the one
+	// revocation handler.
+	if err := h.p.authenticated(ctx, clientOf(caller), true); err != nil {
+		return err
+	}
 	store := fositeStore{h.p}
 	signature := h.p.strategy.AccessTokenSignature(ctx, token)
 	ar, err := store.GetAccessTokenSession(ctx, signature, nil)

@@ -59,16 +59,17 @@ var dummySecretHash = make([]byte, 32)
 // the full HMAC, and never a match.
 var dummySecret = []byte(credential.NewClientSecret())
 
-// GetClient returns the working key pair with client ID id, or
+// GetClient returns the key pair in term with client ID id, or
 // fosite.ErrNotFound when the ID is malformed, unknown, revoked or past its
-// grace deadline.
+// grace deadline. A pair of a disabled integration is returned, for its
+// secret to be checked; Provider.authenticated then refuses it.
 func (f fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	var c *storage.Client
 	err := storage.ErrNotFound
 	if credential.ValidClientID(id) {
 		c, err = f.p.store.GetClient(ctx, id)
 	}
-	if err == nil && !works(c, f.p.now()) {
+	if err == nil && !inTerm(c, f.p.now()) {
 		err = storage.ErrNotFound
 	}
 	switch {

@@ -1,0 +1,11 @@
+-- A disabled (suspended) integration: its key pairs are refused and its
+-- tokens are inactive until it is enabled again. The pairs and tokens are
+-- left as they are, so enabling it brings back every token that has not
+-- expired meanwhile.
+--
+-- During a rolling upgrade the previous release ignores the column: it
+-- keeps issuing tokens to a suspended integration and reporting its tokens
+-- active until it is replaced. A suspension is complete once no replica
+-- runs the previous release. Its inserts take the default, so what it
+-- creates is enabled.
+ALTER TABLE integrations ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE;
