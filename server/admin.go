@@ -470,7 +470,7 @@ type auditJSON struct {
 
 func (s *Server) handleAuditList() http.Handler {
 	return handleList(s, true, func(r *http.Request, p storage.Page) ([]storage.AuditEvent, string, error) {
-		return s.store.ListIntegrationAuditEvents(r.Context(), p, r.URL.Query().Get("integration"))
+		return s.findAudit(r, p)
 	}, func(e storage.AuditEvent) auditJSON {
 		return auditJSON{ID: e.ID, Time: e.Time.UTC(), ActorType: e.ActorType, Actor: e.Actor,
 			Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}
