@@ -32,6 +32,9 @@ func TestPostgres(t *testing.T) {
 		"RegenerateBadRequest": TestRegenerateBadRequest, "RegenerateGraceMidSecond": TestRegenerateGraceMidSecond,
 		"RegenerateRace": TestRegenerateRace, "RevokeAcrossRegeneration": TestRevokeAcrossRegeneration,
 		"RegenerateGraceRace": TestRegenerateGraceRace, "DeleteLargeIntegrationUnderLoad": TestDeleteLargeIntegrationUnderLoad,
+		"CredentialRevokeClientSecret": TestCredentialRevokeClientSecret, "CredentialRevokeAdminToken": TestCredentialRevokeAdminToken,
+		"CredentialRevokeAccessToken": TestCredentialRevokeAccessToken, "CredentialRevokeNotFound": TestCredentialRevokeNotFound,
+		"CredentialRevokeAudit": TestCredentialRevokeAudit,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

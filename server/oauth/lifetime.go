@@ -51,3 +51,12 @@ func active(t *storage.Token, now time.Time) (time.Time, bool) {
 	}
 	return exp, true
 }
+
+// Revocable decides whether revoking stored token t ends something: it is
+// unexpired and its pair works, at the Provider's clock. That is whether
+// it is active, less anything that only holds a token off for a while: a
+// token that would be active again later is revocable.
+func (p *Provider) Revocable(t *storage.Token) bool {
+	now := p.now()
+	return t.ExpiresAt.After(now) && works(t.Owner, now)
+}
