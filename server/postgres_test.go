@@ -35,6 +35,7 @@ func TestPostgres(t *testing.T) {
 		"CredentialRevokeClientSecret": TestCredentialRevokeClientSecret, "CredentialRevokeAdminToken": TestCredentialRevokeAdminToken,
 		"CredentialRevokeAccessToken": TestCredentialRevokeAccessToken, "CredentialRevokeNotFound": TestCredentialRevokeNotFound,
 		"CredentialRevokeAudit": TestCredentialRevokeAudit,
+		"AuditFilters": TestAuditFilters, "AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 	}
 	for name, test := range tests {
 		t.Run(name, test)
