@@ -34,8 +34,8 @@ func TestPostgres(t *testing.T) {
 		"RegenerateGraceRace": TestRegenerateGraceRace, "DeleteLargeIntegrationUnderLoad": TestDeleteLargeIntegrationUnderLoad,
 		"CredentialRevokeClientSecret": TestCredentialRevokeClientSecret, "CredentialRevokeAdminToken": TestCredentialRevokeAdminToken,
 		"CredentialRevokeAccessToken": TestCredentialRevokeAccessToken, "CredentialRevokeNotFound": TestCredentialRevokeNotFound,
-		"CredentialRevokeAudit": TestCredentialRevokeAudit,
-		"AuditFilters": TestAuditFilters, "AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
+		"CredentialRevokeAudit": TestCredentialRevokeAudit, "AuditFilters": TestAuditFilters,
+		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 	}
 	for name, test := range tests {
 		t.Run(name, test)
