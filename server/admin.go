@@ -47,6 +47,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			s.metrics.adminFailures.Inc()
+			s.authFailures.record(infoFrom(r.Context()).addr)
 			if v := s.adminLimits.failed(infoFrom(r.Context()).addr, "", false); v.limit != "" {
 				s.metrics.limitedBy["admin_"+v.limit].Inc()
 				s.hold(w, r.Context(), v.hold)

@@ -36,6 +36,7 @@ func TestPostgres(t *testing.T) {
 		"CredentialRevokeAccessToken": TestCredentialRevokeAccessToken, "CredentialRevokeNotFound": TestCredentialRevokeNotFound,
 		"CredentialRevokeAudit": TestCredentialRevokeAudit, "AuditFilters": TestAuditFilters,
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
+		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 	}
 	for name, test := range tests {
 		t.Run(name, test)
