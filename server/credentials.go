@@ -41,10 +41,10 @@ var errNoAdminsWrite = errors.New("revoking an admin token needs the " + string(
 //     accepts one until it expires, as with every revocation.
 //
 // "revoked" is false when the credential was found but had already
-// stopped working (expired, or revoked before); the call is audited
-// either way. A value that is no credential this server still knows is
-// 404 not_found: unknown, from another server, a deleted integration's or
-// long expired (expired credentials are purged), or not shaped like a
+// stopped working (expired, or revoked before), until the janitor deletes
+// it; the call is audited either way. A value that is no credential this
+// server still stores is 404 not_found: unknown, from another server, a
+// deleted integration's, ended and purged, or not shaped like a
 // credential at all. A latchkey-shaped value whose checksum fails is
 // 404 too, with a description that says it was mistyped or truncated:
 // the real credential may still be out there. The bootstrap token is
