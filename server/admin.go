@@ -47,6 +47,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			s.metrics.adminFailures.Inc()
+			s.authFailures.record(infoFrom(r.Context()).addr)
 			if v := s.adminLimits.failed(infoFrom(r.Context()).addr, "", false); v.limit != "" {
 				s.metrics.limitedBy["admin_"+v.limit].Inc()
 				s.hold(w, r.Context(), v.hold)
@@ -473,7 +474,7 @@ type auditJSON struct {
 
 func (s *Server) handleAuditList() http.Handler {
 	return handleList(s, true, func(r *http.Request, p storage.Page) ([]storage.AuditEvent, string, error) {
-		return s.store.ListIntegrationAuditEvents(r.Context(), p, r.URL.Query().Get("integration"))
+		return s.findAudit(r, p)
 	}, func(e storage.AuditEvent) auditJSON {
 		return auditJSON{ID: e.ID, Time: e.Time.UTC(), ActorType: e.ActorType, Actor: e.Actor,
 			Action: e.Action, ObjectType: e.ObjectType, Object: e.Object, RemoteAddr: e.RemoteAddr, Details: e.Details}

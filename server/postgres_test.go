@@ -34,6 +34,11 @@ func TestPostgres(t *testing.T) {
 		"RegenerateGraceRace": TestRegenerateGraceRace, "DeleteLargeIntegrationUnderLoad": TestDeleteLargeIntegrationUnderLoad,
 		"SuspendIntegration": TestSuspendIntegration, "SuspendResourceServer": TestSuspendResourceServer,
 		"SuspendDuringIssuance": TestSuspendDuringIssuance, "LastUsedOnEveryAuthentication": TestLastUsedOnEveryAuthentication,
+		"CredentialRevokeClientSecret": TestCredentialRevokeClientSecret, "CredentialRevokeAdminToken": TestCredentialRevokeAdminToken,
+		"CredentialRevokeAccessToken": TestCredentialRevokeAccessToken, "CredentialRevokeNotFound": TestCredentialRevokeNotFound,
+		"CredentialRevokeAudit": TestCredentialRevokeAudit, "AuditFilters": TestAuditFilters,
+		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
+		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

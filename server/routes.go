@@ -38,6 +38,8 @@ func (s *Server) routes() {
 	admin.Handle("POST /admin/admins", a(s.handleAdminCreate()))
 	admin.Handle("DELETE /admin/admins/{name}", a(s.handleAdminDelete()))
 	admin.Handle("GET /admin/audit", a(s.handleAuditList()))
+	// Needs storage.IntegrationsWrite; an admin token also storage.AdminsWrite (see the handler).
+	admin.Handle("POST /admin/credentials/revoke", a(s.handleCredentialRevoke()))
 	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
 	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
 	s.dashboardRoutes(admin)

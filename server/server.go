@@ -91,6 +91,8 @@ type Server struct {
 	issuance                  *issuance
 	// bodySlots holds a token for each request receiving a large body.
 	bodySlots chan struct{}
+	// authFailures counts failed admin authentications for the audit log.
+	authFailures *authFailures
 
 	public, admin http.Handler
 }
@@ -135,6 +137,7 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 	s.tarpit = make(chan struct{}, tarpitSlots)
 	s.issuance = newIssuance(o.IssuanceLimit, s.now)
 	s.bodySlots = make(chan struct{}, o.MaxBodiesInFlight)
+	s.authFailures = newAuthFailures(s.now, s.log, authFailureAddrs)
 	s.metrics.watchBodySlots(s.bodySlots)
 	if o.BootstrapToken != "" {
 		if _, err := store.EnsureAdmin(ctx, storage.BootstrapAdmin); err != nil {

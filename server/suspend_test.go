@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -125,20 +126,17 @@ func TestSuspendIntegration(t *testing.T) {
 
 			// The audit log says which way each change went.
 			audit := e.mustAdmin("GET", "/admin/audit?integration=job", nil, http.StatusOK)
-			var changes []any
+			var changes []string
 			for _, it := range audit["items"].([]any) {
 				ev := it.(map[string]any)
 				if ev["action"] != "integration.update" {
 					continue
 				}
-				d := ev["details"].(map[string]any)
-				if fields, _ := d["fields"].([]any); !slices.Contains(fields, any("disabled")) {
-					t.Errorf("integration.update fields = %v, want disabled among them", d["fields"])
-				}
-				changes = append(changes, d["disabled"])
+				d, _ := ev["details"].(map[string]any)["changes"].(map[string]any)["disabled"].(map[string]any)
+				changes = append(changes, fmt.Sprint(d["old"], "→", d["new"]))
 			}
-			if want := []any{false, true}; !slices.Equal(changes, want) { // newest first
-				t.Errorf("integration.update details disabled = %v, want %v", changes, want)
+			if want := []string{"true→false", "false→true"}; !slices.Equal(changes, want) { // newest first
+				t.Errorf("integration.update changes of disabled = %v, want %v", changes, want)
 			}
 		})
 	}

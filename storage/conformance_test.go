@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -78,6 +80,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/DeleteSeenByPreviousRelease", testIntegrationDeleteSeenByPreviousRelease},
 		{"Integration/Audit", testIntegrationAudit},
 		{"Integration/Disable", testIntegrationDisable},
+		{"Integration/UpdateChanges", testIntegrationUpdateChanges},
 
 		{"Client/Get", testClientGet},
 		{"Client/GetNotFound", testClientGetNotFound},
@@ -111,6 +114,13 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 
 		{"Audit/List", testAuditList},
 		{"Audit/ByIntegration", testAuditByIntegration},
+		{"Audit/Filters", testAuditFilters},
+		{"Audit/Append", testAuditAppend},
+		{"Audit/Indexed", testAuditIndexed},
+
+		{"Credential/RevokeClientSecret", testRevokeClientSecret},
+		{"Credential/RevokeAdminToken", testRevokeAdminTokenValue},
+		{"Credential/RevokeAccessToken", testRevokeAccessToken},
 
 		{"Replica/SeesChangesAtOnce", testReplicaSeesChangesAtOnce},
 		{"Replica/ConcurrentRegenerate", testReplicaConcurrentRegenerate},
@@ -804,7 +814,8 @@ func testIntegrationUpdate(t *testing.T, s *Store, clk *fakeClock) {
 
 			want := *created
 			tc.change(&want)
-			if tc.name != "nothing" { // an empty patch writes nothing, updated_at included
+			// A patch that changes nothing writes nothing, updated_at included.
+			if !reflect.DeepEqual(want, *created) {
 				want.UpdatedAt = s.Now()
 			}
 			got, err := s.UpdateIntegration(ctx, in.Name, tc.patch, testActor)
@@ -1051,8 +1062,9 @@ func testIntegrationAudit(t *testing.T, s *Store, clk *fakeClock) {
 	if got := fmt.Sprint(events[3].Details["token_rate_per_minute"]); got != "0" {
 		t.Errorf("create details token_rate_per_minute = %s, want 0 (uncapped)", got)
 	}
-	if got := fmt.Sprint(events[2].Details["fields"]); got != "[description can_introspect token_rate_per_minute]" {
-		t.Errorf("update details fields = %s, want [description can_introspect token_rate_per_minute]", got)
+	wantChanges := `{"can_introspect":{"new":true,"old":false},"description":{"new":"d","old":""},"token_rate_per_minute":{"new":null,"old":0}}`
+	if got, _ := json.Marshal(events[2].Details["changes"]); string(got) != wantChanges {
+		t.Errorf("update details changes = %s, want %s", got, wantChanges)
 	}
 	if got, want := events[1].Details["previous_client_id"], first.ClientID; got != want {
 		t.Errorf("regenerate details previous_client_id = %v, want %s", got, want)
@@ -2229,9 +2241,9 @@ func testAuditByIntegration(t *testing.T, s *Store, clk *fakeClock) {
 	var got []string
 	page := Page{Limit: 2}
 	for range 10 {
-		events, next, err := s.ListIntegrationAuditEvents(ctx, page, "billing")
+		events, next, err := s.FindAuditEvents(ctx, AuditFilter{Integration: "billing"}, page)
 		if err != nil {
-			t.Fatalf("ListIntegrationAuditEvents: %v", err)
+			t.Fatalf("FindAuditEvents: %v", err)
 		}
 		for _, e := range events {
 			got = append(got, e.Action+" "+e.ObjectType+"/"+e.Object)
@@ -2245,7 +2257,7 @@ func testAuditByIntegration(t *testing.T, s *Store, clk *fakeClock) {
 	if !slices.Equal(got, want) {
 		t.Errorf("events about billing = %q, want %q (newest first, nothing else)", got, want)
 	}
-	all, _, err := s.ListIntegrationAuditEvents(ctx, Page{}, "")
+	all, _, err := s.FindAuditEvents(ctx, AuditFilter{}, Page{})
 	if err != nil || len(all) != 5 {
 		t.Errorf("no filter: %d events, %v; want all 5", len(all), err)
 	}

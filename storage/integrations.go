@@ -193,87 +193,87 @@ func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, s
 // the change, atomically. Tokens already issued keep what they were granted.
 // Disabling it changes no key pair or token: every lookup after the commit,
 // on any replica, reports the integration disabled, and enabling it again
-// reports its pairs and tokens as they were. It returns ErrNotFound or
-// ErrInvalid.
+// reports its pairs and tokens as they were. The audit event's details hold
+// the old and the new value of each field that changed (see changes); a
+// patch that changes nothing, empty or not, writes nothing, audits nothing
+// and leaves updated_at as it was. It returns ErrNotFound or ErrInvalid.
 func (s *Store) UpdateIntegration(ctx context.Context, name string, patch IntegrationPatch, by Actor) (*Integration, error) {
-	updates := map[string]any{}
-	changed := []string{}
+	if patch.ResetTokenLifetime && patch.TokenLifetimeSeconds != nil {
+		return nil, invalidf("token_lifetime_seconds cannot be both set and reset")
+	}
+	if patch.ResetTokenRate && patch.TokenRatePerMinute != nil {
+		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
+	}
 	if patch.Description != nil {
 		if err := checkDescription(*patch.Description); err != nil {
 			return nil, err
 		}
-		updates["description"] = *patch.Description
-		changed = append(changed, "description")
 	}
+	var scopes, aud []string
 	if patch.Scopes != nil {
-		v, err := normalizeScopes(*patch.Scopes)
-		if err != nil {
+		var err error
+		if scopes, err = normalizeScopes(*patch.Scopes); err != nil {
 			return nil, err
 		}
-		updates["scopes"] = joinList(v)
-		changed = append(changed, "scopes")
 	}
 	if patch.Audience != nil {
-		v, err := normalizeAudience(*patch.Audience)
-		if err != nil {
+		var err error
+		if aud, err = normalizeAudience(*patch.Audience); err != nil {
 			return nil, err
 		}
-		updates["audience"] = joinList(v)
-		changed = append(changed, "audience")
 	}
-	if patch.CanIntrospect != nil {
-		updates["can_introspect"] = *patch.CanIntrospect
-		changed = append(changed, "can_introspect")
+	if err := checkLifetime(patch.TokenLifetimeSeconds); err != nil {
+		return nil, err
 	}
-	switch {
-	case patch.ResetTokenLifetime && patch.TokenLifetimeSeconds != nil:
-		return nil, invalidf("token_lifetime_seconds cannot be both set and reset")
-	case patch.ResetTokenLifetime:
-		updates["token_lifetime_seconds"] = nil
-		changed = append(changed, "token_lifetime_seconds")
-	case patch.TokenLifetimeSeconds != nil:
-		if err := checkLifetime(patch.TokenLifetimeSeconds); err != nil {
-			return nil, err
-		}
-		updates["token_lifetime_seconds"] = *patch.TokenLifetimeSeconds
-		changed = append(changed, "token_lifetime_seconds")
+	if err := checkRate(patch.TokenRatePerMinute); err != nil {
+		return nil, err
 	}
-	switch {
-	case patch.ResetTokenRate && patch.TokenRatePerMinute != nil:
-		return nil, invalidf("token_rate_per_minute cannot be both set and reset")
-	case patch.ResetTokenRate:
-		updates["token_rate_per_minute"] = nil
-		changed = append(changed, "token_rate_per_minute")
-	case patch.TokenRatePerMinute != nil:
-		if err := checkRate(patch.TokenRatePerMinute); err != nil {
-			return nil, err
-		}
-		updates["token_rate_per_minute"] = *patch.TokenRatePerMinute
-		changed = append(changed, "token_rate_per_minute")
-	}
-	details := map[string]any{}
-	if patch.Disabled != nil {
-		updates["disabled"] = *patch.Disabled
-		changed = append(changed, "disabled")
-		// A suspension or its end is what an auditor looks for, not only
-		// that the field was touched.
-		details["disabled"] = *patch.Disabled
-	}
-	if len(changed) == 0 {
-		// Nothing to change: no write, no audit event, updated_at stays.
+	if patch == (IntegrationPatch{}) {
 		return s.GetIntegration(ctx, name)
 	}
-	updates["updated_at"] = s.clock()
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&integrationRow{}).Where("name = ?", name).Where(live).Updates(updates)
-		if res.Error != nil {
-			return res.Error
+		var row integrationRow
+		if err := tx.Clauses(forUpdate).Where("name = ?", name).Where(live).Take(&row).Error; err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
-			return ErrNotFound
+		old := row.integration()
+		updates := map[string]any{}
+		c := changes{}
+		if patch.Description != nil && c.note("description", old.Description, *patch.Description) {
+			updates["description"] = *patch.Description
 		}
-		details["fields"] = changed
-		return s.audit(tx, by, "integration.update", "integration", name, details)
+		if patch.Scopes != nil && c.note("scopes", old.Scopes, scopes) {
+			updates["scopes"] = joinList(scopes)
+		}
+		if patch.Audience != nil && c.note("audience", old.Audience, aud) {
+			updates["audience"] = joinList(aud)
+		}
+		if patch.CanIntrospect != nil && c.note("can_introspect", old.CanIntrospect, *patch.CanIntrospect) {
+			updates["can_introspect"] = *patch.CanIntrospect
+		}
+		// nil is the server's default, in the details as in the API.
+		if patch.ResetTokenLifetime || patch.TokenLifetimeSeconds != nil {
+			if c.note("token_lifetime_seconds", old.TokenLifetimeSeconds, patch.TokenLifetimeSeconds) {
+				updates["token_lifetime_seconds"] = patch.TokenLifetimeSeconds
+			}
+		}
+		if patch.ResetTokenRate || patch.TokenRatePerMinute != nil {
+			if c.note("token_rate_per_minute", old.TokenRatePerMinute, patch.TokenRatePerMinute) {
+				updates["token_rate_per_minute"] = patch.TokenRatePerMinute
+			}
+		}
+		// A suspension or its end is what an auditor looks for.
+		if patch.Disabled != nil && c.note("disabled", old.Disabled, *patch.Disabled) {
+			updates["disabled"] = *patch.Disabled
+		}
+		if len(c) == 0 {
+			return nil
+		}
+		updates["updated_at"] = s.clock()
+		if err := tx.Model(&integrationRow{}).Where("id = ?", row.ID).Updates(updates).Error; err != nil {
+			return err
+		}
+		return s.audit(tx, by, "integration.update", "integration", name, c.details())
 	})
 	if err != nil {
 		return nil, translate(fmt.Sprintf("update integration %q", name), err)

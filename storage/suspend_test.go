@@ -92,11 +92,11 @@ func testIntegrationDisable(t *testing.T, s *Store, clk *fakeClock) {
 	var got []string
 	for _, e := range events {
 		if e.Action == "integration.update" {
-			got = append(got, fmt.Sprintf("%v %v", e.Details["fields"], e.Details["disabled"]))
+			got = append(got, fmt.Sprint(e.Details["changes"]))
 		}
 	}
 	// Newest first: the enabling, then the suspension.
-	if want := []string{"[disabled] false", "[disabled] true"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"map[disabled:map[new:false old:true]]", "map[disabled:map[new:true old:false]]"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("integration.update details = %q, want %q", got, want)
 	}
 

@@ -107,7 +107,7 @@ type AuditEvent struct {
 
 // Actor is who performs a change; it is written to the audit log.
 type Actor struct {
-	Type       string // "admin", "integration" or "system"
+	Type       string // "admin", "integration", "system", or "anonymous" for failed sign-ins
 	Name       string
 	RemoteAddr string
 }

@@ -63,13 +63,15 @@ Usage:
   latchkey token introspect TOKEN|-         introspect a token (- reads it from stdin) as a resource server;
                                             exits 1 if it is not active
   latchkey keys list|rotate                 list signing keys; make a new active signing key
+  latchkey credentials revoke VALUE|-       revoke a found client secret, admin token or access token (- reads it from stdin)
+  latchkey audit [flags]                    the audit log, newest first; --integration, --actor, --action, --since, --until
   latchkey version
 
 serve, migrate and admin create open the database directly and take the
 configuration flags (see 'latchkey serve -h'). The other commands talk to a
 running server: --endpoint or LATCHKEY_ENDPOINT (default http://localhost:8080),
-LATCHKEY_ADMIN_TOKEN for integration and keys commands, LATCHKEY_CLIENT_ID and
-LATCHKEY_CLIENT_SECRET for token commands.
+LATCHKEY_ADMIN_TOKEN for integration, keys, credentials and audit commands,
+LATCHKEY_CLIENT_ID and LATCHKEY_CLIENT_SECRET for token commands.
 `
 
 // run is the whole program; main only supplies the process's environment.
@@ -96,6 +98,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runToken(ctx, rest, getenv, stdin, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, getenv, stdout, stderr)
+	case "credentials":
+		return runCredentials(ctx, rest, getenv, stdin, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "latchkey %s (%s)\n", buildVersion(), runtime.Version())
 		return nil

@@ -248,7 +248,8 @@ func runAdminCreate(ctx context.Context, args []string, getenv func(string) stri
 }
 
 // runServe migrates the database, serves until ctx is done or a listener
-// fails, then drains the listeners and stops the janitor.
+// fails, then drains the listeners and stops the janitor and the audit of
+// failed admin authentications, which writes what it still holds.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := open(ctx, "serve", args, getenv, stderr)
 	if err != nil {
@@ -298,6 +299,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { runJanitor(janitorCtx, st, srv, cfg, log) })
+	wg.Go(func() { srv.RunAuthFailureAudit(janitorCtx) })
 
 	var serveErr error
 	select {

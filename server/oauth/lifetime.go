@@ -62,3 +62,13 @@ func active(t *storage.Token, now time.Time) (time.Time, bool) {
 	}
 	return exp, true
 }
+
+// Revocable decides whether revoking stored token t ends something: it is
+// unexpired and its pair in term, at the Provider's clock. That is whether
+// it is active, less anything that only holds a token off for a while: a
+// suspended integration's token would be active again on its resumption,
+// so it is revocable.
+func (p *Provider) Revocable(t *storage.Token) bool {
+	now := p.now()
+	return t.ExpiresAt.After(now) && inTerm(t.Owner, now)
+}

@@ -369,6 +369,20 @@ func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
 	return p.f.NewRevocationRequest(ctx, r)
 }
 
+// TokenSignature returns the key the access token token is stored under,
+// if token is one this server issued: an opaque token whose HMAC holds
+// under a current or retired system secret, or a JWT signed by a published
+// signing key. It says nothing of whether the token is still active, and
+// is for finding a token by its value (an admin revoking one found in the
+// wild): anything else, a look-alike included, is not found.
+func (p *Provider) TokenSignature(ctx context.Context, token string) (string, bool) {
+	sig := p.strategy.AccessTokenSignature(ctx, token)
+	if sig == "" || p.strategy.ValidateAccessToken(ctx, nil, token) != nil {
+		return "", false
+	}
+	return sig, true
+}
+
 // revocationHandler is RFC 7009 revocation where the integration, not the
 // key pair, owns a token: during a grace period the new pair can revoke
 // tokens the old pair was issued. fosite's own handler compares client IDs,
