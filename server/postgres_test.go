@@ -32,6 +32,8 @@ func TestPostgres(t *testing.T) {
 		"RegenerateBadRequest": TestRegenerateBadRequest, "RegenerateGraceMidSecond": TestRegenerateGraceMidSecond,
 		"RegenerateRace": TestRegenerateRace, "RevokeAcrossRegeneration": TestRevokeAcrossRegeneration,
 		"RegenerateGraceRace": TestRegenerateGraceRace, "DeleteLargeIntegrationUnderLoad": TestDeleteLargeIntegrationUnderLoad,
+		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
+		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
 	for name, test := range tests {
 		t.Run(name, test)
