@@ -64,7 +64,7 @@ function row(t, now) {
     { dataset: { id: t.id } },
     h('td', { class: 'cell-title' }, h('div', { class: 'name' }, t.description || h('span', { class: 'muted' }, 'No description'))),
     cell('ID', h('code', { class: 'mono' }, t.id)),
-    cell('Permissions', t.permissions?.length ? h('div', { class: 'chips' }, t.permissions.map((p) => h('span', { class: 'chip' }, p))) : h('span', { class: 'muted' }, 'none')),
+    cell('Permissions', permissions(t.permissions ?? [])),
     cell('Created', when(t.created_at)),
     cell('Expires', expired ? badge('Expired', 'danger') : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
     cell('Last used', when(t.last_used_at)),
@@ -80,6 +80,14 @@ function row(t, now) {
       ),
     ),
   );
+}
+
+// permissions shows a short list as it is and a long one folded, so a row
+// stays a row.
+function permissions(ps) {
+  if (ps.length === 0) return h('span', { class: 'muted' }, 'none: it only says whose it is');
+  const chips = h('div', { class: 'chips' }, ps.map((p) => h('span', { class: 'chip' }, p)));
+  return ps.length <= 3 ? chips : h('details', { class: 'perms' }, h('summary', {}, `${ps.length} permissions`), chips);
 }
 
 async function submitToken() {
