@@ -20,26 +20,40 @@ type ctxKey int
 const adminKey ctxKey = iota
 
 // requireAdmin authenticates the admin token (or the bootstrap token) and
-// puts the admin in the request context; anything else is 401. A right
-// token is always let through, however many wrong ones came from its
+// lets the request through to next if its effective permissions include
+// need (signedIn: any valid token), with the caller in the request
+// context; an unauthenticated request is 401, an unauthorized one 403. A
+// right token is always let through, however many wrong ones came from its
 // address; wrong ones are counted and, past the limits, held and answered
 // 429 (see failureLimits).
-func (s *Server) requireAdmin(next http.Handler) http.Handler {
+func (s *Server) requireAdmin(need storage.Permission, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := r.Header.Get("Authorization")
 		// The scheme is case-insensitive (RFC 9110 §11.1).
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		scheme, token, _ := strings.Cut(header, " ")
+		switch {
+		case header != "" && !strings.EqualFold(scheme, "Bearer"):
+			s.unauthorized(w, wrongScheme)
+			return
+		case token == "":
 			s.unauthorized(w, "missing admin token: send Authorization: Bearer <admin token>")
 			return
 		}
-		var admin *storage.Admin
+		var c *caller
 		var err error
 		if s.isBootstrap(token) {
 			// Resolved per request: another replica may have deleted
 			// and so recreated the bootstrap admin.
-			admin, err = s.store.EnsureAdmin(r.Context(), storage.BootstrapAdmin)
+			var admin *storage.Admin
+			if admin, err = s.store.EnsureAdmin(r.Context(), storage.BootstrapAdmin); err == nil {
+				c = bootstrapCaller(admin)
+			}
 		} else if credential.ValidChecksummed(token, credential.AdminTokenPrefix) {
-			admin, err = s.store.AuthenticateAdmin(r.Context(), token)
+			var admin *storage.Admin
+			var tok *storage.AdminToken
+			if admin, tok, err = s.store.AuthenticateAdmin(r.Context(), token); err == nil {
+				c = tokenCaller(admin, tok)
+			}
 		} else {
 			// A mistyped or invented token fails on its checksum,
 			// without a lookup.
@@ -64,7 +78,11 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			s.adminError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey, admin)))
+		if !c.may(need) {
+			forbid(w, c, need)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey, c)))
 	})
 }
 
@@ -73,7 +91,7 @@ func (s *Server) unauthorized(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusUnauthorized, "unauthorized", msg)
 }
 
-func adminFrom(r *http.Request) *storage.Admin { return r.Context().Value(adminKey).(*storage.Admin) }
+func adminFrom(r *http.Request) *storage.Admin { return callerFrom(r).admin }
 
 func actor(r *http.Request) storage.Actor {
 	return storage.Actor{Type: "admin", Name: adminFrom(r).Name, RemoteAddr: infoFrom(r.Context()).addr}
@@ -354,109 +372,6 @@ func (s *Server) handleKeyPairRegenerate() http.Handler {
 			ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC(),
 			PreviousExpiresAt: utc(nk.PreviousExpiresAt),
 		})
-	})
-}
-
-type adminTokenJSON struct {
-	ID          string     `json:"id"`
-	Token       string     `json:"token,omitempty"`
-	Description string     `json:"description"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	LastUsedAt  *time.Time `json:"last_used_at"`
-}
-
-func adminTokenOut(t *storage.AdminToken) adminTokenJSON {
-	return adminTokenJSON{ID: t.ID, Description: t.Description, CreatedAt: t.CreatedAt.UTC(),
-		ExpiresAt: utc(t.ExpiresAt), LastUsedAt: utc(t.LastUsedAt)}
-}
-
-func (s *Server) handleAdminTokenCreate() http.Handler {
-	type request struct {
-		Description   string `json:"description"`
-		ExpiresInDays *int   `json:"expires_in_days"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if !decode(w, r, &req, true) {
-			return
-		}
-		days := storage.DefaultAdminTokenDays
-		if req.ExpiresInDays != nil {
-			days = *req.ExpiresInDays
-		}
-		t, secret, err := s.store.CreateAdminToken(r.Context(), adminFrom(r), req.Description, days, actor(r))
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		out := adminTokenOut(t)
-		out.Token = secret
-		writeJSON(w, http.StatusCreated, out)
-	})
-}
-
-func (s *Server) handleAdminTokenList() http.Handler {
-	return handleList(s, true, func(r *http.Request, p storage.Page) ([]*storage.AdminToken, string, error) {
-		return s.store.ListAdminTokens(r.Context(), adminFrom(r).ID, p)
-	}, adminTokenOut)
-}
-
-func (s *Server) handleAdminTokenRevoke() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.store.RevokeAdminToken(r.Context(), adminFrom(r).ID, r.PathValue("id"), actor(r)); err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-}
-
-type adminJSON struct {
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	Token     string    `json:"token,omitempty"`
-}
-
-func (s *Server) handleAdminList() http.Handler {
-	return handleList(s, true, func(r *http.Request, p storage.Page) ([]storage.Admin, string, error) {
-		return s.store.ListAdmins(r.Context(), p)
-	}, func(a storage.Admin) adminJSON {
-		return adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC()}
-	})
-}
-
-func (s *Server) handleAdminCreate() http.Handler {
-	type request struct {
-		Name string `json:"name"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if !decode(w, r, &req, false) {
-			return
-		}
-		a, _, token, err := s.store.CreateAdmin(r.Context(), req.Name, storage.DefaultAdminTokenDays, actor(r))
-		if err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, adminJSON{Name: a.Name, CreatedAt: a.CreatedAt.UTC(), Token: token})
-	})
-}
-
-func (s *Server) handleAdminDelete() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if s.bootstrap != nil && name == storage.BootstrapAdmin {
-			writeError(w, http.StatusConflict, "conflict",
-				"the bootstrap admin exists while bootstrap_token is configured; unset it to retire this admin")
-			return
-		}
-		if err := s.store.DeleteAdmin(r.Context(), name, actor(r)); err != nil {
-			s.adminError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchkey/latchkey/server"
 	"github.com/latchkey/latchkey/server/oauth/credential"
+	"github.com/latchkey/latchkey/storage"
 )
 
 // Credential shapes from DESIGN.md, written out here so the tests check the
@@ -217,10 +218,11 @@ func TestAdminAuth(t *testing.T) {
 	e := newEnv(t)
 	kp := e.createIntegration(map[string]any{"name": "svc"})
 
-	valid := e.mintAdminToken(testBootstrap, map[string]any{"description": "valid"})
+	root := e.newAdmin("root", storage.RoleOwner)
+	valid := e.mintAdminToken(root, map[string]any{"description": "valid"})
 	validToken := valid["token"].(string)
-	revoked := e.mintAdminToken(testBootstrap, map[string]any{"description": "revoked"})
-	e.mustAdmin("DELETE", "/admin/tokens/"+revoked["id"].(string), nil, http.StatusNoContent)
+	revoked := e.mintAdminToken(root, map[string]any{"description": "revoked"})
+	e.adminAs(root, "DELETE", "/admin/tokens/"+revoked["id"].(string), nil, http.StatusNoContent)
 	revokedToken := revoked["token"].(string)
 
 	t.Run("bootstrap token works", func(t *testing.T) {
@@ -228,7 +230,7 @@ func TestAdminAuth(t *testing.T) {
 	})
 
 	t.Run("minted token works and records last use", func(t *testing.T) {
-		before := e.adminTokenItem(testBootstrap, valid["id"].(string))
+		before := e.adminTokenItem(root, valid["id"].(string))
 		if before["last_used_at"] != nil {
 			t.Errorf("last_used_at before use = %v, want null", before["last_used_at"])
 		}
@@ -316,8 +318,8 @@ func TestAdminAuth(t *testing.T) {
 	})
 
 	t.Run("expired token", func(t *testing.T) {
-		short := e.mintAdminToken(testBootstrap, map[string]any{"description": "default expiry"})["token"].(string)
-		never := e.mintAdminToken(testBootstrap, map[string]any{"description": "never", "expires_in_days": -1})["token"].(string)
+		short := e.mintAdminToken(root, map[string]any{"description": "default expiry"})["token"].(string)
+		never := e.mintAdminToken(root, map[string]any{"description": "never", "expires_in_days": -1})["token"].(string)
 		e.clock.Advance(90*24*time.Hour - time.Second)
 		e.adminAs(short, "GET", "/admin/integrations", nil, http.StatusOK)
 		e.clock.Advance(2 * time.Second)
@@ -841,13 +843,15 @@ func TestAdminRequestErrors(t *testing.T) {
 	e := newEnv(t)
 	e.createIntegration(map[string]any{"name": "existing", "scopes": []string{"read"}})
 	e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice"}, http.StatusCreated)
+	// An owner, who may do all the bootstrap token may, and mint tokens.
+	root := e.newAdmin("root", storage.RoleOwner)
 
 	// snapshot is everything the admin API stores, as it reads back.
 	snapshot := func(t *testing.T) string {
 		t.Helper()
 		var sb strings.Builder
 		for _, p := range []string{"/admin/integrations", "/admin/integrations/existing", "/admin/admins", "/admin/tokens", "/admin/audit?limit=1000"} {
-			status, b := e.adminCall("GET", p, testBootstrap, nil)
+			status, b := e.adminCall("GET", p, root, nil)
 			if status != http.StatusOK {
 				t.Fatalf("GET %s: status %d; body %s", p, status, b)
 			}
@@ -951,7 +955,7 @@ func TestAdminRequestErrors(t *testing.T) {
 					body = slowReader{body}
 				}
 			}
-			status, h, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, testBootstrap, body)
+			status, h, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, root, body)
 			if status == http.StatusInternalServerError {
 				t.Fatalf("500: %s", b)
 			}
@@ -978,6 +982,7 @@ func TestAdminErrorDescriptions(t *testing.T) {
 	e := newEnv(t)
 	e.failOnServerErrors()
 	e.createIntegration(map[string]any{"name": "existing"})
+	root := e.newAdmin("root", storage.RoleOwner)
 	const ig = "/admin/integrations"
 	tests := []struct {
 		name         string
@@ -1010,7 +1015,7 @@ func TestAdminErrorDescriptions(t *testing.T) {
 			if tc.body != "" {
 				body = strings.NewReader(tc.body)
 			}
-			status, _, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, testBootstrap, body)
+			status, _, b := e.callAdminRaw(e.srv.URL, tc.method, tc.path, root, body)
 			var got struct {
 				Error       string `json:"error"`
 				Description string `json:"error_description"`
@@ -1093,14 +1098,15 @@ func TestAdminTokens(t *testing.T) {
 		})
 	}
 
-	bootstrapTok := e.mintAdminToken(testBootstrap, map[string]any{"description": "bootstrap's"})
+	bob := e.newAdmin("bob", storage.RoleOperator)
+	bobTok := e.mintAdminToken(bob, map[string]any{"description": "bob's"})
 
 	t.Run("list shows only the caller's tokens, never the token", func(t *testing.T) {
 		status, raw := e.adminCall("GET", "/admin/tokens", alice, nil)
 		if status != http.StatusOK {
 			t.Fatalf("status %d; body %s", status, raw)
 		}
-		for _, tok := range append(mapValues(minted), alice, bootstrapTok["token"].(string)) {
+		for _, tok := range append(mapValues(minted), alice, bobTok["token"].(string)) {
 			if strings.Contains(string(raw), tok) {
 				t.Errorf("list shows a token value: %s", raw)
 			}
@@ -1123,12 +1129,15 @@ func TestAdminTokens(t *testing.T) {
 				t.Errorf("alice's token %s missing from her list", id)
 			}
 		}
-		if got[bootstrapTok["id"].(string)] {
-			t.Errorf("alice's list shows bootstrap's token %s", bootstrapTok["id"])
+		if got[bobTok["id"].(string)] {
+			t.Errorf("alice's list shows bob's token %s", bobTok["id"])
 		}
-		bs, _ := e.listAll(testBootstrap, "/admin/tokens")
-		if len(bs) != 1 || bs[0]["id"] != bootstrapTok["id"] {
-			t.Errorf("bootstrap lists %v, want only %s", bs, bootstrapTok["id"])
+		bs, _ := e.listAll(bob, "/admin/tokens")
+		if len(bs) != 2 || bs[1]["id"] != bobTok["id"] {
+			t.Errorf("bob lists %v, want his first token and %s", bs, bobTok["id"])
+		}
+		if none, _ := e.listAll(testBootstrap, "/admin/tokens"); len(none) != 0 {
+			t.Errorf("bootstrap lists %v, want no tokens: it holds none", none)
 		}
 	})
 
@@ -1169,11 +1178,11 @@ func TestAdminTokens(t *testing.T) {
 	})
 
 	t.Run("another admin's token id is not found", func(t *testing.T) {
-		bid := bootstrapTok["id"].(string)
+		bid := bobTok["id"].(string)
 		e.adminAs(alice, "DELETE", "/admin/tokens/"+bid, nil, http.StatusNotFound)
-		e.adminAs(bootstrapTok["token"].(string), "GET", "/admin/integrations", nil, http.StatusOK)
+		e.adminAs(bobTok["token"].(string), "GET", "/admin/integrations", nil, http.StatusOK)
 		for id := range minted {
-			e.mustAdmin("DELETE", "/admin/tokens/"+id, nil, http.StatusNotFound)
+			e.adminAs(bob, "DELETE", "/admin/tokens/"+id, nil, http.StatusNotFound)
 			e.adminAs(minted[id], "GET", "/admin/integrations", nil, http.StatusOK)
 		}
 	})
@@ -1199,10 +1208,13 @@ func TestAdminAdmins(t *testing.T) {
 
 	e.clock.Advance(time.Second)
 	now := e.now()
-	out := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice"}, http.StatusCreated)
-	requireKeys(t, "admin", out, "name", "created_at", "token")
+	out := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice", "role": "owner"}, http.StatusCreated)
+	requireKeys(t, "admin", out, "name", "role", "created_at", "token")
 	if got, want := out["name"], "alice"; got != want {
 		t.Errorf("name = %v, want %v", got, want)
+	}
+	if got, want := out["role"], "owner"; got != want {
+		t.Errorf("role = %v, want %v", got, want)
 	}
 	wantTime(t, "created_at", out["created_at"], now)
 	alice, _ := out["token"].(string)
@@ -1213,7 +1225,7 @@ func TestAdminAdmins(t *testing.T) {
 	t.Run("new admin's token works", func(t *testing.T) {
 		e.adminAs(alice, "GET", "/admin/integrations", nil, http.StatusOK)
 		e.adminAs(alice, "POST", "/admin/integrations", map[string]any{"name": "alices"}, http.StatusCreated)
-		bob := e.adminAs(alice, "POST", "/admin/admins", map[string]any{"name": "bob"}, http.StatusCreated)
+		bob := e.adminAs(alice, "POST", "/admin/admins", map[string]any{"name": "bob", "role": "owner"}, http.StatusCreated)
 		e.adminAs(bob["token"].(string), "GET", "/admin/admins", nil, http.StatusOK)
 	})
 
@@ -1228,7 +1240,7 @@ func TestAdminAdmins(t *testing.T) {
 		items, _ := e.listAll(testBootstrap, "/admin/admins")
 		var got []string
 		for _, it := range items {
-			requireKeys(t, "admin item", it, "name", "created_at")
+			requireKeys(t, "admin item", it, "name", "role", "created_at")
 			got = append(got, it["name"].(string))
 		}
 		slices.Sort(got)
@@ -1250,7 +1262,8 @@ func TestAdminAdmins(t *testing.T) {
 		{"duplicate", "POST", "/admin/admins", map[string]any{"name": "alice"}, http.StatusConflict},
 		{"bootstrap name", "POST", "/admin/admins", map[string]any{"name": "bootstrap"}, http.StatusConflict},
 		{"uppercase name", "POST", "/admin/admins", map[string]any{"name": "Alice"}, http.StatusBadRequest},
-		{"unknown field", "POST", "/admin/admins", map[string]any{"name": "carol", "role": "root"}, http.StatusBadRequest},
+		{"unknown role", "POST", "/admin/admins", map[string]any{"name": "carol", "role": "root"}, http.StatusBadRequest},
+		{"unknown field", "POST", "/admin/admins", map[string]any{"name": "carol", "email": "c@example.com"}, http.StatusBadRequest},
 		{"delete unknown", "DELETE", "/admin/admins/nobody", nil, http.StatusNotFound},
 		{"delete bootstrap", "DELETE", "/admin/admins/bootstrap", nil, http.StatusConflict},
 	}
@@ -1289,9 +1302,9 @@ func TestAdminAdmins(t *testing.T) {
 	})
 
 	t.Run("admin can delete itself", func(t *testing.T) {
-		bob := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "dave"}, http.StatusCreated)["token"].(string)
-		e.adminAs(bob, "DELETE", "/admin/admins/dave", nil, http.StatusNoContent)
-		e.adminAs(bob, "GET", "/admin/admins", nil, http.StatusUnauthorized)
+		dave := e.newAdmin("dave", storage.RoleOwner)
+		e.adminAs(dave, "DELETE", "/admin/admins/dave", nil, http.StatusNoContent)
+		e.adminAs(dave, "GET", "/admin/admins", nil, http.StatusUnauthorized)
 	})
 	e.noServerErrors()
 }

@@ -20,9 +20,11 @@ type revokedCredentialJSON struct {
 	Revoked bool                `json:"revoked"`
 }
 
-// errNoAdminsWrite is how handleCredentialRevoke's check of the admin
+// missingPermission is how handleCredentialRevoke's check of a found admin
 // token's owner says no.
-var errNoAdminsWrite = errors.New("revoking an admin token needs the " + string(storage.AdminsWrite) + " permission")
+type missingPermission struct{ need storage.Permission }
+
+func (m *missingPermission) Error() string { return "revoking this admin token needs " + string(m.need) }
 
 // handleCredentialRevoke serves POST /admin/credentials/revoke
 // {"credential": VALUE}: an admin who found a latchkey credential in the
@@ -50,10 +52,11 @@ var errNoAdminsWrite = errors.New("revoking an admin token needs the " + string(
 // the real credential may still be out there. The bootstrap token is
 // configuration, not revocable here: 409.
 //
-// The route needs storage.IntegrationsWrite. Revoking an admin token
-// needs storage.AdminsWrite as well, checked once the token is found, so
-// a caller without it learns whose token it holds (403
-// insufficient_permissions) but cannot revoke it.
+// The route needs storage.IntegrationsWrite. Revoking another admin's
+// token needs storage.AdminsWrite as well, and one's own
+// storage.AdminTokensWrite, checked once the token is found: a caller
+// without it is refused (403 insufficient_permissions naming it) and the
+// token is left as it was.
 //
 // The audit event is credential.revoke about the owner, with the kind,
 // the key pair's client ID, the admin token's ID or the token's jti:
@@ -92,9 +95,15 @@ func (s *Server) handleCredentialRevoke() http.Handler {
 				writeMistyped(w, "an admin token")
 				return
 			}
-			c, err = s.store.RevokeAdminTokenValue(r.Context(), v, actor(r), func(*storage.Admin) error {
-				if !s.permits(r, storage.AdminsWrite) {
-					return errNoAdminsWrite
+			// Another admin's token is managing admins; one's own is
+			// managing one's own tokens.
+			c, err = s.store.RevokeAdminTokenValue(r.Context(), v, actor(r), func(owner *storage.Admin) error {
+				need, caller := storage.AdminsWrite, callerFrom(r)
+				if owner.ID == caller.admin.ID {
+					need = storage.AdminTokensWrite
+				}
+				if !caller.may(need) {
+					return &missingPermission{need}
 				}
 				return nil
 			})
@@ -105,9 +114,10 @@ func (s *Server) handleCredentialRevoke() http.Handler {
 		default:
 			c, err = s.revokeAccessToken(r, v)
 		}
+		var missing *missingPermission
 		switch {
-		case errors.Is(err, errNoAdminsWrite):
-			writeError(w, http.StatusForbidden, "insufficient_permissions", err.Error())
+		case errors.As(err, &missing):
+			forbid(w, callerFrom(r), missing.need)
 			return
 		case errors.Is(err, storage.ErrNotFound):
 			writeError(w, http.StatusNotFound, "not_found",
@@ -144,11 +154,3 @@ func (s *Server) revokeAccessToken(r *http.Request, v string) (*storage.RevokedC
 	return s.store.RevokeAccessToken(r.Context(), t, s.oauth.Revocable(t), actor(r))
 }
 
-// permits reports whether the caller's admin token grants p.
-//
-// Until the admin API enforces roles and token permissions (issue 15's
-// enforcement in routes.go), every admin holds every permission, as
-// storage.RoleOwner does, and so this grants everything. Merging that
-// enforcement must make this read the caller's effective permissions: it
-// is the check handleCredentialRevoke makes after finding an admin token.
-func (s *Server) permits(r *http.Request, p storage.Permission) bool { return true }

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
 )
 
 // wantDashboardCSP is the policy the dashboard must send: scripts, styles
@@ -586,7 +587,7 @@ func (b *browser) signIn(t *testing.T, base, token string) {
 		chromedp.WaitVisible(chromedp.CSS("#signin-token")),
 		chromedp.SendKeys(chromedp.CSS("#signin-token"), token),
 		chromedp.Click(chromedp.CSS("#signin-submit")),
-		chromedp.WaitVisible(chromedp.CSS("#new-integration")),
+		chromedp.WaitVisible(chromedp.CSS("#shell")),
 	)
 }
 
@@ -623,12 +624,16 @@ func TestDashboardBrowser(t *testing.T) {
 	b := newBrowser(t, 1280, 800)
 	start := time.Now()
 
-	b.signIn(t, e.srv.URL, testBootstrap)
-	if got := b.eval(t, `sessionStorage.getItem('latchkey.admin-token')`); got != testBootstrap {
+	root := e.newAdmin("root", storage.RoleOwner)
+	b.signIn(t, e.srv.URL, root)
+	if got := b.eval(t, `sessionStorage.getItem('latchkey.admin-token')`); got != root {
 		t.Errorf("sessionStorage holds %q, want the token", got)
 	}
-	if got := b.eval(t, `document.cookie + location.href`); strings.Contains(got, testBootstrap) {
+	if got := b.eval(t, `document.cookie + location.href`); strings.Contains(got, root) {
 		t.Errorf("the token is in a cookie or the URL: %q", got)
+	}
+	if got := b.eval(t, `document.querySelector('#session-who').textContent`); got != "root · owner" {
+		t.Errorf("the page says %q is signed in, want root · owner", got)
 	}
 
 	// Escape closes a dialog and focus returns to what opened it.
@@ -750,9 +755,9 @@ func TestDashboardBrowser(t *testing.T) {
 
 	// A token that stops working mid-session sends the page back to
 	// sign-in, with the API's reason.
-	out = e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "short-lived"}, http.StatusCreated)
+	out = e.mintAdminToken(root, map[string]any{"description": "short-lived"})
 	b.signIn(t, e.srv.URL, out["token"].(string))
-	e.mustAdmin("DELETE", "/admin/tokens/"+out["id"].(string), nil, http.StatusNoContent)
+	e.adminAs(root, "DELETE", "/admin/tokens/"+out["id"].(string), nil, http.StatusNoContent)
 	b.do(t, "use a revoked token",
 		chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#signin-message")),
@@ -767,6 +772,83 @@ func TestDashboardBrowser(t *testing.T) {
 		if !strings.Contains(p, "status of 401") { // the browser logs the failed fetch itself
 			t.Errorf("the page reported a problem: %s", p)
 		}
+	}
+	seen = len(b.problems())
+
+	// The page offers only what the signed-in token may do.
+	visible := func(sel string) bool {
+		t.Helper()
+		return b.eval(t, `String(Boolean(document.querySelector('`+sel+`')?.checkVisibility()))`) == "true"
+	}
+	auditor := e.newAdmin("audrey", storage.RoleAuditor)
+	b.signIn(t, e.srv.URL, auditor)
+	b.do(t, "an auditor's integrations", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
+	if got := b.eval(t, `document.querySelector('#session-who').textContent`); got != "audrey · auditor" {
+		t.Errorf("the page says %q is signed in, want audrey · auditor", got)
+	}
+	for sel, want := range map[string]bool{
+		"#new-integration": false, `button[data-action="edit"]`: false, `button[data-action="delete"]`: false,
+		`button[data-action="audit"]`: true, `.nav a[href="#admins"]`: true, `.nav a[href="#keys"]`: true,
+		"#new-token": false,
+	} {
+		if got := visible(sel); got != want {
+			t.Errorf("signed in as an auditor, %s visible = %v, want %v", sel, got, want)
+		}
+	}
+	b.do(t, "an auditor's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="root"]`)))
+	if visible("#new-admin") || visible(`select[data-action="role"]`) || visible(`button[data-action="remove"]`) {
+		t.Error("an auditor is offered to add, change or remove admins")
+	}
+	signOut := func() {
+		t.Helper()
+		b.do(t, "sign out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")))
+	}
+	signOut()
+	operator := e.newAdmin("oscar", storage.RoleOperator)
+	b.signIn(t, e.srv.URL, operator)
+	b.do(t, "an operator's integrations", chromedp.WaitVisible(chromedp.CSS(`button[data-action="edit"][data-key="billing-sync"]`)))
+	if visible(`.nav a[href="#admins"]`) || visible(`.nav a[href="#keys"]`) {
+		t.Error("an operator is shown the admins or signing keys")
+	}
+	signOut()
+	b.signIn(t, e.srv.URL, testBootstrap)
+	b.do(t, "the bootstrap token's tokens", chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#tokens-empty")))
+	if got := b.eval(t, `document.querySelector('#session-who').textContent`); got != "Bootstrap token · owner" {
+		t.Errorf("signed in with the bootstrap token, the page says %q", got)
+	}
+	if visible("#new-token") {
+		t.Error("the bootstrap token is offered to generate an admin token, which it may not")
+	}
+	// An owner changes a role in the page.
+	b.do(t, "the bootstrap token's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`select[data-action="role"][data-key="oscar"]`)))
+	b.eval(t, `(() => {
+		const s = document.querySelector('select[data-action="role"][data-key="oscar"]');
+		s.value = 'auditor';
+		s.dispatchEvent(new Event('change', { bubbles: true }));
+		return '';
+	})()`)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		items, _ := e.listAll(testBootstrap, "/admin/admins")
+		role := ""
+		for _, it := range items {
+			if it["name"] == "oscar" {
+				role, _ = it["role"].(string)
+			}
+		}
+		if role == "auditor" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("oscar is %q after the page changed the role, want auditor", role)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range b.problems()[seen:] {
+		t.Errorf("the page reported a problem: %s", p)
 	}
 	t.Logf("browser steps took %v", time.Since(start).Round(time.Millisecond))
 }
@@ -813,9 +895,12 @@ func TestDashboardScreenshots(t *testing.T) {
 		}
 	}
 	e.regenerate("inventory-worker", 7*24*3600)
-	e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "ada"}, http.StatusCreated)
-	e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "Deploy pipeline", "expires_in_days": 90}, http.StatusCreated)
-	e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "Terraform", "expires_in_days": -1}, http.StatusCreated)
+	ada := e.newAdmin("ada", storage.RoleOwner)
+	e.newAdmin("grace", storage.RoleOperator)
+	e.mintAdminToken(ada, map[string]any{"description": "Deploy pipeline", "expires_in_days": 90})
+	e.mintAdminToken(ada, map[string]any{"description": "Terraform", "expires_in_days": -1})
+	e.mintAdminToken(ada, map[string]any{"description": "Metrics exporter", "expires_in_days": 30,
+		"permissions": []storage.Permission{storage.IntegrationsRead, storage.AuditRead}})
 	e.mustAdmin("POST", "/admin/signing-keys/rotate", nil, http.StatusCreated)
 	clk.Live()
 
@@ -848,7 +933,7 @@ func TestDashboardScreenshots(t *testing.T) {
 	if s := os.Getenv("LATCHKEY_SCREENSHOTS_SCHEME"); s == "dark" {
 		suffix = "-dark"
 	}
-	b.signIn(t, e.srv.URL, testBootstrap)
+	b.signIn(t, e.srv.URL, ada)
 	b.do(t, "list", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="reporting"]`)))
 	shoot(b, "dashboard-integrations"+suffix+".png")
 
@@ -907,7 +992,7 @@ func TestDashboardScreenshots(t *testing.T) {
 			b.do(t, "close", chromedp.KeyEvent(kb.Escape))
 			b.do(t, "sign-in", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")))
 			shoot(b, prefix+"signin.png")
-			b.signIn(t, e.srv.URL, testBootstrap)
+			b.signIn(t, e.srv.URL, ada)
 			if width == 1280 {
 				b.do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
 			}

@@ -907,7 +907,7 @@ func TestSecretRotation(t *testing.T) {
 	rs := before.resourceServer()
 	job := before.createIntegration(map[string]any{"name": "job", "scopes": []string{"read"}})
 	opaque := before.token(job, nil)
-	adminTok := before.mintAdminToken(testBootstrap, map[string]any{"description": "ops"})["token"].(string)
+	adminTok := before.mintAdminToken(before.newAdmin("ops", storage.RoleOperator), map[string]any{"description": "ops"})["token"].(string)
 	setBefore, _, _ := before.jwks()
 	kidBefore := kids(setBefore)
 	before.srv.Close()

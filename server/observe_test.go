@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/latchkey/latchkey/server"
+	"github.com/latchkey/latchkey/storage"
 )
 
 // scrape reads base/metrics and returns every sample line by its name and
@@ -253,7 +254,7 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	e.do(req)
 	e.form("/oauth2/revoke", kp, url.Values{"token": {token}})
-	adminTok := e.mustAdmin("POST", "/admin/tokens", map[string]any{"description": "ci"}, http.StatusCreated)["token"].(string)
+	adminTok := e.mintAdminToken(e.newAdmin("ci", storage.RoleOperator), map[string]any{"description": "ci"})["token"].(string)
 	regen := e.regenerate("svc", 0)
 	e.adminCall("GET", "/admin/integrations?access_token="+adminTok, adminTok, nil)
 	e.adminCall("GET", "/admin/integrations", adminTok+"x", nil)

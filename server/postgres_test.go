@@ -39,6 +39,8 @@ func TestPostgres(t *testing.T) {
 		"CredentialRevokeAudit": TestCredentialRevokeAudit, "AuditFilters": TestAuditFilters,
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
+		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
+		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

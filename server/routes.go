@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+
+	"github.com/latchkey/latchkey/storage"
 )
 
 // routes lists latchkey's whole HTTP surface.
@@ -24,24 +26,29 @@ func (s *Server) routes() {
 	if s.opts.SeparateAdmin {
 		admin = http.NewServeMux()
 	}
+	// Every admin route names the permission it needs (storage/permissions.go);
+	// TestAuthorizationMatrix holds each to the roles that may call it.
 	a := s.requireAdmin
-	admin.Handle("POST /admin/integrations", a(s.handleIntegrationCreate()))
-	admin.Handle("GET /admin/integrations", a(s.handleIntegrationList()))
-	admin.Handle("GET /admin/integrations/{name}", a(s.handleIntegrationGet()))
-	admin.Handle("PATCH /admin/integrations/{name}", a(s.handleIntegrationUpdate()))
-	admin.Handle("DELETE /admin/integrations/{name}", a(s.handleIntegrationDelete()))
-	admin.Handle("POST /admin/integrations/{name}/key-pair", a(s.handleKeyPairRegenerate()))
-	admin.Handle("POST /admin/tokens", a(s.handleAdminTokenCreate()))
-	admin.Handle("GET /admin/tokens", a(s.handleAdminTokenList()))
-	admin.Handle("DELETE /admin/tokens/{id}", a(s.handleAdminTokenRevoke()))
-	admin.Handle("GET /admin/admins", a(s.handleAdminList()))
-	admin.Handle("POST /admin/admins", a(s.handleAdminCreate()))
-	admin.Handle("DELETE /admin/admins/{name}", a(s.handleAdminDelete()))
-	admin.Handle("GET /admin/audit", a(s.handleAuditList()))
-	// Needs storage.IntegrationsWrite; an admin token also storage.AdminsWrite (see the handler).
-	admin.Handle("POST /admin/credentials/revoke", a(s.handleCredentialRevoke()))
-	admin.Handle("GET /admin/signing-keys", a(s.handleSigningKeyList()))
-	admin.Handle("POST /admin/signing-keys/rotate", a(s.handleSigningKeyRotate()))
+	admin.Handle("POST /admin/integrations", a(storage.IntegrationsWrite, s.handleIntegrationCreate()))
+	admin.Handle("GET /admin/integrations", a(storage.IntegrationsRead, s.handleIntegrationList()))
+	admin.Handle("GET /admin/integrations/{name}", a(storage.IntegrationsRead, s.handleIntegrationGet()))
+	admin.Handle("PATCH /admin/integrations/{name}", a(storage.IntegrationsWrite, s.handleIntegrationUpdate()))
+	admin.Handle("DELETE /admin/integrations/{name}", a(storage.IntegrationsWrite, s.handleIntegrationDelete()))
+	admin.Handle("POST /admin/integrations/{name}/key-pair", a(storage.IntegrationsWrite, s.handleKeyPairRegenerate()))
+	admin.Handle("GET /admin/me", a(signedIn, s.handleMe()))
+	admin.Handle("POST /admin/tokens", a(storage.AdminTokensWrite, s.handleAdminTokenCreate()))
+	admin.Handle("GET /admin/tokens", a(storage.AdminTokensRead, s.handleAdminTokenList()))
+	admin.Handle("DELETE /admin/tokens/{id}", a(storage.AdminTokensWrite, s.handleAdminTokenRevoke()))
+	admin.Handle("GET /admin/admins", a(storage.AdminsRead, s.handleAdminList()))
+	admin.Handle("POST /admin/admins", a(storage.AdminsWrite, s.handleAdminCreate()))
+	admin.Handle("PATCH /admin/admins/{name}", a(storage.AdminsWrite, s.handleAdminUpdate()))
+	admin.Handle("DELETE /admin/admins/{name}", a(storage.AdminsWrite, s.handleAdminDelete()))
+	admin.Handle("GET /admin/audit", a(storage.AuditRead, s.handleAuditList()))
+	// A found admin token also needs storage.AdminsWrite, checked once the
+	// handler knows what the credential is.
+	admin.Handle("POST /admin/credentials/revoke", a(storage.IntegrationsWrite, s.handleCredentialRevoke()))
+	admin.Handle("GET /admin/signing-keys", a(storage.SigningKeysRead, s.handleSigningKeyList()))
+	admin.Handle("POST /admin/signing-keys/rotate", a(storage.SigningKeysWrite, s.handleSigningKeyRotate()))
 	s.dashboardRoutes(admin)
 	admin.Handle("GET /metrics", s.guardMetrics(s.metrics.handler()))
 

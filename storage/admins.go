@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ type adminTokenRow struct {
 	AdminID     int64
 	TokenHash   []byte
 	Description string
+	Permissions *string // see permissionsColumn
 	CreatedAt   time.Time
 	ExpiresAt   *time.Time
 	LastUsedAt  *time.Time
@@ -30,7 +32,7 @@ func (adminTokenRow) TableName() string { return "admin_tokens" }
 
 func (r *adminTokenRow) token() *AdminToken {
 	return &AdminToken{ID: r.PublicID, AdminID: r.AdminID, Description: r.Description,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt}
+		Permissions: permissionsFrom(r.Permissions), CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt}
 }
 
 // Admin token expiry is given in days; -1 means never.
@@ -41,12 +43,16 @@ const (
 	lastUsedWriteResolution = time.Minute
 )
 
-// CreateAdmin creates an admin and its first admin token (expiring after
-// days, NeverExpires for never) and audits both, in one transaction. The
-// returned string is the only copy of the token. ErrConflict if the name is
-// taken or is BootstrapAdmin, ErrInvalid for a bad name or expiry.
-func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor) (*Admin, *AdminToken, string, error) {
+// CreateAdmin creates an admin with role and its first admin token
+// (expiring after days, NeverExpires for never; following the role) and
+// audits both, in one transaction. The returned string is the only copy of
+// the token. ErrConflict if the name is taken or is BootstrapAdmin,
+// ErrInvalid for a bad name, role or expiry.
+func (s *Store) CreateAdmin(ctx context.Context, name string, role Role, days int, by Actor) (*Admin, *AdminToken, string, error) {
 	if err := checkName(name); err != nil {
+		return nil, nil, "", err
+	}
+	if err := checkRole(role); err != nil {
 		return nil, nil, "", err
 	}
 	if name == BootstrapAdmin {
@@ -57,7 +63,7 @@ func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor
 	if err := checkDays(days); err != nil {
 		return nil, nil, "", err
 	}
-	a := &Admin{Name: name, CreatedAt: s.clock()}
+	a := &Admin{Name: name, Role: role, CreatedAt: s.clock()}
 	var t *AdminToken
 	var secret string
 	err := s.tx(ctx, func(tx *gorm.DB) error {
@@ -65,11 +71,11 @@ func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor
 		if err := tx.Create(a).Error; err != nil {
 			return err
 		}
-		if err := s.audit(tx, by, "admin.create", "admin", name, nil); err != nil {
+		if err := s.audit(tx, by, "admin.create", "admin", name, map[string]any{"role": role}); err != nil {
 			return err
 		}
 		var err error
-		t, secret, err = s.insertAdminToken(tx, a, "initial token", days, by)
+		t, secret, err = s.insertAdminToken(tx, a, "initial token", days, nil, by)
 		return err
 	})
 	if err != nil {
@@ -78,9 +84,9 @@ func (s *Store) CreateAdmin(ctx context.Context, name string, days int, by Actor
 	return a, t, secret, nil
 }
 
-// EnsureAdmin returns the admin called name, creating it (and auditing
-// that) if absent. It is how the bootstrap admin comes to exist; the usual
-// case, an admin that exists, is one read.
+// EnsureAdmin returns the admin called name, creating it as an owner (and
+// auditing that) if absent. It is how the bootstrap admin comes to exist;
+// the usual case, an admin that exists, is one read.
 func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -94,7 +100,7 @@ func (s *Store) EnsureAdmin(ctx context.Context, name string) (*Admin, error) {
 		return nil, translate(fmt.Sprintf("ensure admin %q", name), err)
 	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
-		a = &Admin{Name: name, CreatedAt: s.clock()}
+		a = &Admin{Name: name, Role: RoleOwner, CreatedAt: s.clock()}
 		err := tx.Where("name = ?", name).Take(a).Error
 		if !errors.Is(err, gorm.ErrRecordNotFound) {
 			return err
@@ -117,19 +123,20 @@ func (s *Store) ListAdmins(ctx context.Context, p Page) ([]Admin, string, error)
 }
 
 // DeleteAdmin deletes the admin called name and, with it, every admin token
-// it holds, and audits it, atomically. ErrNotFound if absent.
+// it holds, and audits it, atomically. ErrNotFound if absent; a
+// *ConflictError if it is the last owner (see lockOwnerChange).
 func (s *Store) DeleteAdmin(ctx context.Context, name string, by Actor) error {
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Where("name = ?", name).Delete(&Admin{})
-		if res.Error != nil {
-			return res.Error
+	err := s.lockingTx(ctx, func(tx *gorm.DB) error {
+		a, err := s.lockOwnerChange(tx, name, true, "delete")
+		if err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
-			return ErrNotFound
+		if err := tx.Where("id = ?", a.ID).Delete(&Admin{}).Error; err != nil {
+			return err
 		}
 		return s.audit(tx, by, "admin.delete", "admin", name, nil)
 	})
-	return translate(fmt.Sprintf("delete admin %q", name), err)
+	return translateAdmin(fmt.Sprintf("delete admin %q", name), err)
 }
 
 func checkDays(days int) error {
@@ -140,28 +147,43 @@ func checkDays(days int) error {
 }
 
 // CreateAdminToken mints an admin token for admin, expiring after days
-// (NeverExpires for never), and audits it. The returned string is the only
-// copy of the token. ErrInvalid for bad input, ErrNotFound if the admin is
-// gone.
-func (s *Store) CreateAdminToken(ctx context.Context, admin *Admin, description string, days int, by Actor) (*AdminToken, string, error) {
+// (NeverExpires for never) and narrowed to perms (nil: following the
+// admin's role), and audits it. The returned string is the only copy of
+// the token. ErrInvalid for bad input, for a permission the admin's role
+// (as stored when the token is made) lacks, and for BootstrapAdmin, which
+// holds no tokens: it is a break-glass key, and nothing it did may outlive
+// its removal from config. ErrNotFound if the admin is gone.
+func (s *Store) CreateAdminToken(ctx context.Context, admin *Admin, description string, days int, perms []Permission, by Actor) (*AdminToken, string, error) {
 	if err := checkDescription(description); err != nil {
 		return nil, "", err
 	}
 	if err := checkDays(days); err != nil {
 		return nil, "", err
 	}
+	if admin.Name == BootstrapAdmin {
+		return nil, "", invalidf("the bootstrap admin cannot hold admin tokens; create an admin and mint tokens for it")
+	}
+	perms, err := NormalizePermissions(perms)
+	if err != nil {
+		return nil, "", err
+	}
 	var t *AdminToken
 	var secret string
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var n int64
-		if err := tx.Model(&Admin{}).Where("id = ?", admin.ID).Count(&n).Error; err != nil {
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		var roles []Role
+		if err := tx.Model(&Admin{}).Where("id = ?", admin.ID).Pluck("role", &roles).Error; err != nil {
 			return err
 		}
-		if n == 0 {
+		if len(roles) == 0 {
 			return ErrNotFound
 		}
+		for _, p := range perms {
+			if !slices.Contains(RolePermissions(roles[0]), p) {
+				return invalidf("permission %s is not one the role %s has", p, roles[0])
+			}
+		}
 		var err error
-		t, secret, err = s.insertAdminToken(tx, admin, description, days, by)
+		t, secret, err = s.insertAdminToken(tx, admin, description, days, perms, by)
 		return err
 	})
 	if err != nil {
@@ -170,11 +192,12 @@ func (s *Store) CreateAdminToken(ctx context.Context, admin *Admin, description 
 	return t, secret, nil
 }
 
-func (s *Store) insertAdminToken(tx *gorm.DB, admin *Admin, description string, days int, by Actor) (*AdminToken, string, error) {
+func (s *Store) insertAdminToken(tx *gorm.DB, admin *Admin, description string, days int, perms []Permission, by Actor) (*AdminToken, string, error) {
 	now := s.clock()
 	secret := s.creds.NewAdminToken()
 	hash := s.creds.HashSecret(secret)
-	row := adminTokenRow{PublicID: newPublicID(), AdminID: admin.ID, TokenHash: hash, Description: description, CreatedAt: now}
+	row := adminTokenRow{PublicID: newPublicID(), AdminID: admin.ID, TokenHash: hash, Description: description,
+		Permissions: permissionsColumn(perms), CreatedAt: now}
 	if days != NeverExpires {
 		exp := now.Add(time.Duration(days) * 24 * time.Hour)
 		row.ExpiresAt = &exp
@@ -182,9 +205,11 @@ func (s *Store) insertAdminToken(tx *gorm.DB, admin *Admin, description string, 
 	if err := tx.Create(&row).Error; err != nil {
 		return nil, "", err
 	}
-	err := s.audit(tx, by, "admin_token.create", "admin_token", row.PublicID, map[string]any{
-		"admin": admin.Name, "description": description, "expires_in_days": days,
-	})
+	details := map[string]any{"admin": admin.Name, "description": description, "expires_in_days": days}
+	if perms != nil {
+		details["permissions"] = perms
+	}
+	err := s.audit(tx, by, "admin_token.create", "admin_token", row.PublicID, details)
 	return row.token(), secret, err
 }
 
@@ -228,29 +253,38 @@ func (s *Store) RevokeAdminToken(ctx context.Context, adminID int64, id string, 
 	return translate(fmt.Sprintf("revoke admin token %q", id), err)
 }
 
-// AuthenticateAdmin returns the admin holding token, or ErrNotFound when the
-// token is unknown, revoked or expired. Callers reject a malformed token
-// before it costs a lookup (credential.ValidChecksummed). The token's
-// last-used time is refreshed at most once a minute, to keep admin reads
-// from queueing behind the writer.
-func (s *Store) AuthenticateAdmin(ctx context.Context, token string) (*Admin, error) {
+// AuthenticateAdmin returns the admin holding token, with its role, and
+// the token itself, whose Permissions, with the role, say what the request
+// may do (EffectivePermissions). ErrNotFound when the token is unknown,
+// revoked or expired, or is held by BootstrapAdmin (a token the previous
+// release minted for it during an upgrade: see migration 0008). Callers
+// reject a malformed token before it costs a lookup
+// (credential.ValidChecksummed). The token's last-used time is refreshed
+// at most once a minute, to keep admin reads from queueing behind the
+// writer.
+func (s *Store) AuthenticateAdmin(ctx context.Context, token string) (*Admin, *AdminToken, error) {
 	now := s.clock()
 	var row adminTokenRow
 	err := s.r.WithContext(ctx).Where("token_hash IN ? AND (expires_at IS NULL OR expires_at > ?)",
 		s.creds.SecretHashes(token), now).Take(&row).Error
 	if err != nil {
-		return nil, translate("authenticate admin", err)
+		return nil, nil, translate("authenticate admin", err)
 	}
 	var a Admin
 	if err := s.r.WithContext(ctx).Where("id = ?", row.AdminID).Take(&a).Error; err != nil {
-		return nil, translate("authenticate admin", err)
+		return nil, nil, translate("authenticate admin", err)
+	}
+	if a.Name == BootstrapAdmin {
+		return nil, nil, fmt.Errorf("authenticate admin: a token of the bootstrap admin: %w", ErrNotFound)
 	}
 	if row.LastUsedAt == nil || now.Sub(*row.LastUsedAt) >= lastUsedWriteResolution {
 		// Bookkeeping: a busy writer must not turn a valid token away.
 		err := s.w.WithContext(ctx).Model(&adminTokenRow{}).Where("seq = ?", row.Seq).Update("last_used_at", now).Error
 		if err != nil {
 			s.log.Warn("admin token: could not record its last use", "id", row.PublicID, "err", err)
+		} else {
+			row.LastUsedAt = &now
 		}
 	}
-	return &a, nil
+	return &a, row.token(), nil
 }

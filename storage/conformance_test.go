@@ -68,6 +68,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Migrate/RecordsEveryFile", testMigrateRecordsEveryFile},
 		{"Migrate/SeededDataSurvives", testMigrateSeededDataSurvives},
 		{"Migrate/NewerSchema", testMigrateNewerSchema},
+		{"Migrate/Roles", testMigrateRoles},
 
 		{"Integration/Create", testIntegrationCreate},
 		{"Integration/CreateStoresOnlyHash", testIntegrationCreateStoresOnlyHash},
@@ -111,6 +112,10 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Admin/ListTokens", testAdminListTokens},
 		{"Admin/List", testAdminList},
 		{"Admin/Audit", testAdminAudit},
+		{"Admin/Roles", testAdminRoles},
+		{"Admin/TokenPermissions", testAdminTokenPermissions},
+		{"Admin/LastOwner", testAdminLastOwner},
+		{"Admin/LastOwnerConcurrent", testAdminLastOwnerConcurrent},
 
 		{"Audit/List", testAuditList},
 		{"Audit/ByIntegration", testAuditByIntegration},
@@ -377,7 +382,7 @@ func testMigrateNewerSchema(t *testing.T, s *Store, clk *fakeClock) {
 			t.Errorf("%s: pairs do not work after regeneration with grace", name)
 		}
 		_, _, adminToken := createAdmin(t, s, name+"-admin", 30)
-		if _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
+		if _, _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
 			t.Errorf("%s: AuthenticateAdmin: %v", name, err)
 		}
 		if _, _, err := s.ListAuditEvents(ctx, Page{}); err != nil {
@@ -442,7 +447,7 @@ func testMigrateSeededDataSurvives(t *testing.T, s *Store, clk *fakeClock) {
 	ctx := t.Context()
 	_, nk := createIntegration(t, s, IntegrationInput{Name: "seeded", Scopes: []string{"read"}})
 	sig := issueToken(t, s, clk, nk.ClientID, time.Hour)
-	_, _, adminToken, err := s.CreateAdmin(ctx, "root", NeverExpires, testActor)
+	_, _, adminToken, err := s.CreateAdmin(ctx, "root", RoleOwner, NeverExpires, testActor)
 	if err != nil {
 		t.Fatalf("CreateAdmin: %v", err)
 	}
@@ -462,7 +467,7 @@ func testMigrateSeededDataSurvives(t *testing.T, s *Store, clk *fakeClock) {
 	if !tokenActive(t, s, sig) {
 		t.Error("after Migrate, access token no longer active")
 	}
-	if _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
+	if _, _, err := s.AuthenticateAdmin(ctx, adminToken); err != nil {
 		t.Errorf("after Migrate, AuthenticateAdmin: %v", err)
 	}
 	if got := countRows(t, s, "SELECT COUNT(*) FROM audit_events"); got != events {
@@ -1735,7 +1740,7 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 	_, err = s.RegenerateKeyPair(ctx, "down", 0, testActor)
 	check("RegenerateKeyPair", err)
 	check("DeleteIntegration", s.DeleteIntegration(ctx, "down", testActor))
-	_, err = s.AuthenticateAdmin(ctx, credential.NewAdminToken())
+	_, _, err = s.AuthenticateAdmin(ctx, credential.NewAdminToken())
 	check("AuthenticateAdmin", err)
 	_, _, err = s.ListAuditEvents(ctx, Page{})
 	check("ListAuditEvents", err)
@@ -1743,6 +1748,11 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 	check("ListAdmins", err)
 	_, _, err = s.ListAdminTokens(ctx, 1, Page{})
 	check("ListAdminTokens", err)
+	check("DeleteAdmin", s.DeleteAdmin(ctx, "down", testActor))
+	_, err = s.SetAdminRole(ctx, "down", RoleAuditor, testActor)
+	check("SetAdminRole", err)
+	_, err = s.GetAdmin(ctx, "down")
+	check("GetAdmin", err)
 	_, err = s.SigningKeys(ctx)
 	check("SigningKeys", err)
 	_, err = s.EnsureSigningKey(ctx, ES256)
@@ -1759,7 +1769,7 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 
 func createAdmin(t *testing.T, s *Store, name string, days int) (*Admin, *AdminToken, string) {
 	t.Helper()
-	a, tok, secret, err := s.CreateAdmin(t.Context(), name, days, testActor)
+	a, tok, secret, err := s.CreateAdmin(t.Context(), name, RoleOwner, days, testActor)
 	if err != nil {
 		t.Fatalf("CreateAdmin(%q, %d): %v", name, days, err)
 	}
@@ -1768,7 +1778,7 @@ func createAdmin(t *testing.T, s *Store, name string, days int) (*Admin, *AdminT
 
 func createAdminToken(t *testing.T, s *Store, a *Admin, description string, days int) (*AdminToken, string) {
 	t.Helper()
-	tok, secret, err := s.CreateAdminToken(t.Context(), a, description, days, testActor)
+	tok, secret, err := s.CreateAdminToken(t.Context(), a, description, days, nil, testActor)
 	if err != nil {
 		t.Fatalf("CreateAdminToken(%q, %q, %d): %v", a.Name, description, days, err)
 	}
@@ -1779,7 +1789,7 @@ func createAdminToken(t *testing.T, s *Store, a *Admin, description string, days
 // called want; it fails the test on errors other than ErrNotFound.
 func adminAuthenticates(t *testing.T, s *Store, token, want string) bool {
 	t.Helper()
-	a, err := s.AuthenticateAdmin(t.Context(), token)
+	a, _, err := s.AuthenticateAdmin(t.Context(), token)
 	if errors.Is(err, ErrNotFound) {
 		return false
 	}
@@ -1820,7 +1830,7 @@ func testAdminCreateAuthenticate(t *testing.T, s *Store, _ *fakeClock) {
 		t.Error("the token's public ID is derived from the token")
 	}
 
-	got, err := s.AuthenticateAdmin(t.Context(), secret)
+	got, _, err := s.AuthenticateAdmin(t.Context(), secret)
 	if err != nil {
 		t.Fatalf("AuthenticateAdmin: %v", err)
 	}
@@ -1860,7 +1870,7 @@ func testAdminCreateErrors(t *testing.T, s *Store, _ *fakeClock) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, secret, err := s.CreateAdmin(ctx, tc.admin, tc.days, testActor)
+			_, _, secret, err := s.CreateAdmin(ctx, tc.admin, RoleOwner, tc.days, testActor)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("CreateAdmin(%q, %d) = %v, want %v", tc.admin, tc.days, err, tc.wantErr)
 			}
@@ -1881,7 +1891,7 @@ func testAdminCreateErrors(t *testing.T, s *Store, _ *fakeClock) {
 	}
 	for _, tc := range tokenTests {
 		t.Run("token "+tc.name, func(t *testing.T) {
-			if _, _, err := s.CreateAdminToken(ctx, alice, tc.description, tc.days, testActor); !errors.Is(err, tc.wantErr) {
+			if _, _, err := s.CreateAdminToken(ctx, alice, tc.description, tc.days, nil, testActor); !errors.Is(err, tc.wantErr) {
 				t.Errorf("CreateAdminToken = %v, want %v", err, tc.wantErr)
 			}
 		})
@@ -1914,7 +1924,7 @@ func testAdminAuthenticateRejects(t *testing.T, s *Store, _ *fakeClock) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if a, err := s.AuthenticateAdmin(t.Context(), tc.token); !errors.Is(err, ErrNotFound) {
+			if a, _, err := s.AuthenticateAdmin(t.Context(), tc.token); !errors.Is(err, ErrNotFound) {
 				t.Errorf("AuthenticateAdmin(%q) = %+v, %v; want ErrNotFound", tc.token, a, err)
 			}
 		})
@@ -2056,7 +2066,7 @@ func testAdminDelete(t *testing.T, s *Store, _ *fakeClock) {
 	if err := s.DeleteAdmin(ctx, "alice", testActor); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second DeleteAdmin = %v, want ErrNotFound", err)
 	}
-	if _, _, err := s.CreateAdminToken(ctx, alice, "late", 1, testActor); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.CreateAdminToken(ctx, alice, "late", 1, nil, testActor); !errors.Is(err, ErrNotFound) {
 		t.Errorf("CreateAdminToken for a deleted admin = %v, want ErrNotFound", err)
 	}
 	// The name can be reused; the new admin does not inherit old tokens.
@@ -2180,12 +2190,12 @@ func testAdminList(t *testing.T, s *Store, _ *fakeClock) {
 func testAdminAudit(t *testing.T, s *Store, _ *fakeClock) {
 	ctx := t.Context()
 	root := Actor{Type: "admin", Name: BootstrapAdmin, RemoteAddr: "192.0.2.9:9999"}
-	alice, initial, first, err := s.CreateAdmin(ctx, "alice", 30, root)
+	alice, initial, first, err := s.CreateAdmin(ctx, "alice", RoleOperator, 30, root)
 	if err != nil {
 		t.Fatalf("CreateAdmin: %v", err)
 	}
 	self := Actor{Type: "admin", Name: "alice", RemoteAddr: "192.0.2.1:1"}
-	tok, second, err := s.CreateAdminToken(ctx, alice, "laptop", 7, self)
+	tok, second, err := s.CreateAdminToken(ctx, alice, "laptop", 7, nil, self)
 	if err != nil {
 		t.Fatalf("CreateAdminToken: %v", err)
 	}
@@ -2472,7 +2482,7 @@ func testReplicaSeesChangesAtOnce(t *testing.T, a *Store, clk *fakeClock) {
 	}
 
 	admin, _, adminToken := createAdmin(t, a, "carol", 30)
-	if got, err := b.AuthenticateAdmin(ctx, adminToken); err != nil || got.ID != admin.ID {
+	if got, _, err := b.AuthenticateAdmin(ctx, adminToken); err != nil || got.ID != admin.ID {
 		t.Errorf("B.AuthenticateAdmin(token made on A) = %v, %v; want admin %d", got, err, admin.ID)
 	}
 

@@ -51,12 +51,12 @@ var Permissions = []struct {
 	{IntegrationsRead, "list and read integrations and their key pairs' public parts", []Role{RoleOwner, RoleOperator, RoleAuditor}},
 	{IntegrationsWrite, "create, change, suspend, delete integrations; regenerate key pairs; revoke a found client secret or access token", []Role{RoleOwner, RoleOperator}},
 	{AdminsRead, "list admins", []Role{RoleOwner, RoleAuditor}},
-	{AdminsWrite, "create, change the role of and delete admins; revoke a found admin token", []Role{RoleOwner}},
+	{AdminsWrite, "create, change the role of and delete admins; revoke another admin's token found in the wild", []Role{RoleOwner}},
 	{AuditRead, "read the audit log", []Role{RoleOwner, RoleOperator, RoleAuditor}},
 	{SigningKeysRead, "list signing keys", []Role{RoleOwner, RoleAuditor}},
 	{SigningKeysWrite, "rotate the signing key", []Role{RoleOwner}},
 	{AdminTokensRead, "list one's own admin tokens", []Role{RoleOwner, RoleOperator, RoleAuditor}},
-	{AdminTokensWrite, "mint and revoke one's own admin tokens", []Role{RoleOwner, RoleOperator, RoleAuditor}},
+	{AdminTokensWrite, "mint and revoke one's own admin tokens (by ID, or by value when found in the wild)", []Role{RoleOwner, RoleOperator, RoleAuditor}},
 }
 
 // ValidRole reports whether r is a role.

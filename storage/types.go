@@ -69,10 +69,11 @@ type NewKeyPair struct {
 	PreviousExpiresAt *time.Time
 }
 
-// Admin is a person allowed to use the admin API.
+// Admin is a person allowed to use the admin API, as far as Role allows.
 type Admin struct {
 	ID        int64
 	Name      string
+	Role      Role
 	CreatedAt time.Time
 }
 
@@ -86,6 +87,10 @@ type AdminToken struct {
 	ID          string
 	AdminID     int64
 	Description string
+	// Permissions narrow the token below its admin's role; nil follows
+	// the role, whatever it is at the time of each request. See
+	// EffectivePermissions.
+	Permissions []Permission
 	CreatedAt   time.Time
 	ExpiresAt   *time.Time // nil: never
 	LastUsedAt  *time.Time
@@ -107,7 +112,7 @@ type AuditEvent struct {
 
 // Actor is who performs a change; it is written to the audit log.
 type Actor struct {
-	Type       string // "admin", "integration", "system", or "anonymous" for failed sign-ins
+	Type       string // "admin", "integration", "system", "cli" (a command run on the database) or "anonymous" (failed sign-ins)
 	Name       string
 	RemoteAddr string
 }

@@ -54,7 +54,17 @@ const usage = `latchkey: OAuth 2.0 client-credentials authorization server
 Usage:
   latchkey serve [flags]                    run the server (migrates the database first)
   latchkey migrate [flags]                  apply database migrations and exit
-  latchkey admin create NAME [flags]        create an admin and print its first admin token
+  latchkey admin create NAME [--role R] [flags]
+                                            create an admin (an owner unless --role owner|operator|auditor
+                                            says otherwise) and print its first admin token
+  latchkey admin token NAME [--description D] [--expires-in-days N] [flags]
+                                            recovery: mint a new admin token for an existing admin
+  latchkey admin list|delete NAME|set-role NAME ROLE
+                                            list admins, delete one, change one's role
+  latchkey admin-token create [--description D] [--expires-in-days N] [--permission P ...]
+                                            mint an admin token for yourself, narrowed to the permissions given
+  latchkey admin-token list|revoke ID       list your admin tokens; revoke one
+  latchkey me                               show who your admin token is and what it may do
   latchkey integration create NAME [flags]  create an integration and print its key pair
   latchkey integration update NAME [flags]  change the fields whose flags are given
   latchkey integration list|get NAME|regenerate NAME|delete NAME
@@ -67,11 +77,12 @@ Usage:
   latchkey audit [flags]                    the audit log, newest first; --integration, --actor, --action, --since, --until
   latchkey version
 
-serve, migrate and admin create open the database directly and take the
-configuration flags (see 'latchkey serve -h'). The other commands talk to a
-running server: --endpoint or LATCHKEY_ENDPOINT (default http://localhost:8080),
-LATCHKEY_ADMIN_TOKEN for integration, keys, credentials and audit commands,
-LATCHKEY_CLIENT_ID and LATCHKEY_CLIENT_SECRET for token commands.
+serve, migrate, admin create and admin token open the database directly and
+take the configuration flags (see 'latchkey serve -h'). The other commands talk
+to a running server: --endpoint or LATCHKEY_ENDPOINT (default
+http://localhost:8080), LATCHKEY_ADMIN_TOKEN for the me, admin, admin-token,
+integration, keys, credentials and audit commands, LATCHKEY_CLIENT_ID and
+LATCHKEY_CLIENT_SECRET for token commands.
 `
 
 // run is the whole program; main only supplies the process's environment.
@@ -88,10 +99,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "migrate":
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "admin":
-		if len(rest) == 0 || rest[0] != "create" {
-			return usageError{"usage: latchkey admin create NAME [flags]"}
-		}
-		return runAdminCreate(ctx, rest[1:], getenv, stdout, stderr)
+		return runAdmin(ctx, rest, getenv, stdout, stderr)
+	case "admin-token":
+		return runAdminTokenAPI(ctx, rest, getenv, stdout, stderr)
+	case "me":
+		return runMe(ctx, rest, getenv, stdout, stderr)
 	case "integration":
 		return runIntegration(ctx, rest, getenv, stdout, stderr)
 	case "token":

@@ -216,37 +216,6 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-func runAdminCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	// The name may come before or after the flags.
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	o, err := open(ctx, "admin create", args, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	st, rest := o.store, o.rest
-	defer st.Close()
-	if name == "" && len(rest) == 1 {
-		name, rest = rest[0], nil
-	}
-	if name == "" || len(rest) > 0 {
-		return usageError{"usage: latchkey admin create NAME [flags]"}
-	}
-	if _, err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	by := storage.Actor{Type: "system", Name: "cli", RemoteAddr: "local"}
-	a, t, token, err := st.CreateAdmin(ctx, name, storage.DefaultAdminTokenDays, by)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "created admin %q; its admin token (shown once, expires %s):\n", a.Name, t.ExpiresAt.Format(time.DateOnly))
-	fmt.Fprintln(stdout, token)
-	return nil
-}
-
 // runServe migrates the database, serves until ctx is done or a listener
 // fails, then drains the listeners and stops the janitor and the audit of
 // failed admin authentications, which writes what it still holds.

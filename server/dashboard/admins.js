@@ -1,6 +1,7 @@
-// Admins: list, add (their first token is shown once), remove.
+// Admins: list, add (their first token is shown once), change a role,
+// remove.
 
-import { api, listAll, path } from './api.js';
+import { api, can, listAll, path } from './api.js';
 import {
   $, h, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
   confirmDialog,
@@ -21,13 +22,20 @@ export function init() {
     const a = btn && items.find((i) => i.name === btn.dataset.key);
     if (a) remove(a);
   });
+  $('#admins-body').addEventListener('change', (e) => {
+    const sel = e.target.closest('select[data-action=role]');
+    const a = sel && items.find((i) => i.name === sel.dataset.key);
+    if (a) setRole(a, sel.value);
+  });
 }
+
+const roles = ['owner', 'operator', 'auditor'];
 
 export async function load() {
   const body = $('#admins-body');
   const error = $('#admins-error');
   clearError(error);
-  if (items.length === 0) body.replaceChildren(loadingRow(3));
+  if (items.length === 0) body.replaceChildren(loadingRow(4));
   try {
     items = await listAll('admins');
   } catch (err) {
@@ -39,10 +47,18 @@ export async function load() {
 }
 
 function row(a) {
+  const write = can('admins:write');
+  const builtIn = a.name === 'bootstrap';
+  const role =
+    write && !builtIn
+      ? h('select', { class: 'select-sm', dataset: { action: 'role', key: a.name }, 'aria-label': `Role of ${a.name}` },
+        roles.map((r) => h('option', { value: r, selected: r === a.role }, r)))
+      : badge(a.role, a.role === 'owner' ? 'accent' : 'neutral');
   return h(
     'tr',
     { dataset: { name: a.name } },
-    h('td', { class: 'cell-title' }, h('div', { class: 'name' }, a.name, a.name === 'bootstrap' ? [' ', badge('built-in', 'neutral')] : null)),
+    h('td', { class: 'cell-title' }, h('div', { class: 'name' }, a.name, builtIn ? [' ', badge('built-in', 'neutral')] : null)),
+    cell('Role', role),
     cell('Added', when(a.created_at)),
     h(
       'td',
@@ -50,23 +66,38 @@ function row(a) {
       h(
         'div',
         { class: 'actions' },
-        h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'remove', key: a.name }, 'aria-label': `Remove ${a.name}` }, 'Remove'),
+        write
+          ? h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'remove', key: a.name }, 'aria-label': `Remove ${a.name}` }, 'Remove')
+          : null,
       ),
     ),
   );
 }
 
 async function submitAdmin() {
-  const created = await api('POST', 'admins', { name: $('#admin-name').value.trim() });
+  const created = await api('POST', 'admins', { name: $('#admin-name').value.trim(), role: $('#admin-role').value });
   setTimeout(() =>
     showSecrets({
-      title: `Admin ${created.name} added`,
+      title: `Admin ${created.name} added as ${created.role}`,
       lede: ['Give this first admin token to ', h('strong', {}, created.name), ' over a channel you trust. They can generate more tokens themselves.'],
       fields: [{ id: 'secret-admin-token', label: 'Admin token', value: created.token }],
     }),
   );
   load();
   return true;
+}
+
+// setRole changes a's role; a refusal (the last owner) is shown and the
+// list put back as it is.
+async function setRole(a, role) {
+  clearError($('#admins-error'));
+  try {
+    await api('PATCH', path`admins/${a.name}`, { role });
+    toast(`${a.name} is now an ${role}`);
+  } catch (err) {
+    showError($('#admins-error'), err);
+  }
+  await load();
 }
 
 function remove(a) {

@@ -15,6 +15,21 @@ export const session = {
   },
 };
 
+// me is the signed-in caller as GET /admin/me tells it: name, role,
+// whether it is the bootstrap token, and its effective permissions (the
+// role's, narrowed by the token). Views read it through can() to leave out
+// what the token may not do; the API refuses it anyway.
+export const me = { name: '', role: '', bootstrap: false, permissions: [] };
+
+export async function loadMe() {
+  Object.assign(me, await api('GET', 'me'));
+  return me;
+}
+
+export function can(permission) {
+  return me.permissions.includes(permission);
+}
+
 // ApiError is an error answer of the admin API: its status, its error code
 // and its error_description, and Retry-After in seconds when it gave one.
 export class ApiError extends Error {

@@ -1,7 +1,7 @@
 // The latchkey dashboard: sign-in, navigation between the views, and the
 // glue that signs out when the token stops working.
 
-import { api, session, setUnauthorizedHandler } from './api.js';
+import { api, can, loadMe, me, session, setUnauthorizedHandler } from './api.js';
 import { $, $$, show, describe, setupDialogs, setupConfirm, setupSecrets } from './ui.js';
 import * as integrations from './integrations.js';
 import * as tokens from './tokens.js';
@@ -27,9 +27,13 @@ function go(name, opts) {
 
 let pending;
 
+// viewFromHash is the view the address names, unless the token may not
+// read it: then the first one it may.
 function viewFromHash() {
   const name = location.hash.slice(1);
-  return Object.hasOwn(views, name) ? name : DEFAULT_VIEW;
+  const allowed = (n) => !$(`.nav a[data-view="${n}"]`).hidden;
+  if (Object.hasOwn(views, name) && allowed(name)) return name;
+  return allowed(DEFAULT_VIEW) ? DEFAULT_VIEW : (Object.keys(views).find(allowed) ?? DEFAULT_VIEW);
 }
 
 function showView(name, opts, focus) {
@@ -61,11 +65,24 @@ function showSignIn(message, kind = 'error') {
   $('#signin-token').focus();
 }
 
-function showApp() {
+// showApp shows the signed-in app for the caller in me, loading it first
+// after a reload: who is signed in, and only the actions its token may
+// take (each element with data-needs names the permission it needs).
+async function showApp(known = false) {
+  if (!known) {
+    try {
+      await loadMe();
+    } catch (err) {
+      if (err.status !== 401) showSignIn(`Could not load who you are: ${describe(err)}`);
+      return; // a 401 has signed out already
+    }
+  }
   show($('#signin'), false);
   show($('#shell'));
-  const t = session.token ?? '';
-  $('#session-who').textContent = t.startsWith('lk_adm_') ? `Signed in with lk_adm_…${t.slice(-4)}` : 'Signed in with the bootstrap token';
+  const who = $('#session-who');
+  who.textContent = me.bootstrap ? `Bootstrap token · ${me.role}` : `${me.name} · ${me.role}`;
+  who.title = me.permissions.length ? `May: ${me.permissions.join(', ')}` : 'This token may only say whose it is';
+  for (const el of $$('[data-needs]')) show(el, can(el.dataset.needs));
   showView(viewFromHash(), undefined, false);
 }
 
@@ -85,8 +102,8 @@ async function signIn(e) {
   show(msg, false);
   msg.classList.remove('alert-info');
   try {
-    // Any admin call proves the token; this one is cheap.
-    await api('GET', 'tokens?limit=1', undefined, token);
+    // Proves the token and says what it may do.
+    Object.assign(me, await api('GET', 'me', undefined, token));
   } catch (err) {
     button.disabled = false;
     if (err.status === 401) msg.textContent = 'That token was not accepted: it is invalid, expired or revoked.';
@@ -99,7 +116,7 @@ async function signIn(e) {
   button.disabled = false;
   input.value = '';
   session.set(token);
-  showApp();
+  await showApp(true);
   $(`#view-${current} h1`).focus();
 }
 

@@ -1,7 +1,7 @@
 // Integrations: list and search, create, edit, regenerate the key pair,
 // delete.
 
-import { api, listAll, path } from './api.js';
+import { api, can, listAll, path } from './api.js';
 import {
   $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
   loadingRow, openDialog, handleSubmit, showSecrets,
@@ -66,7 +66,7 @@ function render() {
     empty = [
       h('p', { class: 'empty-title' }, 'No integrations yet'),
       h('p', {}, 'Create one for each service that calls your APIs; it gets its own client ID and secret.'),
-      h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'create' } }, 'New integration'),
+      can('integrations:write') ? h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'create' } }, 'New integration') : null,
     ];
   } else if (shown.length === 0) {
     empty = [h('p', { class: 'empty-title' }, 'No match'), h('p', {}, `No integration name contains “${q}”.`)];
@@ -75,6 +75,7 @@ function render() {
 }
 
 function row(ig) {
+  const write = can('integrations:write');
   const kp = ig.key_pair;
   const prev = ig.previous_key_pair;
   return h(
@@ -102,10 +103,10 @@ function row(ig) {
       h(
         'div',
         { class: 'actions' },
-        iconButton('edit', `Edit ${ig.name}`, { short: 'Edit', dataset: { action: 'edit', key: ig.name } }),
-        iconButton('audit', `Audit log of ${ig.name}`, { short: 'Audit log', dataset: { action: 'audit', key: ig.name } }),
-        iconButton('rotate', `Regenerate the key pair of ${ig.name}`, { short: 'Regenerate', dataset: { action: 'regenerate', key: ig.name } }),
-        iconButton('trash', `Delete ${ig.name}`, { short: 'Delete', class: 'danger', dataset: { action: 'delete', key: ig.name } }),
+        write ? iconButton('edit', `Edit ${ig.name}`, { short: 'Edit', dataset: { action: 'edit', key: ig.name } }) : null,
+        can('audit:read') ? iconButton('audit', `Audit log of ${ig.name}`, { short: 'Audit log', dataset: { action: 'audit', key: ig.name } }) : null,
+        write ? iconButton('rotate', `Regenerate the key pair of ${ig.name}`, { short: 'Regenerate', dataset: { action: 'regenerate', key: ig.name } }) : null,
+        write ? iconButton('trash', `Delete ${ig.name}`, { short: 'Delete', class: 'danger', dataset: { action: 'delete', key: ig.name } }) : null,
       ),
     ),
   );

@@ -1,7 +1,7 @@
 // Admin tokens: the signed-in admin's own tokens. Generate (shown once)
 // and revoke.
 
-import { api, listAll, path } from './api.js';
+import { api, can, listAll, me, path } from './api.js';
 import {
   $, h, time, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
   confirmDialog,
@@ -35,7 +35,7 @@ export async function load() {
   const body = $('#tokens-body');
   const error = $('#tokens-error');
   clearError(error);
-  if (items.length === 0) body.replaceChildren(loadingRow(6));
+  if (items.length === 0) body.replaceChildren(loadingRow(7));
   try {
     items = await listAll('tokens');
   } catch (err) {
@@ -50,7 +50,9 @@ export async function load() {
     $('#tokens-empty'),
     [
       h('p', { class: 'empty-title' }, 'No admin tokens'),
-      h('p', {}, 'You are signed in with the bootstrap token or a token of another admin. Generate a personal token for scripts and the CLI.'),
+      me.bootstrap
+        ? h('p', {}, 'The bootstrap token holds no admin tokens and cannot mint any: it stops working when it is removed from the configuration, and so must everything it made. Add an admin and sign in with their token.')
+        : h('p', {}, 'Generate a personal token for scripts and the CLI.'),
     ],
   );
 }
@@ -62,6 +64,7 @@ function row(t, now) {
     { dataset: { id: t.id } },
     h('td', { class: 'cell-title' }, h('div', { class: 'name' }, t.description || h('span', { class: 'muted' }, 'No description'))),
     cell('ID', h('code', { class: 'mono' }, t.id)),
+    cell('Permissions', permissions(t.permissions ?? [])),
     cell('Created', when(t.created_at)),
     cell('Expires', expired ? badge('Expired', 'danger') : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
     cell('Last used', when(t.last_used_at)),
@@ -71,10 +74,20 @@ function row(t, now) {
       h(
         'div',
         { class: 'actions' },
-        h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'revoke', key: t.id }, 'aria-label': `Revoke ${t.description || t.id}` }, 'Revoke'),
+        can('admin-tokens:write')
+          ? h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'revoke', key: t.id }, 'aria-label': `Revoke ${t.description || t.id}` }, 'Revoke')
+          : null,
       ),
     ),
   );
+}
+
+// permissions shows a short list as it is and a long one folded, so a row
+// stays a row.
+function permissions(ps) {
+  if (ps.length === 0) return h('span', { class: 'muted' }, 'none: it only says whose it is');
+  const chips = h('div', { class: 'chips' }, ps.map((p) => h('span', { class: 'chip' }, p)));
+  return ps.length <= 3 ? chips : h('details', { class: 'perms' }, h('summary', {}, `${ps.length} permissions`), chips);
 }
 
 async function submitToken() {
