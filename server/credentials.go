@@ -24,7 +24,9 @@ type revokedCredentialJSON struct {
 // token's owner says no.
 type missingPermission struct{ need storage.Permission }
 
-func (m *missingPermission) Error() string { return "revoking this admin token needs " + string(m.need) }
+func (m *missingPermission) Error() string {
+	return "revoking this admin token needs " + string(m.need)
+}
 
 // handleCredentialRevoke serves POST /admin/credentials/revoke
 // {"credential": VALUE}: an admin who found a latchkey credential in the
@@ -153,4 +155,3 @@ func (s *Server) revokeAccessToken(r *http.Request, v string) (*storage.RevokedC
 	}
 	return s.store.RevokeAccessToken(r.Context(), t, s.oauth.Revocable(t), actor(r))
 }
-
