@@ -91,6 +91,10 @@ type Server struct {
 	issuance                  *issuance
 	// bodySlots holds a token for each request receiving a large body.
 	bodySlots chan struct{}
+	// openapi is the OpenAPI document as GET /admin/openapi.json serves it.
+	openapi []byte
+	// patterns are the routes' patterns, in the order routes registered them.
+	patterns []string
 
 	public, admin http.Handler
 }
@@ -151,6 +155,9 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		OnFailure: func(ctx context.Context, reason string) { infoFrom(ctx).authFailure = reason },
 	})
 	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.openapi, err = openapiJSON(o.Issuer); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
