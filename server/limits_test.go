@@ -542,6 +542,7 @@ func TestTrustedProxies(t *testing.T) {
 	// The audit log records the forwarded address for admin changes.
 	req, _ := http.NewRequest("POST", e.srv.URL+"/admin/integrations", strings.NewReader(`{"name":"audited"}`))
 	req.Header.Set("Authorization", "Bearer "+testBootstrap)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Forwarded-For", "192.0.2.77")
 	if a := e.send(proxy, req); a.status != http.StatusCreated {
 		t.Fatalf("create through the proxy: %d %v", a.status, a.body)
