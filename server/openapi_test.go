@@ -399,8 +399,8 @@ func TestOpenAPIEnumsMatchStorage(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"valid-name", "a", "9.x_y-z", "Bad", "-x", "", strings.Repeat("a", 64)} {
-		if got, want := schema("IntegrationName").VisitJSON(name) == nil, storage.ValidName(name); got != want {
-			t.Errorf("name %q: IntegrationName accepts it: %v; storage.ValidName: %v", name, got, want)
+		if got, want := schema("Name").VisitJSON(name) == nil, storage.ValidName(name); got != want {
+			t.Errorf("name %q: Name accepts it: %v; storage.ValidName: %v", name, got, want)
 		}
 	}
 	limit := a.doc.Components.Parameters["Limit"].Value.Schema.Value
