@@ -101,7 +101,7 @@ func BenchmarkFailedClientAuth(b *testing.B) {
 		{"known-id-wrong-secret", keyPair{ID: kp.ID, Secret: credential.NewClientSecret()}},
 		{"unknown-id", keyPair{ID: credential.NewClientID(), Secret: credential.NewClientSecret()}},
 		{"revoked-id", keyPair{ID: revoked.ID, Secret: credential.NewClientSecret()}},
-		{"bad-checksum", keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}},
+		{"bad-checksum", keyPair{ID: kp.ID, Secret: mistyped(kp.Secret)}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -128,7 +128,7 @@ func newDashboardFile(contentType string, body []byte) *dashboardFile {
 // dashboardRoutes serves the dashboard: the page at exactly /admin/ and its
 // files under /admin/assets/{version}/. No admin API pattern overlaps
 // these, so every API route answers as before (TestDashboardKeepsAdminAPI).
-func (s *Server) dashboardRoutes(mux *http.ServeMux) {
+func (s *Server) dashboardRoutes(mux routeMux) {
 	site, err := loadDashboard()
 	if err != nil {
 		panic(err) // the embedded files are broken: a build mistake

@@ -163,13 +163,38 @@ func openEnv(t testing.TB, dbPath string, clk *clock, secrets [][]byte, opts ...
 		return nil, err
 	}
 	e.server = s
-	e.srv = httptest.NewServer(s.Handler())
+	// With the admin API on its own listener, each listener answers 404
+	// for the other's paths.
+	var onPublic, onAdmin func(path string) bool
+	if o.SeparateAdmin {
+		onPublic = func(p string) bool { return !adminListenerPath(p) }
+		onAdmin = adminListenerPath
+	}
+	e.srv = httptest.NewServer(e.checked(s.Handler(), onPublic))
 	t.Cleanup(e.srv.Close)
 	if o.SeparateAdmin {
-		e.admin = httptest.NewServer(s.AdminHandler())
+		e.admin = httptest.NewServer(e.checked(s.AdminHandler(), onAdmin))
 		t.Cleanup(e.admin.Close)
 	}
 	return e, nil
+}
+
+// adminListenerPath reports whether admin_listen moves path to the admin
+// listener.
+func adminListenerPath(path string) bool {
+	return path == "/admin" || strings.HasPrefix(path, "/admin/") || path == "/metrics"
+}
+
+// checked validates every exchange with h against the OpenAPI document
+// (see openapi_test.go), but in benchmarks, which measure the server
+// alone; serves, when not nil, tells the paths h serves. Fuzz targets
+// call the server's handler themselves and validate with each input's t
+// (fuzzServer.serve).
+func (e *env) checked(h http.Handler, serves func(path string) bool) http.Handler {
+	if _, bench := e.t.(*testing.B); bench {
+		return h
+	}
+	return validated(e.t, h, serves)
 }
 
 // failOnServerErrors fails the test, when it ends, if any request was

@@ -299,6 +299,17 @@ func TestRateLimitCoversIntrospectAndRevoke(t *testing.T) {
 	}
 }
 
+// mistyped returns secret with its last checksum character changed, so
+// that the checksum no longer matches. (Always "x" kept one secret in 62
+// valid, and TestUnsupportedAuthMethodsAreFailures failed now and then.)
+func mistyped(secret string) string {
+	last := "x"
+	if strings.HasSuffix(secret, last) {
+		last = "y"
+	}
+	return secret[:len(secret)-1] + last
+}
+
 // TestUnsupportedAuthMethodsAreFailures: a client assertion (no client
 // uses private_key_jwt), two methods at once, no credentials and a secret
 // with a bad checksum are each 401 invalid_client, answered alike whether
@@ -351,7 +362,7 @@ func TestUnsupportedAuthMethodsAreFailures(t *testing.T) {
 			return raw(c, bodyFor(kp, url.Values{"grant_type": {"client_credentials"}, "client_secret": {kp.Secret}}), &kp)
 		}},
 		{"bad checksum", func(c *http.Client, kp keyPair) answer {
-			return e.post(c, "/oauth2/token", keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}, grant)
+			return e.post(c, "/oauth2/token", keyPair{ID: kp.ID, Secret: mistyped(kp.Secret)}, grant)
 		}},
 		{"client_id without secret", func(c *http.Client, kp keyPair) answer {
 			return raw(c, bodyFor(kp, grant), nil)
@@ -387,7 +398,7 @@ func TestMalformedSecretNeverReachesTheDatabase(t *testing.T) {
 	e := newEnv(t)
 	kp := e.createIntegration(map[string]any{"name": "svc"})
 	e.store.Close()
-	typo := keyPair{ID: kp.ID, Secret: kp.Secret[:len(kp.Secret)-1] + "x"}
+	typo := keyPair{ID: kp.ID, Secret: mistyped(kp.Secret)}
 	if st, _, body := e.form("/oauth2/token", typo, grant); st != http.StatusUnauthorized {
 		t.Fatalf("bad checksum with the database closed: %d %v, want 401", st, body)
 	}
@@ -542,6 +553,7 @@ func TestTrustedProxies(t *testing.T) {
 	// The audit log records the forwarded address for admin changes.
 	req, _ := http.NewRequest("POST", e.srv.URL+"/admin/integrations", strings.NewReader(`{"name":"audited"}`))
 	req.Header.Set("Authorization", "Bearer "+testBootstrap)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Forwarded-For", "192.0.2.77")
 	if a := e.send(proxy, req); a.status != http.StatusCreated {
 		t.Fatalf("create through the proxy: %d %v", a.status, a.body)

@@ -6,15 +6,16 @@ import (
 	"github.com/latchkey/latchkey/storage"
 )
 
-// routes lists latchkey's whole HTTP surface.
+// routes lists latchkey's whole HTTP surface. server/openapi.yaml describes
+// each route; TestOpenAPIDescribesEveryRoute keeps the two the same set.
 func (s *Server) routes() {
-	public := http.NewServeMux()
+	public := s.newMux()
 	public.Handle("POST /oauth2/token", s.oauthForm(s.handleToken()))
 	public.Handle("POST /oauth2/introspect", s.oauthForm(s.handleIntrospect()))
 	public.Handle("POST /oauth2/revoke", s.oauthForm(s.handleRevoke()))
 	// Clients migrating from other servers post with a trailing slash.
 	for _, p := range []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"} {
-		public.Handle("POST "+p+"/{$}", sameAs(public, "POST", p))
+		public.Handle("POST "+p+"/{$}", sameAs(public.ServeMux, "POST", p))
 	}
 	public.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
 	public.Handle("GET /.well-known/jwks.json", s.handleJWKS())
@@ -24,7 +25,7 @@ func (s *Server) routes() {
 
 	admin := public
 	if s.opts.SeparateAdmin {
-		admin = http.NewServeMux()
+		admin = s.newMux()
 	}
 	// Every admin route names the permission it needs (storage/permissions.go);
 	// TestAuthorizationMatrix holds each to the roles that may call it.
@@ -49,13 +50,30 @@ func (s *Server) routes() {
 	admin.Handle("POST /admin/credentials/revoke", a(storage.IntegrationsWrite, s.handleCredentialRevoke()))
 	admin.Handle("GET /admin/signing-keys", a(storage.SigningKeysRead, s.handleSigningKeyList()))
 	admin.Handle("POST /admin/signing-keys/rotate", a(storage.SigningKeysWrite, s.handleSigningKeyRotate()))
+	admin.Handle("GET /admin/openapi.json", s.handleOpenAPI())
 	s.dashboardRoutes(admin)
 	admin.Handle("GET /metrics", s.guardMetrics(s.metrics.handler()))
 
-	s.public = s.wrap(public)
+	s.public = s.wrap(public.ServeMux)
 	if s.opts.SeparateAdmin {
-		s.admin = s.wrap(admin)
+		s.admin = s.wrap(admin.ServeMux)
 	}
+}
+
+// routeMux is a ServeMux that keeps the patterns registered on it in the
+// server's list, for the test that holds the routes and the OpenAPI
+// document to one set.
+type routeMux struct {
+	*http.ServeMux
+	patterns *[]string
+}
+
+func (s *Server) newMux() routeMux { return routeMux{http.NewServeMux(), &s.patterns} }
+
+// Handle registers h for pattern and remembers the pattern.
+func (m routeMux) Handle(pattern string, h http.Handler) {
+	*m.patterns = append(*m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
 }
 
 // wrap adds what every request gets: its ID, deadline, access log, metrics

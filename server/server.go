@@ -93,6 +93,10 @@ type Server struct {
 	bodySlots chan struct{}
 	// authFailures counts failed admin authentications for the audit log.
 	authFailures *authFailures
+	// openapi is the OpenAPI document as GET /admin/openapi.json serves it.
+	openapi []byte
+	// patterns are the routes' patterns, in the order routes registered them.
+	patterns []string
 
 	public, admin http.Handler
 }
@@ -154,6 +158,9 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		OnFailure: func(ctx context.Context, reason string) { infoFrom(ctx).authFailure = reason },
 	})
 	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.openapi, err = openapiJSON(o.Issuer); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
