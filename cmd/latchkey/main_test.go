@@ -390,7 +390,7 @@ func TestVersionNamesCommit(t *testing.T) {
 	}
 	// The go command reads the commit of a linked worktree's main
 	// repository, not the worktree's own.
-	if dirs, _ := exec.Command("git", "rev-parse", "--git-dir", "--git-common-dir").Output(); len(strings.Fields(string(dirs))) == 2 &&
+	if dirs, _ := exec.Command("git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir").Output(); len(strings.Fields(string(dirs))) == 2 &&
 		strings.Fields(string(dirs))[0] != strings.Fields(string(dirs))[1] {
 		t.Skip("a linked git worktree: go stamps its main repository's commit")
 	}
