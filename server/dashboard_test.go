@@ -603,10 +603,29 @@ func (b *browser) secrets(t *testing.T, ids ...string) []string {
 	for _, id := range ids {
 		out = append(out, b.value(t, "#"+id))
 	}
-	b.do(t, "close the secret dialog",
-		chromedp.Click(chromedp.CSS("#secret-done")),
-		chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")),
-	)
+	// Neither Escape nor the close button nor Done dismiss it before the
+	// admin confirms the secret is stored (issue 17, defect 2).
+	open := func() bool {
+		return b.eval(t, `String(document.querySelector('#secret-dialog').open)`) == "true"
+	}
+	b.do(t, "press Escape on the secret dialog", chromedp.KeyEvent(kb.Escape))
+	if !open() {
+		t.Errorf("Escape closed the one-time secret dialog before the admin confirmed storing the secret")
+	} else {
+		b.do(t, "try the close button and Done", chromedp.Click(chromedp.CSS("#secret-close")), chromedp.Click(chromedp.CSS("#secret-done")))
+		if !open() {
+			t.Errorf("the close button or Done closed the one-time secret dialog before the admin confirmed storing the secret")
+		} else if b.eval(t, `String(document.querySelector('#secret-guard').checkVisibility())`) != "true" {
+			t.Errorf("the secret dialog refused to close without saying why")
+		}
+	}
+	if open() {
+		b.do(t, "close the secret dialog",
+			chromedp.Click(chromedp.CSS("#secret-stored")),
+			chromedp.Click(chromedp.CSS("#secret-done")),
+			chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")),
+		)
+	}
 	// The close event runs as a task of its own: give it a moment.
 	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.querySelector('#secret-fields').childElementCount === 0`,
 		chromedp.WithPollingTimeout(5*time.Second)))
@@ -614,6 +633,16 @@ func (b *browser) secrets(t *testing.T, ids ...string) []string {
 		t.Errorf("secrets stay in the page after the dialog closed: %v", err)
 	}
 	return out
+}
+
+// toastSays waits for the page's status region to show a visible message
+// containing want.
+func (b *browser) toastSays(t *testing.T, want string) {
+	t.Helper()
+	js := fmt.Sprintf(`[...document.querySelectorAll('#toasts .toast')].some((e) => e.checkVisibility() && e.textContent.includes(%q))`, want)
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("no visible toast says %q (the status region says %q)", want, b.eval(t, `document.querySelector('#toasts').textContent`))
+	}
 }
 
 // TestDashboardBrowser drives the dashboard in headless Chromium and
@@ -656,8 +685,22 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#ig-scopes"), "invoices:read invoices:write"),
 		chromedp.Click(chromedp.CSS("#integration-submit")),
 	)
+	b.do(t, "wait for the new pair", chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")))
+	var meta struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if _, body := get(t, "GET", e.srv.URL+"/.well-known/oauth-authorization-server", nil); json.Unmarshal(body, &meta) != nil || meta.TokenEndpoint == "" {
+		t.Fatalf("no token endpoint in the metadata: %s", body)
+	}
+	if got := b.eval(t, `document.querySelector('#secret-token-endpoint')?.value ?? ''`); got != meta.TokenEndpoint {
+		t.Errorf("the new pair is shown with the token endpoint %q, want the metadata's %s", got, meta.TokenEndpoint)
+	}
+	curl := b.eval(t, `document.querySelector('#secret-curl')?.value ?? ''`)
 	pair := b.secrets(t, "secret-client-id", "secret-client-secret")
 	old := keyPair{ID: pair[0], Secret: pair[1]}
+	if !strings.HasPrefix(curl, "curl ") || !strings.Contains(curl, old.ID) || !strings.Contains(curl, "/oauth2/token") || !strings.Contains(curl, "grant_type=client_credentials") {
+		t.Errorf("the new pair is not shown with a ready curl line: %q", curl)
+	}
 	if !strings.HasPrefix(old.ID, "lk_ci_") || !strings.HasPrefix(old.Secret, "lk_cs_") {
 		t.Fatalf("dialog shows %q / %q, want a client ID and secret", old.ID, old.Secret)
 	}
@@ -673,26 +716,69 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("the list row does not show the client ID: %q", text)
 	}
 
-	// Regenerate with no grace: the old pair stops working at once.
-	b.do(t, "regenerate the key pair",
+	// Edit: the page says it saved, where it can be seen (defect 4).
+	b.do(t, "edit the description",
+		chromedp.Click(chromedp.CSS(`button[data-action="edit"][data-key="billing-sync"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#ig-description")),
+		chromedp.SendKeys(chromedp.CSS("#ig-description"), " to the ledger"),
+		chromedp.Click(chromedp.CSS("#integration-submit")),
+		chromedp.WaitNotVisible(chromedp.CSS("#integration-dialog")),
+	)
+	b.toastSays(t, "billing-sync saved")
+
+	// Regenerate with a grace period: the page names the old pair's deadline.
+	b.do(t, "regenerate the key pair with a grace period",
 		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")),
 	)
-	if warning := b.eval(t, `document.querySelector('#regenerate-dialog').textContent`); !strings.Contains(warning, "stops working now") {
-		t.Errorf("regenerate dialog does not warn that the old pair stops working: %q", warning)
-	}
 	if grace := b.value(t, "#regenerate-grace"); grace != "0" {
 		t.Errorf("grace defaults to %q, want 0", grace)
 	}
-	b.do(t, "confirm regeneration", chromedp.Click(chromedp.CSS("#regenerate-confirm")))
+	b.eval(t, `(() => {
+		const s = document.querySelector('#regenerate-grace');
+		s.value = '3600';
+		s.dispatchEvent(new Event('change', { bubbles: true }));
+		return '';
+	})()`)
+	b.do(t, "confirm regeneration with grace", chromedp.Click(chromedp.CSS("#regenerate-confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")))
+	if lede := b.eval(t, `document.querySelector('#secret-lede').textContent`); !strings.Contains(lede, "keeps working until") || !strings.Contains(lede, old.ID) {
+		t.Errorf("after a regeneration with grace, the page says %q; want the old pair %s and its deadline", lede, old.ID)
+	}
+	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
+	mid := keyPair{ID: pair[0], Secret: pair[1]}
+
+	// Regenerate with no grace during the grace: the dialog warns that the
+	// pair still in grace is revoked at once too, by its client ID
+	// (defect 1), and afterwards the page says the old pair is revoked now
+	// (defect 3).
+	b.do(t, "regenerate the key pair during the grace",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"] .grace`)),
+		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")),
+	)
+	warning := b.eval(t, `document.querySelector('#regenerate-warning').textContent`)
+	if !strings.Contains(warning, "stops working now") {
+		t.Errorf("regenerate dialog does not warn that the current pair stops working: %q", warning)
+	}
+	if !strings.Contains(warning, old.ID) || !strings.Contains(warning, "revoked at once") {
+		t.Errorf("regenerating during a grace, the dialog does not warn that the pair in grace (%s) is revoked at once: %q", old.ID, warning)
+	}
+	b.do(t, "confirm regeneration", chromedp.Click(chromedp.CSS("#regenerate-confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")))
+	if lede := b.eval(t, `document.querySelector('#secret-lede').textContent`); !strings.Contains(lede, "revoked now") {
+		t.Errorf("after a regeneration without grace, the page says %q; want the old pair revoked now", lede)
+	}
 	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
 	fresh := keyPair{ID: pair[0], Secret: pair[1]}
-	if fresh == old {
-		t.Fatalf("the page shows the old pair after regenerating")
+	if fresh == old || fresh == mid {
+		t.Fatalf("the page shows an old pair after regenerating")
 	}
-	status, _, out := e.form("/oauth2/token", old, url.Values{"grant_type": {"client_credentials"}})
-	if status != http.StatusUnauthorized || out["error"] != "invalid_client" {
-		t.Errorf("old pair after regeneration: status %d %v, want 401 invalid_client", status, out)
+	for _, kp := range []keyPair{old, mid} {
+		status, _, out := e.form("/oauth2/token", kp, url.Values{"grant_type": {"client_credentials"}})
+		if status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Errorf("old pair %s after regeneration: status %d %v, want 401 invalid_client", kp.ID, status, out)
+		}
 	}
 	if status, _, out := e.form("/oauth2/token", fresh, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusOK {
 		t.Errorf("new pair from the page: status %d %v, want 200", status, out)
@@ -732,9 +818,15 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(row)),
 		chromedp.Click(chromedp.CSS(row+` button[data-action="revoke"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+	)
+	if got := b.eval(t, `document.activeElement.textContent`); got != "Cancel" {
+		t.Errorf("a confirmation dialog opens with focus on %q, want Cancel (the safe choice)", got)
+	}
+	b.do(t, "confirm revoking the admin token",
 		chromedp.Click(chromedp.CSS("#confirm-ok")),
 		chromedp.WaitNotPresent(chromedp.CSS(row)),
 	)
+	b.toastSays(t, "revoked")
 	if status, body := e.adminCall("GET", "/admin/integrations", adminToken, nil); status != http.StatusUnauthorized {
 		t.Errorf("revoked admin token: status %d %s, want 401", status, body)
 	}
@@ -755,7 +847,7 @@ func TestDashboardBrowser(t *testing.T) {
 
 	// A token that stops working mid-session sends the page back to
 	// sign-in, with the API's reason.
-	out = e.mintAdminToken(root, map[string]any{"description": "short-lived"})
+	out := e.mintAdminToken(root, map[string]any{"description": "short-lived"})
 	b.signIn(t, e.srv.URL, out["token"].(string))
 	e.adminAs(root, "DELETE", "/admin/tokens/"+out["id"].(string), nil, http.StatusNoContent)
 	b.do(t, "use a revoked token",
@@ -847,6 +939,40 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Every destructive action says it is done where it can be seen
+	// (defect 4): delete an integration, remove an admin, rotate the
+	// signing key.
+	e.createIntegration(map[string]any{"name": "old-job"})
+	e.newAdmin("temp", storage.RoleAuditor)
+	b.do(t, "delete an integration",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-action="delete"][data-key="old-job"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-action="delete"][data-key="old-job"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#delete-confirm-name")),
+		chromedp.SendKeys(chromedp.CSS("#delete-confirm-name"), "old-job"),
+		chromedp.Click(chromedp.CSS("#delete-confirm")),
+		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-name="old-job"]`)),
+	)
+	b.toastSays(t, "old-job deleted")
+	b.do(t, "remove an admin",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-action="remove"][data-key="temp"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-action="remove"][data-key="temp"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-name="temp"]`)),
+	)
+	b.toastSays(t, "temp removed")
+	b.do(t, "rotate the signing key",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#keys"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#rotate-key")),
+		chromedp.Click(chromedp.CSS("#rotate-key")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")),
+	)
+	b.toastSays(t, "is active")
+
 	for _, p := range b.problems()[seen:] {
 		t.Errorf("the page reported a problem: %s", p)
 	}

@@ -181,9 +181,32 @@ async function submitForm() {
   return true;
 }
 
+// tokenEndpoint is where integrations trade their pair for tokens: the
+// server's metadata says so (RFC 8414); this origin's /oauth2/token when
+// the metadata cannot be read (the admin API on a listener of its own).
+let endpoint = null;
+
+async function tokenEndpoint() {
+  if (endpoint) return endpoint;
+  try {
+    const res = await fetch('/.well-known/oauth-authorization-server', { cache: 'no-store', credentials: 'omit', redirect: 'error' });
+    if (res.ok) endpoint = (await res.json()).token_endpoint ?? null;
+  } catch {
+    // Not served here; fall back below.
+  }
+  endpoint ??= `${location.origin}/oauth2/token`;
+  return endpoint;
+}
+
+// shellQuote quotes s for a POSIX shell.
+const shellQuote = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
+
 // showSecretsLater opens the secret dialog once the form dialog has
-// closed, so that focus returns from it to the page.
-function showSecretsLater({ title, lede, pair }) {
+// closed, so that focus returns from it to the page. Beside the pair: the
+// token endpoint and a curl line that fetches a token with it.
+async function showSecretsLater({ title, lede, pair }) {
+  const url = await tokenEndpoint();
+  const curl = `curl -s -u ${shellQuote(`${pair.client_id}:${pair.client_secret}`)} -d grant_type=client_credentials ${shellQuote(url)}`;
   setTimeout(
     () =>
       showSecrets({
@@ -192,6 +215,8 @@ function showSecretsLater({ title, lede, pair }) {
         fields: [
           { id: 'secret-client-id', label: 'Client ID', value: pair.client_id },
           { id: 'secret-client-secret', label: 'Client secret', value: pair.client_secret },
+          { id: 'secret-token-endpoint', label: 'Token endpoint', value: url },
+          { id: 'secret-curl', label: 'Fetch a token with curl', value: curl, rows: 3, hint: 'It holds the secret: run it, do not store it.' },
         ],
       }),
     0,
@@ -208,22 +233,41 @@ function openRegenerate(ig) {
   openDialog($('#regenerate-dialog'), $('#regenerate-grace'));
 }
 
+// describeRegenerate says what stops working. During a grace period the
+// pair still in grace is revoked at once whatever grace is chosen: at most
+// two pairs ever work.
 function describeRegenerate() {
   const grace = Number($('#regenerate-grace').value);
+  const prev = target?.previous_key_pair;
   $('#regenerate-warning').replaceChildren(
     h('strong', {}, grace === 0 ? 'Everything using the current pair stops working now.' : `The current pair stops working in ${duration(grace)}.`),
     ' Every integration that uses it must be given the new client ID and secret',
     grace === 0 ? ', and the access tokens already issued to it stop working too.' : ' before then; its access tokens stop working at the same time.',
+    prev
+      ? h(
+        'span',
+        { class: 'grace-warning' },
+        h('strong', {}, ' The older pair still in its grace period, '),
+        h('code', { class: 'mono' }, prev.client_id),
+        h('strong', {}, ', is revoked at once'),
+        ' (it would have worked until ',
+        time(prev.expires_at),
+        '), with its access tokens: at most two pairs ever work.',
+      )
+      : null,
   );
 }
 
 async function submitRegenerate() {
   const grace = Number($('#regenerate-grace').value);
   const body = grace > 0 ? { grace_seconds: grace } : {};
+  const oldID = target.key_pair?.client_id;
   const pair = await api('POST', path`integrations/${target.name}/key-pair`, body);
-  const lede = pair.previous_expires_at
-    ? ['The new pair for ', h('strong', {}, target.name), ' works now; the old one until ', time(pair.previous_expires_at), '.']
-    : ['The new pair for ', h('strong', {}, target.name), ' works now. The old pair no longer does.'];
+  const oldPair = oldID ? ['The old pair ', h('code', { class: 'mono' }, oldID)] : ['The old pair'];
+  const lede =
+    pair.previous_expires_at && new Date(pair.previous_expires_at) > new Date()
+      ? ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' keeps working until ', time(pair.previous_expires_at), '.']
+      : ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' was revoked now, with its access tokens.'];
   showSecretsLater({ title: 'New key pair', lede, pair });
   load();
   return true;

@@ -111,10 +111,18 @@ export function clearError(el) {
   show(el, false);
 }
 
-// toast shows a short message. While a modal dialog is open the rest of
-// the page is inert, so the message is announced from inside the dialog.
+// toast shows a short message in the one status region of the page
+// (#toasts), which every action uses. A message from an action that runs
+// inside a dialog (the dialog is busy) waits until that dialog has closed,
+// so that it is seen on the page and not lost with the dialog. Any other
+// message while a modal dialog is open is announced from inside it, since
+// the rest of the page is inert.
 export function toast(message, kind = 'ok') {
   const modal = $('dialog[open]');
+  if (modal?.dataset.busy) {
+    modal.addEventListener('close', () => setTimeout(() => toast(message, kind), 0), { once: true });
+    return;
+  }
   if (modal) {
     const live = $('.dialog-live', modal) ?? modal.appendChild(h('p', { class: 'dialog-live visually-hidden', 'aria-live': 'polite' }));
     live.textContent = message;
@@ -126,7 +134,7 @@ export function toast(message, kind = 'ok') {
   setTimeout(() => {
     t.classList.add('toast-out');
     setTimeout(() => t.remove(), 300);
-  }, 3500);
+  }, kind === 'ok' ? 5000 : 8000);
 }
 
 // Copying
@@ -262,7 +270,8 @@ export function confirmDialog({ title, text, confirm, action }) {
   $('#confirm-text').replaceChildren(...[text].flat());
   $('#confirm-ok').textContent = confirm;
   confirmAction = action;
-  openDialog(dlg, $('#confirm-ok'));
+  // Focus the safe choice: one Enter must not destroy anything.
+  openDialog(dlg, $('#confirm-cancel'));
 }
 
 export function setupConfirm() {
@@ -270,20 +279,29 @@ export function setupConfirm() {
 }
 
 // showSecrets opens the one-time dialog with the given fields, each with a
-// copy button. The values are removed from the page when it closes.
+// copy button (a field with rows is a text area). The dialog cannot be
+// dismissed (Escape, its close button, Done) until the admin ticks "I have
+// stored it": the secret is shown this once. The values are removed from
+// the page when it closes.
 export function showSecrets({ title, lede, fields }) {
   const dlg = $('#secret-dialog');
   $('#secret-title').textContent = title;
   $('#secret-lede').replaceChildren(...[lede].flat());
+  $('#secret-stored').checked = false;
+  show($('#secret-guard'), false);
   $('#secret-fields').replaceChildren(
-    ...fields.map(({ id, label, value }) => {
-      const input = h('input', { id, class: 'mono', readonly: true, value, spellcheck: 'false', autocomplete: 'off' });
+    ...fields.map(({ id, label, value, rows, hint }) => {
+      const input = rows
+        ? h('textarea', { id, class: 'mono', readonly: true, rows: String(rows), spellcheck: 'false', autocomplete: 'off' })
+        : h('input', { id, class: 'mono', readonly: true, spellcheck: 'false', autocomplete: 'off' });
+      input.value = value;
       input.addEventListener('focus', () => input.select());
       return h(
         'div',
         { class: 'field' },
         h('label', { for: id }, label),
         h('div', { class: 'copy-row' }, input, copyButton(() => value, `Copy ${label}`, { what: `${label} copied` })),
+        hint ? h('p', { class: 'hint' }, hint) : null,
       );
     }),
   );
@@ -293,10 +311,27 @@ export function showSecrets({ title, lede, fields }) {
 export function setupSecrets() {
   const dlg = $('#secret-dialog');
   const forget = () => $('#secret-fields').replaceChildren();
+  // tryClose closes the dialog once the admin has said the secret is
+  // stored; until then it says why it stays open.
+  const tryClose = () => {
+    if ($('#secret-stored').checked) {
+      dlg.close();
+      return;
+    }
+    show($('#secret-guard'));
+    $('#secret-stored').focus();
+  };
   $('#secret-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    dlg.close();
-    forget();
+    tryClose();
+  });
+  dlg.addEventListener('cancel', (e) => {
+    e.preventDefault();
+    tryClose();
+  });
+  $('#secret-close').addEventListener('click', tryClose);
+  $('#secret-stored').addEventListener('change', () => {
+    if ($('#secret-stored').checked) show($('#secret-guard'), false);
   });
   dlg.addEventListener('close', forget);
 }
