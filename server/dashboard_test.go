@@ -784,6 +784,30 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("new pair from the page: status %d %v, want 200", status, out)
 	}
 
+	// Suspend and resume from the list's switch: suspending asks first.
+	sw := `button[data-action="enabled"][data-key="billing-sync"]`
+	b.do(t, "suspend billing-sync",
+		chromedp.Click(chromedp.CSS(sw)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.CSS(sw+`[aria-checked="false"]`)),
+	)
+	b.toastSays(t, "billing-sync suspended")
+	if out := e.mustAdmin("GET", "/admin/integrations/billing-sync", nil, http.StatusOK); out["disabled"] != true {
+		t.Errorf("after suspending in the page, disabled = %v", out["disabled"])
+	}
+	if status, _, out := e.form("/oauth2/token", fresh, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusUnauthorized {
+		t.Errorf("suspended integration's pair: status %d %v, want 401", status, out)
+	}
+	b.do(t, "resume billing-sync",
+		chromedp.Click(chromedp.CSS(sw)),
+		chromedp.WaitVisible(chromedp.CSS(sw+`[aria-checked="true"]`)),
+	)
+	b.toastSays(t, "billing-sync resumed")
+	if status, _, out := e.form("/oauth2/token", fresh, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusOK {
+		t.Errorf("resumed integration's pair: status %d %v, want 200", status, out)
+	}
+
 	// An admin token: generate, use from Go, revoke in the page.
 	b.do(t, "generate an admin token",
 		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
@@ -880,6 +904,7 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	for sel, want := range map[string]bool{
 		"#new-integration": false, `button[data-action="edit"]`: false, `button[data-action="delete"]`: false,
+		`button[data-action="enabled"]`: false, `button[data-action="regenerate"]`: false,
 		`button[data-action="audit"]`: true, `.nav a[href="#admins"]`: true, `.nav a[href="#keys"]`: true,
 		"#new-token": false,
 	} {

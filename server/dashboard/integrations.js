@@ -4,7 +4,7 @@
 import { api, can, listAll, path } from './api.js';
 import {
   $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
-  loadingRow, openDialog, handleSubmit, showSecrets,
+  loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe,
 } from './ui.js';
 
 let items = [];
@@ -25,6 +25,7 @@ export function init({ go }) {
     else if (btn.dataset.action === 'regenerate') openRegenerate(ig);
     else if (btn.dataset.action === 'delete') openDelete(ig);
     else if (btn.dataset.action === 'audit') go('audit', { integration: ig.name });
+    else if (btn.dataset.action === 'enabled') toggleEnabled(ig);
   });
   $('#integrations-empty').addEventListener('click', (e) => {
     if (e.target.closest('[data-action=create]')) openForm(null);
@@ -42,7 +43,7 @@ export async function load() {
   const body = $('#integrations-body');
   const error = $('#integrations-error');
   clearError(error);
-  if (items.length === 0) body.replaceChildren(loadingRow(7));
+  if (items.length === 0) body.replaceChildren(loadingRow(8));
   try {
     items = await listAll('integrations');
     items.sort((a, b) => a.name.localeCompare(b.name));
@@ -84,7 +85,7 @@ function row(ig) {
     h(
       'td',
       { class: 'cell-title' },
-      h('div', { class: 'name' }, ig.name, ig.disabled ? [' ', badge('Disabled', 'danger')] : null),
+      h('div', { class: 'name' }, ig.name),
       ig.description ? h('div', { class: 'desc' }, ig.description) : null,
       prev ? h('div', { class: 'grace' }, icon('alert'), h('span', {}, 'Old pair works until ', time(prev.expires_at))) : null,
     ),
@@ -92,6 +93,21 @@ function row(ig) {
       'td',
       { class: 'cell-id', 'data-label': 'Client ID' },
       kp ? h('div', { class: 'id-copy' }, h('code', { class: 'mono' }, kp.client_id), copyButton(() => kp.client_id, `Copy the client ID of ${ig.name}`, { compact: true, what: 'Client ID copied' })) : h('span', { class: 'muted' }, 'none'),
+    ),
+    cell(
+      'Status',
+      write
+        ? h(
+          'button',
+          {
+            type: 'button', class: 'switch', role: 'switch', 'aria-checked': String(!ig.disabled),
+            'aria-label': `${ig.name} enabled`, title: ig.disabled ? `Suspended: resume ${ig.name}` : `Enabled: suspend ${ig.name}`,
+            dataset: { action: 'enabled', key: ig.name },
+          },
+          h('span', { class: 'switch-track', 'aria-hidden': 'true' }, h('span', { class: 'switch-thumb' })),
+          h('span', { class: 'switch-label' }, ig.disabled ? 'Suspended' : 'Enabled'),
+        )
+        : ig.disabled ? badge('Suspended', 'danger') : badge('Enabled', 'ok'),
     ),
     cell('Scopes', ig.scopes?.length ? h('div', { class: 'chips' }, ig.scopes.map((s) => h('span', { class: 'chip' }, s))) : h('span', { class: 'muted' }, 'none')),
     cell('Introspect', ig.can_introspect ? badge('Allowed', 'accent') : h('span', { class: 'muted' }, 'No')),
@@ -271,6 +287,31 @@ async function submitRegenerate() {
   showSecretsLater({ title: 'New key pair', lede, pair });
   load();
   return true;
+}
+
+// Suspend and resume
+
+// toggleEnabled suspends ig (after asking: everything using it stops) or
+// resumes it.
+function toggleEnabled(ig) {
+  const set = async (disabled) => {
+    await api('PATCH', path`integrations/${ig.name}`, { disabled });
+    toast(`${ig.name} ${disabled ? 'suspended' : 'resumed'}`);
+    await load();
+  };
+  if (ig.disabled) {
+    set(false).catch((err) => toast(describe(err), 'error'));
+    return;
+  }
+  confirmDialog({
+    title: 'Suspend integration',
+    text: [
+      h('strong', {}, `${ig.name} stops working now.`),
+      ' Its key pairs are refused and its access tokens introspect as inactive until you resume it; then its unexpired tokens work again. Nothing is deleted.',
+    ],
+    confirm: `Suspend ${ig.name}`,
+    action: () => set(true),
+  });
 }
 
 // Delete
