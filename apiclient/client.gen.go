@@ -186,6 +186,30 @@ func (e TokenRequestGrantType) Valid() bool {
 	}
 }
 
+// Defines values for ListIntegrationsParamsSort.
+const (
+	ListIntegrationsParamsSortCreatedAt      ListIntegrationsParamsSort = "created_at"
+	ListIntegrationsParamsSortMinusCreatedAt ListIntegrationsParamsSort = "-created_at"
+	ListIntegrationsParamsSortMinusName      ListIntegrationsParamsSort = "-name"
+	ListIntegrationsParamsSortName           ListIntegrationsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListIntegrationsParamsSort enum.
+func (e ListIntegrationsParamsSort) Valid() bool {
+	switch e {
+	case ListIntegrationsParamsSortCreatedAt:
+		return true
+	case ListIntegrationsParamsSortMinusCreatedAt:
+		return true
+	case ListIntegrationsParamsSortMinusName:
+		return true
+	case ListIntegrationsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
 // Admin defines model for Admin.
 type Admin struct {
 	// CreatedAt An RFC 3339 time in UTC.
@@ -456,6 +480,9 @@ type IntegrationList struct {
 
 	// NextPageToken Pass as `?page_token=` for the next page; empty on the last page.
 	NextPageToken NextPageToken `json:"next_page_token"`
+
+	// Total How many integrations `q` matches, across every page.
+	Total int `json:"total"`
 }
 
 // IntegrationUpdate defines model for IntegrationUpdate.
@@ -868,7 +895,17 @@ type ListIntegrationsParams struct {
 
 	// PageToken The `next_page_token` of the previous page.
 	PageToken *PageToken `form:"page_token,omitempty" json:"page_token,omitempty"`
+
+	// Q Keeps the integrations whose name, description or scopes contain this text, in any
+	// case, and the one whose current or previous key pair has it as client ID.
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort By name or by creation (oldest first); a leading `-` reverses either.
+	Sort *ListIntegrationsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
 }
+
+// ListIntegrationsParamsSort defines parameters for ListIntegrations.
+type ListIntegrationsParamsSort string
 
 // ListAdminTokensParams defines parameters for ListAdminTokens.
 type ListAdminTokensParams struct {
@@ -1325,7 +1362,8 @@ type ClientInterface interface {
 
 	// ListIntegrations List integrations
 	//
-	// By name. Never a secret.
+	// By name unless `sort` says otherwise, narrowed by `q`. Never a secret. A page token
+	// holds the order it was made for: use it with the same `sort`.
 	//
 	// Corresponds with GET /admin/integrations (the `ListIntegrations` operationId).
 	ListIntegrations(ctx context.Context, params *ListIntegrationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1792,7 +1830,8 @@ func (c *Client) RevokeCredential(ctx context.Context, body RevokeCredentialJSON
 
 // ListIntegrations List integrations
 //
-// By name. Never a secret.
+// By name unless `sort` says otherwise, narrowed by `q`. Never a secret. A page token
+// holds the order it was made for: use it with the same `sort`.
 //
 // Corresponds with GET /admin/integrations (the `ListIntegrations` operationId).
 func (c *Client) ListIntegrations(ctx context.Context, params *ListIntegrationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2790,6 +2829,30 @@ func NewListIntegrationsRequest(server string, params *ListIntegrationsParams) (
 
 		}
 
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -3605,7 +3668,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListIntegrationsWithResponse List integrations
 	//
-	// By name. Never a secret.
+	// By name unless `sort` says otherwise, narrowed by `q`. Never a secret. A page token
+	// holds the order it was made for: use it with the same `sort`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6706,7 +6770,8 @@ func (c *ClientWithResponses) RevokeCredentialWithResponse(ctx context.Context, 
 
 // ListIntegrationsWithResponse List integrations
 //
-// By name. Never a secret.
+// By name unless `sort` says otherwise, narrowed by `q`. Never a secret. A page token
+// holds the order it was made for: use it with the same `sort`.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -144,16 +144,9 @@ func handleList[S, T any](s *Server, paged bool, fetch func(r *http.Request, p s
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p storage.Page
 		if paged {
-			q := r.URL.Query()
-			p.Token = q.Get("page_token")
-			if v := q.Get("limit"); v != "" {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > storage.MaxPageLimit {
-					writeError(w, http.StatusBadRequest, "invalid_request",
-						"limit must be an integer between 1 and "+strconv.Itoa(storage.MaxPageLimit))
-					return
-				}
-				p.Limit = n
+			var ok bool
+			if p, ok = readPage(w, r); !ok {
+				return
 			}
 		}
 		items, next, err := fetch(r, p)
@@ -167,6 +160,23 @@ func handleList[S, T any](s *Server, paged bool, fetch func(r *http.Request, p s
 		}
 		writeJSON(w, http.StatusOK, body)
 	})
+}
+
+// readPage reads ?page_token= and ?limit= (1 to storage.MaxPageLimit), or
+// answers 400 and reports false.
+func readPage(w http.ResponseWriter, r *http.Request) (storage.Page, bool) {
+	q := r.URL.Query()
+	p := storage.Page{Token: q.Get("page_token")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > storage.MaxPageLimit {
+			writeError(w, http.StatusBadRequest, "invalid_request",
+				"limit must be an integer between 1 and "+strconv.Itoa(storage.MaxPageLimit))
+			return p, false
+		}
+		p.Limit = n
+	}
+	return p, true
 }
 
 type keyPairJSON struct {
@@ -268,10 +278,31 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 	})
 }
 
+// handleIntegrationList is the integrations listing: ?q= keeps those whose
+// name, description or scopes contain it (any case) and the one whose
+// current or previous client ID it is; ?sort= orders them (name, -name,
+// created_at, -created_at); total counts all that q matches, across pages.
 func (s *Server) handleIntegrationList() http.Handler {
-	return handleList(s, true, func(r *http.Request, p storage.Page) ([]*storage.Integration, string, error) {
-		return s.store.ListIntegrations(r.Context(), p)
-	}, s.integrationOut)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := readPage(w, r)
+		if !ok {
+			return
+		}
+		q := storage.IntegrationQuery{Search: r.URL.Query().Get("q"), Sort: r.URL.Query().Get("sort")}
+		igs, next, total, err := s.store.FindIntegrations(r.Context(), q, p)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		body := struct {
+			list[integrationJSON]
+			Total int64 `json:"total"`
+		}{list[integrationJSON]{Items: make([]integrationJSON, len(igs)), NextPageToken: next}, total}
+		for i, ig := range igs {
+			body.Items[i] = s.integrationOut(ig)
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
 }
 
 func (s *Server) handleIntegrationGet() http.Handler {

@@ -148,7 +148,7 @@ func (s *Store) FindAuditEvents(ctx context.Context, f AuditFilter, p Page) ([]A
 	if len(rows) > p.limit() {
 		rows = rows[:p.limit()]
 		last := rows[len(rows)-1]
-		next = pageToken(auditCursor(last.OccurredAt, last.ID))
+		next = pageToken(timeCursor(last.OccurredAt, last.ID))
 	}
 	out := make([]AuditEvent, len(rows))
 	for i, r := range rows {
@@ -165,7 +165,7 @@ func (s *Store) FindAuditEvents(ctx context.Context, f AuditFilter, p Page) ([]A
 // cursor (none: from the newest), newest first, at most limit of them.
 func auditQuery(q *gorm.DB, f AuditFilter, after string, limit int) (*gorm.DB, error) {
 	if after != "" {
-		at, id, ok := parseAuditCursor(after)
+		at, id, ok := parseTimeCursor(after)
 		if !ok {
 			return nil, invalidf("page_token is not one this server issued")
 		}
@@ -189,13 +189,13 @@ func auditQuery(q *gorm.DB, f AuditFilter, after string, limit int) (*gorm.DB, e
 	return q.Order("occurred_at DESC, id DESC").Limit(limit), nil
 }
 
-// auditCursor is where a page of audit events ends: the time and ID of its
-// last event, the listing's order.
-func auditCursor(at time.Time, id int64) string {
+// timeCursor is where a page ordered by a time and then an ID ends: the
+// time and ID of its last row (audit events, integrations by creation).
+func timeCursor(at time.Time, id int64) string {
 	return at.UTC().Format(time.RFC3339Nano) + " " + strconv.FormatInt(id, 10)
 }
 
-func parseAuditCursor(c string) (time.Time, int64, bool) {
+func parseTimeCursor(c string) (time.Time, int64, bool) {
 	ts, n, ok := strings.Cut(c, " ")
 	if !ok {
 		return time.Time{}, 0, false

@@ -235,7 +235,7 @@ func testIntegrationUpdateChanges(t *testing.T, s *Store, clk *fakeClock) {
 // can serve the query at all.
 func testAuditIndexed(t *testing.T, s *Store, clk *fakeClock) {
 	since, until := clk.Now().Add(-time.Hour), clk.Now()
-	cursor := auditCursor(clk.Now(), 42)
+	cursor := timeCursor(clk.Now(), 42)
 	tests := []struct {
 		name  string
 		f     AuditFilter

@@ -75,6 +75,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/CreateConflict", testIntegrationCreateConflict},
 		{"Integration/CreateInvalid", testIntegrationCreateInvalid},
 		{"Integration/List", testIntegrationList},
+		{"Integration/Find", testIntegrationFind},
 		{"Integration/Update", testIntegrationUpdate},
 		{"Integration/UpdateErrors", testIntegrationUpdateErrors},
 		{"Integration/Delete", testIntegrationDelete},

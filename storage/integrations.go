@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -174,20 +175,98 @@ func (s *Store) attachKeyPairs(ctx context.Context, igs []*Integration) error {
 // ListIntegrations returns integrations ordered by name, with their key
 // pairs (never secrets), and the token of the next page ("" at the end).
 func (s *Store) ListIntegrations(ctx context.Context, p Page) ([]*Integration, string, error) {
-	rows, next, err := findPage(s.r.WithContext(ctx).Where(live), p, pageOrder{column: "name"}, "list integrations",
-		func(r *integrationRow) string { return r.Name })
+	igs, next, _, err := s.FindIntegrations(ctx, IntegrationQuery{}, p)
+	return igs, next, err
+}
+
+// IntegrationQuery picks and orders the integrations a listing shows.
+type IntegrationQuery struct {
+	// Search, when set, keeps the integrations whose name, description or
+	// scopes contain it, in any case, and the one whose current or
+	// previous key pair has it as client ID: what an admin pastes from a
+	// log or remembers of a name.
+	Search string
+	// Sort is one of IntegrationSorts; "" is "name".
+	Sort string
+}
+
+// IntegrationSorts are the orders an integration listing may take: by
+// name, or by creation, oldest first; a leading "-" reverses either.
+var IntegrationSorts = []string{"name", "-name", "created_at", "-created_at"}
+
+// FindIntegrations is ListIntegrations narrowed and ordered by q, with the
+// number of integrations q matches in all. A page token names the order it
+// was made for: used with another, it is ErrInvalid.
+func (s *Store) FindIntegrations(ctx context.Context, q IntegrationQuery, p Page) ([]*Integration, string, int64, error) {
+	sort := q.Sort
+	if sort == "" {
+		sort = "name"
+	}
+	if !slices.Contains(IntegrationSorts, sort) {
+		return nil, "", 0, invalidf("sort must be one of %s", strings.Join(IntegrationSorts, ", "))
+	}
+	after, err := p.cursor()
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
+	}
+	match := s.r.WithContext(ctx).Model(&integrationRow{}).Where(live)
+	if q.Search != "" {
+		like := "%" + likeEscaper.Replace(strings.ToLower(q.Search)) + "%"
+		match = match.Where(`(LOWER(name) LIKE ? ESCAPE '\' OR LOWER(description) LIKE ? ESCAPE '\'
+			OR LOWER(scopes) LIKE ? ESCAPE '\' OR id IN (SELECT integration_id FROM key_pairs WHERE client_id = ?))`,
+			like, like, like, q.Search)
+	}
+	var total int64
+	if err := match.Session(&gorm.Session{}).Count(&total).Error; err != nil {
+		return nil, "", 0, unavailable("list integrations", err)
+	}
+	page := match.Session(&gorm.Session{})
+	column, desc := strings.CutPrefix(sort, "-")
+	if after != "" {
+		cursorSort, value, ok := strings.Cut(after, ":")
+		if !ok || cursorSort != sort {
+			return nil, "", 0, invalidf("page_token is not one this server issued for sort=%s", sort)
+		}
+		cmp := map[bool]string{false: ">", true: "<"}[desc]
+		if column == "name" {
+			page = page.Where("name "+cmp+" ?", value)
+		} else {
+			at, id, ok := parseTimeCursor(value)
+			if !ok {
+				return nil, "", 0, invalidf("page_token is not one this server issued")
+			}
+			page = page.Where("(created_at, id) "+cmp+" (?, ?)", at, id)
+		}
+	}
+	order := map[string]string{"name": "name", "-name": "name DESC",
+		"created_at": "created_at, id", "-created_at": "created_at DESC, id DESC"}[sort]
+	var rows []integrationRow
+	if err := page.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
+		return nil, "", 0, unavailable("list integrations", err)
+	}
+	next := ""
+	if len(rows) > p.limit() {
+		rows = rows[:p.limit()]
+		last := rows[len(rows)-1]
+		value := last.Name
+		if column == "created_at" {
+			value = timeCursor(last.CreatedAt, last.ID)
+		}
+		next = pageToken(sort + ":" + value)
 	}
 	igs := make([]*Integration, len(rows))
 	for i := range rows {
 		igs[i] = rows[i].integration()
 	}
 	if err := s.attachKeyPairs(ctx, igs); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	return igs, next, nil
+	return igs, next, total, nil
 }
+
+// likeEscaper makes a search text match itself only, in a LIKE pattern
+// with ESCAPE '\'.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // UpdateIntegration applies patch to the integration called name and audits
 // the change, atomically. Tokens already issued keep what they were granted.

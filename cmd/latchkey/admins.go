@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -233,8 +232,7 @@ func runAdminTokenAPI(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return err
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := flagsGiven(fs)
 	c, err := client().asAdmin(getenv)
 	if err != nil {
 		return err

@@ -56,6 +56,14 @@ func (c *apiClient) asAdmin(getenv func(string) string) (*apiClient, error) {
 	return c, nil
 }
 
+// flagsGiven names the flags the command line set, so that a flag left
+// out can leave its field as it is.
+func flagsGiven(fs *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given
+}
+
 // parse parses flags that may come before or after positional arguments,
 // as in `latchkey integration create billing --scope read`.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -212,8 +220,7 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := flagsGiven(fs)
 	c, err := client().asAdmin(getenv)
 	if err != nil {
 		return err
