@@ -1154,3 +1154,155 @@ func TestDashboardScreenshots(t *testing.T) {
 		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
 	}
 }
+
+// TestDashboardAtScale: an admin of 152 integrations pages through them,
+// sorts them, finds one by a client ID pasted from a log (its previous
+// pair's too), keeps the column headers in sight, and sees a row with 25
+// scopes folded; at phone width no view scrolls sideways (issue 17,
+// defects 6 and 14).
+func TestDashboardAtScale(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	const n = 152
+	var wanted, previous keyPair
+	for i := range n {
+		body := map[string]any{"name": fmt.Sprintf("svc-%03d", i), "description": fmt.Sprintf("Service number %d", i), "scopes": []string{"orders:read"}}
+		if i == 7 {
+			var many []string
+			for j := range 25 {
+				many = append(many, fmt.Sprintf("resource-%02d:read", j))
+			}
+			body["scopes"] = many
+		}
+		kp := e.createIntegration(body)
+		if i == 123 {
+			wanted = kp
+		}
+		if i == 99 {
+			previous = kp
+		}
+	}
+	e.regenerate("svc-099", 3600)
+	b := newBrowser(t, 1280, 800)
+	root := e.newAdmin("root", storage.RoleOwner)
+	b.signIn(t, e.srv.URL, root)
+	b.do(t, "the first page", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="svc-000"]`)))
+	names := func() []string {
+		t.Helper()
+		v, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#integrations-body tr[data-name]')].map((r) => r.dataset.name)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got := b.eval(t, `document.querySelector('#integration-count').textContent`); !strings.Contains(got, fmt.Sprint(n)+" integrations") {
+		t.Errorf("the count says %q, want %d integrations", got, n)
+	}
+	first := names()
+	if len(first) == 0 || len(first) > 100 {
+		t.Fatalf("the first page shows %d rows, want a page of them", len(first))
+	}
+	num := func(js string) int {
+		t.Helper()
+		v, err := chromedp.Run(b.ctx, chromedp.Evaluate[float64](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		return int(v)
+	}
+	if h := num(`document.documentElement.scrollHeight`); h > 9000 {
+		t.Errorf("the first page is %d px tall", h)
+	}
+
+	// The column headers stay in sight when the list scrolls.
+	b.eval(t, `(window.scrollTo(0, document.querySelector('#integrations-body tr:nth-child(20)').getBoundingClientRect().top + scrollY), '')`)
+	if top := num(`document.querySelector('#integrations-table thead th').getBoundingClientRect().top`); top < 0 || top > 120 {
+		t.Errorf("scrolled down the list, the column headers are at %d px", top)
+	}
+	b.eval(t, `(window.scrollTo(0, 0), '')`)
+
+	// The row with 25 scopes is folded.
+	if ht := num(`document.querySelector('tr[data-name="svc-007"]').getBoundingClientRect().height`); ht > 160 {
+		t.Errorf("the row with 25 scopes is %d px tall", ht)
+	}
+
+	// Next to the end, each page new, every integration seen once, by name.
+	seen := first
+	for page := 2; len(seen) < n; page++ {
+		if page > 20 {
+			t.Fatalf("after 20 pages, %d of %d integrations seen", len(seen), n)
+		}
+		last := seen[len(seen)-1]
+		b.do(t, "next page", chromedp.Click(chromedp.CSS("#integrations-next")),
+			chromedp.WaitNotPresent(chromedp.CSS(fmt.Sprintf(`tr[data-name=%q]`, last))))
+		seen = append(seen, names()...)
+	}
+	if !slices.IsSorted(seen) || len(seen) != n {
+		t.Errorf("paging showed %d integrations, sorted %v; want %d by name", len(seen), slices.IsSorted(seen), n)
+	}
+	if b.eval(t, `String(document.querySelector('#integrations-next').disabled)`) != "true" {
+		t.Errorf("Next is enabled on the last page")
+	}
+	b.do(t, "previous page", chromedp.Click(chromedp.CSS("#integrations-prev")),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-name=%q]`, seen[len(seen)-len(names())-1]))))
+
+	// Newest first.
+	b.eval(t, `(() => {
+		const s = document.querySelector('#integration-sort');
+		s.value = '-created_at';
+		s.dispatchEvent(new Event('change', { bubbles: true }));
+		return '';
+	})()`)
+	b.do(t, "newest first", chromedp.WaitVisible(chromedp.CSS(`#integrations-body tr:first-child[data-name="svc-151"]`)))
+
+	// A client ID pasted from a log finds its integration; so does the
+	// previous pair's.
+	poll := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	for _, c := range []struct{ id, name string }{{wanted.ID, "svc-123"}, {previous.ID, "svc-099"}} {
+		b.eval(t, `document.querySelector('#integration-search').value = ''`)
+		b.do(t, "search by client ID",
+			chromedp.SendKeys(chromedp.CSS("#integration-search"), c.id),
+			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-name=%q]`, c.name))),
+		)
+		poll("only "+c.name+" is listed", `document.querySelectorAll('#integrations-body tr[data-name]').length === 1`)
+		if got := b.eval(t, `document.querySelector('#integration-count').textContent`); !strings.Contains(got, "1 integration") {
+			t.Errorf("searching %s, the count says %q", c.id, got)
+		}
+	}
+	b.eval(t, `document.querySelector('#integration-search').value = ''`)
+	b.do(t, "search by description",
+		chromedp.SendKeys(chromedp.CSS("#integration-search"), "NUMBER 12"),
+	)
+	poll("searching a description", `document.querySelector('#integration-count').textContent.includes('11 integrations')`)
+
+	// The search does not outlive the session (defect 16).
+	b.do(t, "sign out and in again, in the same page",
+		chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")),
+		chromedp.SendKeys(chromedp.CSS("#signin-token"), root), chromedp.Click(chromedp.CSS("#signin-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="svc-000"]`)))
+	if got := b.eval(t, `document.querySelector('#integration-search').value + '|' + document.querySelector('#integration-count').textContent`); !strings.HasPrefix(got, "|"+fmt.Sprint(n)+" integrations") {
+		t.Errorf("signed in again, the search box and count say %q; want them fresh", got)
+	}
+
+	// At phone width, no view scrolls sideways.
+	b.do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	for _, v := range []string{"integrations", "tokens", "admins", "audit", "keys"} {
+		b.do(t, v, chromedp.Navigate(e.srv.URL+"/admin/#"+v), chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS("#view-"+v+" h1")), chromedp.WaitNotPresent(chromedp.CSS("#view-"+v+" .loading-row")))
+		if got := b.eval(t, `document.documentElement.scrollWidth + ' ' + innerWidth`); func() bool {
+			var w, iw int
+			fmt.Sscan(got, &w, &iw)
+			return w > iw
+		}() {
+			t.Errorf("at phone width the %s view is %s px wide (scrollWidth, innerWidth)", v, got)
+		}
+	}
+	for _, p := range b.problems() {
+		t.Errorf("the page reported a problem: %s", p)
+	}
+}

@@ -88,6 +88,8 @@ async function showApp(known = false) {
 
 function signOut(message, kind) {
   session.clear();
+  // Nothing of this session stays for the next: a search, a page.
+  for (const v of Object.values(views)) v.reset?.();
   showSignIn(message, kind);
 }
 

@@ -1,21 +1,62 @@
 // Integrations: list and search, create, edit, regenerate the key pair,
 // delete.
 
-import { api, can, listAll, path } from './api.js';
+import { api, can, path } from './api.js';
 import {
   $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
   loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe,
 } from './ui.js';
 
-let items = [];
+let items = []; // the page shown
 let editing = null; // the integration being edited; null when creating
 let target = null; // the integration being regenerated or deleted
 
+// The list is paged, searched and sorted by the server: an admin of
+// hundreds of integrations sees one page at a time. tokens holds the page
+// token of each page up to the one shown ('' is the first), so Previous
+// goes back without the server keeping state.
+const PAGE_SIZE = 50;
+const list = { q: '', sort: 'name', tokens: [''], next: '', total: 0, seq: 0 };
+
 export const title = 'Integrations';
+
+// reset forgets the search and the page, at sign-out.
+export function reset() {
+  Object.assign(list, { q: '', sort: 'name', tokens: [''], next: '', total: 0 });
+  items = [];
+  $('#integration-search').value = '';
+  $('#integration-sort').value = 'name';
+  $('#integrations-body').replaceChildren();
+}
 
 export function init({ go }) {
   $('#new-integration').addEventListener('click', () => openForm(null));
-  $('#integration-search').addEventListener('input', render);
+  let debounce = null;
+  $('#integration-search').addEventListener('input', () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      const q = $('#integration-search').value.trim();
+      if (q === list.q) return;
+      list.q = q;
+      list.tokens = [''];
+      load();
+    }, 250);
+  });
+  $('#integration-sort').addEventListener('change', () => {
+    list.sort = $('#integration-sort').value;
+    list.tokens = [''];
+    load();
+  });
+  $('#integrations-next').addEventListener('click', () => {
+    if (!list.next) return;
+    list.tokens.push(list.next);
+    load({ top: true });
+  });
+  $('#integrations-prev').addEventListener('click', () => {
+    if (list.tokens.length < 2) return;
+    list.tokens.pop();
+    load({ top: true });
+  });
   $('#integrations-body').addEventListener('click', (e) => {
     const btn = e.target.closest('button[data-action]');
     if (!btn) return;
@@ -39,40 +80,87 @@ export function init({ go }) {
   });
 }
 
-export async function load() {
+// load fetches the page shown (again); an answer that a newer request
+// overtook is dropped. A page emptied by a deletion goes back one page.
+export async function load({ top = false } = {}) {
   const body = $('#integrations-body');
   const error = $('#integrations-error');
+  const seq = ++list.seq;
   clearError(error);
   if (items.length === 0) body.replaceChildren(loadingRow(8));
+  $('#integrations-table').setAttribute('aria-busy', 'true');
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), sort: list.sort });
+  if (list.q) params.set('q', list.q);
+  const token = list.tokens.at(-1);
+  if (token) params.set('page_token', token);
+  let page;
   try {
-    items = await listAll('integrations');
-    items.sort((a, b) => a.name.localeCompare(b.name));
-    $('#integration-names').replaceChildren(...items.map((i) => h('option', { value: i.name })));
+    page = await api('GET', `integrations?${params}`);
   } catch (err) {
+    if (seq !== list.seq) return;
+    $('#integrations-table').removeAttribute('aria-busy');
+    items = [];
     body.replaceChildren();
+    $('#integration-count').textContent = '';
+    show($('#integrations-pager'), false);
+    show($('#integrations-empty'), false);
     showError(error, err);
     return;
   }
+  if (seq !== list.seq) return;
+  $('#integrations-table').removeAttribute('aria-busy');
+  if ((page.items ?? []).length === 0 && list.tokens.length > 1) {
+    list.tokens.pop();
+    load({ top });
+    return;
+  }
+  items = page.items ?? [];
+  list.next = page.next_page_token ?? '';
+  list.total = page.total ?? items.length;
+  $('#integration-names').replaceChildren(...items.map((i) => h('option', { value: i.name })));
   render();
+  if (top) $('#integrations-title').scrollIntoView({ block: 'nearest' });
 }
 
+const plural = (n) => `${n} integration${n === 1 ? '' : 's'}`;
+
 function render() {
-  const q = $('#integration-search').value.trim().toLowerCase();
-  const shown = q ? items.filter((i) => i.name.includes(q)) : items;
+  const q = list.q;
+  const first = (list.tokens.length - 1) * PAGE_SIZE + 1;
   const count = $('#integration-count');
-  count.textContent =
-    items.length === 0 ? '' : q ? `${shown.length} of ${items.length} integrations` : `${items.length} integration${items.length === 1 ? '' : 's'}`;
+  if (list.total === 0) count.textContent = q ? 'No match' : '';
+  else {
+    const range = list.total > items.length ? ` · ${first}–${first + items.length - 1} shown` : '';
+    count.textContent = `${plural(list.total)}${q ? ` match “${q}”` : ''}${range}`;
+  }
+  $('#integrations-prev').disabled = list.tokens.length < 2;
+  $('#integrations-next').disabled = !list.next;
+  show($('#integrations-pager'), list.tokens.length > 1 || Boolean(list.next));
   let empty = null;
-  if (items.length === 0) {
+  if (items.length === 0 && !q) {
     empty = [
       h('p', { class: 'empty-title' }, 'No integrations yet'),
       h('p', {}, 'Create one for each service that calls your APIs; it gets its own client ID and secret.'),
       can('integrations:write') ? h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'create' } }, 'New integration') : null,
     ];
-  } else if (shown.length === 0) {
-    empty = [h('p', { class: 'empty-title' }, 'No match'), h('p', {}, `No integration name contains “${q}”.`)];
+  } else if (items.length === 0) {
+    empty = [h('p', { class: 'empty-title' }, 'No match'), h('p', {}, `No integration has “${q}” in its name, description or scopes, or as a client ID.`)];
   }
-  fill($('#integrations-body'), shown.map(row), $('#integrations-empty'), empty);
+  fill($('#integrations-body'), items.map(row), $('#integrations-empty'), empty);
+}
+
+// scopes shows a few scopes as they are and folds the rest.
+function scopes(list) {
+  if (!list?.length) return h('span', { class: 'muted' }, 'none');
+  const chip = (s) => h('span', { class: 'chip' }, s);
+  const FEW = 4;
+  if (list.length <= FEW) return h('div', { class: 'chips' }, list.map(chip));
+  return h(
+    'div',
+    { class: 'chips' },
+    list.slice(0, FEW - 1).map(chip),
+    h('details', { class: 'more-scopes' }, h('summary', {}, `+${list.length - FEW + 1} more`), h('div', { class: 'chips' }, list.slice(FEW - 1).map(chip))),
+  );
 }
 
 function row(ig) {
@@ -109,7 +197,7 @@ function row(ig) {
         )
         : ig.disabled ? badge('Suspended', 'danger') : badge('Enabled', 'ok'),
     ),
-    cell('Scopes', ig.scopes?.length ? h('div', { class: 'chips' }, ig.scopes.map((s) => h('span', { class: 'chip' }, s))) : h('span', { class: 'muted' }, 'none')),
+    cell('Scopes', scopes(ig.scopes)),
     cell('Introspect', ig.can_introspect ? badge('Allowed', 'accent') : h('span', { class: 'muted' }, 'No')),
     cell('Created', when(ig.created_at)),
     cell('Last used', when(kp?.last_used_at)),
