@@ -941,6 +941,14 @@ func TestDashboardBrowser(t *testing.T) {
 	// An owner changes a role in the page.
 	b.do(t, "the bootstrap token's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`select[data-action="role"][data-key="oscar"]`)))
+	// The built-in bootstrap admin cannot be removed: no button offers it
+	// (defect 12).
+	if visible(`tr[data-name="bootstrap"]`) && visible(`button[data-action="remove"][data-key="bootstrap"]`) {
+		t.Error("the bootstrap admin has a Remove button, which always fails")
+	}
+	if !visible(`tr[data-name="bootstrap"]`) {
+		t.Error("the bootstrap admin is not listed")
+	}
 	b.eval(t, `(() => {
 		const s = document.querySelector('select[data-action="role"][data-key="oscar"]');
 		s.value = 'auditor';

@@ -1,7 +1,7 @@
 // Admins: list, add (their first token is shown once), change a role,
 // remove.
 
-import { api, can, listAll, path } from './api.js';
+import { api, can, listAll, me, path } from './api.js';
 import {
   $, h, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
   confirmDialog,
@@ -66,7 +66,7 @@ function row(a) {
       h(
         'div',
         { class: 'actions' },
-        write
+        write && !builtIn
           ? h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'remove', key: a.name }, 'aria-label': `Remove ${a.name}` }, 'Remove')
           : null,
       ),
@@ -101,10 +101,13 @@ async function setRole(a, role) {
 }
 
 function remove(a) {
+  const self = a.name === me.name && !me.bootstrap;
   confirmDialog({
-    title: 'Remove admin',
-    text: [h('strong', {}, `${a.name} loses access now.`), ' Every admin token of theirs is revoked. Integrations they created keep working.'],
-    confirm: `Remove ${a.name}`,
+    title: self ? 'Remove yourself' : 'Remove admin',
+    text: self
+      ? [h('strong', {}, 'You are removing yourself: you lose access now'), ' and this dashboard signs out. Every admin token of yours is revoked. Integrations you created keep working.']
+      : [h('strong', {}, `${a.name} loses access now.`), ' Every admin token of theirs is revoked. Integrations they created keep working.'],
+    confirm: self ? 'Remove myself' : `Remove ${a.name}`,
     action: async () => {
       await api('DELETE', path`admins/${a.name}`);
       toast(`Admin ${a.name} removed`);
