@@ -4,7 +4,7 @@
 import { api, can, path } from './api.js';
 import {
   $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
-  loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe,
+  loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe, FieldError,
 } from './ui.js';
 
 let items = []; // the page shown
@@ -257,6 +257,9 @@ async function submitForm() {
     can_introspect: $('#ig-introspect').checked,
   };
   const lifetime = lifetimeSeconds();
+  if (lifetime !== undefined && !(Number.isInteger(lifetime) && lifetime >= 60 && lifetime <= 30 * 86400)) {
+    throw new FieldError($('#ig-lifetime'), 'The token lifetime must be between 1 minute and 30 days.');
+  }
   if (!editing) {
     const name = $('#ig-name').value.trim();
     const body = { name, ...fields };

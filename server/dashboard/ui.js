@@ -111,6 +111,43 @@ export function clearError(el) {
   show(el, false);
 }
 
+// FieldError is a mistake in one field, found by the page before the
+// server sees it; the form shows it under that field.
+export class FieldError extends Error {
+  constructor(field, message) {
+    super(message);
+    this.field = field;
+  }
+}
+
+// markField shows message under field, tied to it by aria-describedby,
+// and marks it invalid.
+function markField(field, message) {
+  const id = `${field.id}-error`;
+  let p = document.getElementById(id);
+  if (!p) {
+    p = h('p', { id, class: 'field-error' });
+    (field.closest('.field') ?? field.parentElement).append(p);
+  }
+  p.textContent = message;
+  show(p);
+  field.setAttribute('aria-invalid', 'true');
+  const ids = (field.getAttribute('aria-describedby') ?? '').split(' ').filter(Boolean);
+  if (!ids.includes(id)) field.setAttribute('aria-describedby', [id, ...ids].join(' '));
+}
+
+// clearFormErrors takes away every error shown in form: once a value
+// changes, they may no longer be true.
+function clearFormErrors(form) {
+  for (const f of $$('[aria-invalid="true"]', form)) f.removeAttribute('aria-invalid');
+  for (const p of $$('.field-error', form)) {
+    p.textContent = '';
+    show(p, false);
+  }
+  const err = $('[data-form-error]', form);
+  if (err) clearError(err);
+}
+
 // toast shows a short message in the one status region of the page
 // (#toasts), which every action uses. A message from an action that runs
 // inside a dialog (the dialog is busy) waits until that dialog has closed,
@@ -195,8 +232,8 @@ export function openDialog(dlg, focus) {
   dlg.returnSelector = opener?.dataset?.action
     ? `[data-action="${opener.dataset.action}"][data-key="${CSS.escape(opener.dataset.key ?? '')}"]`
     : null;
-  const err = $('[data-form-error]', dlg);
-  if (err) clearError(err);
+  const form = $('form', dlg);
+  if (form) clearFormErrors(form);
   delete dlg.dataset.busy;
   dlg.showModal();
   const target =
@@ -235,26 +272,43 @@ export function setupDialogs() {
 // shown in the form. action returns true to close the dialog.
 export function handleSubmit(form, action) {
   const dlg = form.closest('dialog');
+  const stale = () => {
+    if (!dlg.dataset.busy) clearFormErrors(form);
+  };
+  form.addEventListener('input', stale);
+  form.addEventListener('change', stale);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (dlg.dataset.busy) return;
     const submit = $('[type=submit]', form);
     const err = $('[data-form-error]', form);
-    if (err) clearError(err);
+    clearFormErrors(form);
     dlg.dataset.busy = '1';
     submit.disabled = true;
     form.setAttribute('aria-busy', 'true');
     let close = false;
+    let caught = null;
     try {
       close = (await action()) !== false;
     } catch (error) {
-      if (err) showError(err, error);
+      caught = error;
+      if (error instanceof FieldError) markField(error.field, error.message);
+      else if (err) showError(err, error);
       else toast(describe(error), 'error');
       if (error?.status === 401) close = true;
     } finally {
       delete dlg.dataset.busy;
       submit.disabled = false;
       form.removeAttribute('aria-busy');
+    }
+    // Keep focus in the dialog: on the field at fault, else on the error
+    // (the submit button was disabled meanwhile, which dropped focus).
+    if (caught && !close) {
+      if (caught instanceof FieldError) caught.field.focus();
+      else if (err && !err.hidden) {
+        err.tabIndex = -1;
+        err.focus();
+      } else submit.focus();
     }
     if (close) closeDialog(dlg);
   });
