@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -1327,6 +1328,40 @@ func TestDashboardAtScale(t *testing.T) {
 	)
 	poll("searching a description", `document.querySelector('#integration-count').textContent.includes('11 integrations')`)
 
+	// The server out of reach: the list says so, keeps no stale count, and
+	// offers to try again, which works once the server answers (defect 11).
+	offline := func(off bool) {
+		t.Helper()
+		if _, err := chromedp.Call(b.ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{Offline: off, DownloadThroughput: -1, UploadThroughput: -1}},
+		}); err != nil {
+			t.Fatalf("emulate the network: %v", err)
+		}
+	}
+	seenProblems := len(b.problems())
+	if _, err := chromedp.Call(b.ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	offline(true)
+	b.eval(t, `(() => {
+		const s = document.querySelector('#integration-sort');
+		s.value = 'name';
+		s.dispatchEvent(new Event('change', { bubbles: true }));
+		return '';
+	})()`)
+	b.do(t, "the server out of reach", chromedp.WaitVisible(chromedp.CSS("#integrations-error")))
+	if got := b.eval(t, `document.querySelector('#integration-count').textContent`); strings.Contains(got, "integrations") {
+		t.Errorf("with the server out of reach, the count still says %q", got)
+	}
+	offline(false)
+	b.do(t, "try again", chromedp.Click(chromedp.CSS("#integrations-error button[data-action=retry]")),
+		chromedp.WaitNotVisible(chromedp.CSS("#integrations-error")), chromedp.WaitVisible(chromedp.CSS("#integrations-body tr[data-name]")))
+	for _, p := range b.problems()[seenProblems:] {
+		if !strings.Contains(p, "ERR_INTERNET_DISCONNECTED") {
+			t.Errorf("the page reported a problem: %s", p)
+		}
+	}
+
 	// The search does not outlive the session (defect 16).
 	b.do(t, "sign out and in again, in the same page",
 		chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")),
@@ -1349,7 +1384,9 @@ func TestDashboardAtScale(t *testing.T) {
 			t.Errorf("at phone width the %s view is %s px wide (scrollWidth, innerWidth)", v, got)
 		}
 	}
-	for _, p := range b.problems() {
-		t.Errorf("the page reported a problem: %s", p)
+	for _, p := range b.problems()[seenProblems:] {
+		if !strings.Contains(p, "ERR_INTERNET_DISCONNECTED") {
+			t.Errorf("the page reported a problem: %s", p)
+		}
 	}
 }

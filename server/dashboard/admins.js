@@ -40,7 +40,7 @@ export async function load() {
     items = await listAll('admins');
   } catch (err) {
     body.replaceChildren();
-    showError(error, err);
+    showError(error, err, () => load());
     return;
   }
   fill(body, items.map(row), $('#admins-empty'), h('p', { class: 'empty-title' }, 'No admins'));

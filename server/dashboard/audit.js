@@ -53,7 +53,7 @@ export async function load({ more = false, integration } = {}) {
     next = page.next_page_token ?? '';
   } catch (err) {
     if (!more) body.replaceChildren();
-    showError(error, err);
+    showError(error, err, () => load());
     return;
   } finally {
     moreBtn.disabled = false;

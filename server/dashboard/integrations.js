@@ -104,7 +104,7 @@ export async function load({ top = false } = {}) {
     $('#integration-count').textContent = '';
     show($('#integrations-pager'), false);
     show($('#integrations-empty'), false);
-    showError(error, err);
+    showError(error, err, () => load());
     return;
   }
   if (seq !== list.seq) return;

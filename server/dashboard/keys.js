@@ -33,7 +33,7 @@ export async function load() {
     keys = (await api('GET', 'signing-keys')).items ?? [];
   } catch (err) {
     body.replaceChildren();
-    showError(error, err);
+    showError(error, err, () => load());
     return;
   }
   fill(body, keys.map(row), $('#keys-empty'), h('p', { class: 'empty-title' }, 'No signing keys'));

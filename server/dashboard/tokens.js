@@ -40,7 +40,7 @@ export async function load() {
     items = await listAll('tokens');
   } catch (err) {
     body.replaceChildren();
-    showError(error, err);
+    showError(error, err, () => load());
     return;
   }
   const now = Date.now();

@@ -100,9 +100,13 @@ function capitalize(s) {
 
 // showError puts err in the alert element el; a 401 is left to the
 // sign-out that the API client already started.
-export function showError(el, err) {
+// With retry, a view that could not load offers to try again.
+export function showError(el, err, retry) {
   if (err?.status === 401) return;
-  el.textContent = describe(err);
+  el.replaceChildren(describe(err));
+  if (retry) {
+    el.append(' ', h('button', { type: 'button', class: 'btn btn-sm', dataset: { action: 'retry' }, onclick: () => retry() }, 'Try again'));
+  }
   show(el);
 }
 
