@@ -785,6 +785,12 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
 	mid := keyPair{ID: pair[0], Secret: pair[1]}
+	// During the grace the row names the old pair and its last use
+	// (defect 8).
+	b.do(t, "the row during the grace", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"] .grace`)))
+	if got := b.eval(t, `document.querySelector('tr[data-name="billing-sync"] .grace').textContent`); !strings.Contains(got, old.ID) || !strings.Contains(got, "last used") {
+		t.Errorf("during the grace the row says %q; want the old client ID %s and its last use", got, old.ID)
+	}
 
 	// Regenerate with no grace during the grace: the dialog warns that the
 	// pair still in grace is revoked at once too, by its client ID
@@ -913,6 +919,10 @@ func TestDashboardBrowser(t *testing.T) {
 	// sign-in, with the API's reason.
 	out := e.mintAdminToken(root, map[string]any{"description": "short-lived"})
 	b.signIn(t, e.srv.URL, out["token"].(string))
+	// The page says which token is signed in, not only whose (defect 7).
+	if got := b.eval(t, `document.querySelector('#session-token')?.textContent ?? ''`); !strings.Contains(got, "short-lived") {
+		t.Errorf("the page names the signed-in token %q, want its description short-lived", got)
+	}
 	e.adminAs(root, "DELETE", "/admin/tokens/"+out["id"].(string), nil, http.StatusNoContent)
 	b.do(t, "use a revoked token",
 		chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),

@@ -82,6 +82,12 @@ async function showApp(known = false) {
   const who = $('#session-who');
   who.textContent = me.bootstrap ? `Bootstrap token · ${me.role}` : `${me.name} · ${me.role}`;
   who.title = me.permissions.length ? `May: ${me.permissions.join(', ')}` : 'This token may only say whose it is';
+  // Which token, too: an admin may hold several, narrowed differently.
+  const tok = me.token;
+  $('#session-token').textContent = tok ? `· token “${tok.description || tok.id}”` : '';
+  $('#session-token').title = tok
+    ? `Token ${tok.id}${tok.expires_at ? `, expires ${tok.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, '')} UTC` : ', never expires'}`
+    : '';
   for (const el of $$('[data-needs]')) show(el, can(el.dataset.needs));
   showView(viewFromHash(), undefined, false);
 }

@@ -3,7 +3,7 @@
 
 import { api, can, path } from './api.js';
 import {
-  $, h, show, time, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
+  $, h, show, time, ago, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
   loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe, FieldError,
 } from './ui.js';
 
@@ -175,7 +175,19 @@ function row(ig) {
       { class: 'cell-title' },
       h('div', { class: 'name' }, ig.name),
       ig.description ? h('div', { class: 'desc' }, ig.description) : null,
-      prev ? h('div', { class: 'grace' }, icon('alert'), h('span', {}, 'Old pair works until ', time(prev.expires_at))) : null,
+      prev
+        ? h(
+          'div',
+          { class: 'grace' },
+          icon('alert'),
+          h(
+            'span',
+            {},
+            'Old pair ', h('code', { class: 'mono' }, prev.client_id), ' works until ', time(prev.expires_at),
+            ' (', ago(prev.expires_at), '); last used ', ago(prev.last_used_at),
+          ),
+        )
+        : null,
     ),
     h(
       'td',

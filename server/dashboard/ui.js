@@ -41,6 +41,33 @@ export function time(iso, never = 'never', { stacked = false } = {}) {
   return h('time', { datetime: iso, title: iso, class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d)));
 }
 
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+// ago shows an RFC 3339 time relative to now ("3 minutes ago", "in 1
+// hour"), with the exact UTC time in its title; null is never.
+export function ago(iso, never = 'never') {
+  if (!iso) return h('span', { class: 'muted' }, never);
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return h('span', {}, iso);
+  const secs = (d.getTime() - Date.now()) / 1000;
+  const steps = [
+    [60, 'second'],
+    [3600, 'minute', 60],
+    [86400, 'hour', 3600],
+    [86400 * 30, 'day', 86400],
+    [Infinity, 'month', 86400 * 30],
+  ];
+  let text = relative.format(Math.round(secs), 'second');
+  for (const [limit, unit, div = 1] of steps) {
+    if (Math.abs(secs) < limit) {
+      text = unit === 'second' ? (secs < 0 ? 'just now' : 'in a moment') : relative.format(Math.round(secs / div), unit);
+      break;
+    }
+  }
+  const utc = `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC`;
+  return h('time', { datetime: iso, title: utc, tabindex: '0' }, text);
+}
+
 // when is time() for a table cell.
 export const when = (iso, never) => time(iso, never, { stacked: true });
 
