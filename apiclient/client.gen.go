@@ -416,6 +416,10 @@ type Integration struct {
 	PreviousKeyPair *KeyPair `json:"previous_key_pair,omitempty"`
 	Scopes          []string `json:"scopes"`
 
+	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`
+	// is the server's `token_lifetime` and follows a change of that setting.
+	TokenLifetimeDefault bool `json:"token_lifetime_default"`
+
 	// TokenLifetimeSeconds The lifetime that applies, its own or the server's.
 	TokenLifetimeSeconds int `json:"token_lifetime_seconds"`
 
@@ -465,8 +469,12 @@ type IntegrationCreated struct {
 	// Name An integration's or an admin's name.
 	//
 	// Examples: billing-job
-	Name                 Name                   `json:"name"`
-	Scopes               []string               `json:"scopes"`
+	Name   Name     `json:"name"`
+	Scopes []string `json:"scopes"`
+
+	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`
+	// is the server's `token_lifetime` and follows a change of that setting.
+	TokenLifetimeDefault bool                   `json:"token_lifetime_default"`
 	TokenLifetimeSeconds int                    `json:"token_lifetime_seconds"`
 	TokenRatePerMinute   nullable.Nullable[int] `json:"token_rate_per_minute"`
 

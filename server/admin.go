@@ -193,6 +193,7 @@ type integrationJSON struct {
 	Audience             []string     `json:"audience"`
 	CanIntrospect        bool         `json:"can_introspect"`
 	TokenLifetimeSeconds int64        `json:"token_lifetime_seconds"`
+	TokenLifetimeDefault bool         `json:"token_lifetime_default"`
 	TokenRatePerMinute   *int64       `json:"token_rate_per_minute"`
 	Disabled             bool         `json:"disabled"`
 	CreatedBy            string       `json:"created_by"`
@@ -224,7 +225,8 @@ func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
 	return integrationJSON{
 		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
 		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.oauth.Lifetime(ig) / time.Second),
-		TokenRatePerMinute: ig.TokenRatePerMinute, Disabled: ig.Disabled, CreatedBy: ig.CreatedBy,
+		TokenLifetimeDefault: ig.TokenLifetimeSeconds == nil,
+		TokenRatePerMinute:   ig.TokenRatePerMinute, Disabled: ig.Disabled, CreatedBy: ig.CreatedBy,
 		CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
 		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
 	}

@@ -764,6 +764,37 @@ func TestDashboardBrowser(t *testing.T) {
 	)
 	b.toastSays(t, "billing-sync saved")
 
+	// The lifetime: empty while it follows the server's default, set in the
+	// page, then emptied back to the default (defect 5).
+	lifetime := func() (any, any) {
+		out := e.mustAdmin("GET", "/admin/integrations/billing-sync", nil, http.StatusOK)
+		return out["token_lifetime_seconds"], out["token_lifetime_default"]
+	}
+	editLifetime := func(value, unit string) string {
+		t.Helper()
+		b.do(t, "edit the lifetime",
+			chromedp.Click(chromedp.CSS(`button[data-action="edit"][data-key="billing-sync"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#ig-lifetime")))
+		was := b.value(t, "#ig-lifetime")
+		b.eval(t, fmt.Sprintf(`(document.querySelector('#ig-lifetime').value = %q, document.querySelector('#ig-lifetime-unit').value = %q, '')`, value, unit))
+		b.do(t, "save the lifetime", chromedp.Click(chromedp.CSS("#integration-submit")), chromedp.WaitNotVisible(chromedp.CSS("#integration-dialog")))
+		return was
+	}
+	if was := editLifetime("2", "3600"); was != "" {
+		t.Errorf("Edit shows the lifetime of an integration that follows the default as %q, want it empty", was)
+	}
+	b.toastSays(t, "billing-sync saved")
+	if secs, def := lifetime(); secs != float64(7200) || def != false {
+		t.Errorf("after setting 2 hours in the page: lifetime %v, default %v", secs, def)
+	}
+	if was := editLifetime("", "3600"); was != "2" {
+		t.Errorf("Edit shows a 2-hour lifetime as %q", was)
+	}
+	b.toastSays(t, "billing-sync saved")
+	if _, def := lifetime(); def != true {
+		t.Errorf("after emptying the lifetime in the page, it does not follow the server's default")
+	}
+
 	// Regenerate with a grace period: the page names the old pair's deadline.
 	b.do(t, "regenerate the key pair with a grace period",
 		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),

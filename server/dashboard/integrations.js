@@ -236,6 +236,7 @@ function openForm(ig) {
   editing = ig;
   const form = $('#integration-form');
   form.reset();
+  $('#ig-lifetime').placeholder = 'Server default';
   $('#integration-dialog-title').textContent = ig ? `Edit ${ig.name}` : 'New integration';
   $('#integration-submit').textContent = ig ? 'Save changes' : 'Create integration';
   const name = $('#ig-name');
@@ -247,10 +248,15 @@ function openForm(ig) {
     $('#ig-scopes').value = (ig.scopes ?? []).join(' ');
     $('#ig-audience').value = (ig.audience ?? []).join(' ');
     $('#ig-introspect').checked = ig.can_introspect;
+    // An integration that follows the server's default shows an empty
+    // field, which keeps it following; emptying the field goes back to it.
     const secs = ig.token_lifetime_seconds;
     const unit = [86400, 3600, 60].find((u) => secs % u === 0) ?? 60;
-    $('#ig-lifetime-unit').value = String(unit);
-    $('#ig-lifetime').value = String(Math.max(1, Math.round(secs / unit)));
+    $('#ig-lifetime').placeholder = `${duration(secs)}, the server’s default`;
+    if (!ig.token_lifetime_default) {
+      $('#ig-lifetime-unit').value = String(unit);
+      $('#ig-lifetime').value = String(Math.max(1, Math.round(secs / unit)));
+    }
   }
   openDialog($('#integration-dialog'), ig ? $('#ig-description') : name);
 }
@@ -291,7 +297,8 @@ async function submitForm() {
   if (fields.scopes.join(' ') !== (editing.scopes ?? []).join(' ')) patch.scopes = fields.scopes;
   if (fields.audience.join(' ') !== (editing.audience ?? []).join(' ')) patch.audience = fields.audience;
   if (fields.can_introspect !== editing.can_introspect) patch.can_introspect = fields.can_introspect;
-  if (lifetime !== undefined && lifetime !== editing.token_lifetime_seconds) patch.token_lifetime_seconds = lifetime;
+  if (lifetime === undefined && !editing.token_lifetime_default) patch.token_lifetime_seconds = null;
+  if (lifetime !== undefined && (editing.token_lifetime_default || lifetime !== editing.token_lifetime_seconds)) patch.token_lifetime_seconds = lifetime;
   if (Object.keys(patch).length > 0) {
     await api('PATCH', path`integrations/${editing.name}`, patch);
     toast(`${editing.name} saved`);
