@@ -816,6 +816,26 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
 	mid := keyPair{ID: pair[0], Secret: pair[1]}
+	// The detail view, at an address that can be shared: both pairs, the
+	// settings, the recent changes.
+	b.do(t, "open the detail view",
+		chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
+		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+	for range 2 {
+		if got := b.eval(t, `location.hash`); got != "#integration/billing-sync" {
+			t.Errorf("the detail view's address is %q", got)
+		}
+		text := b.eval(t, `document.querySelector('#view-integration').textContent`)
+		for _, want := range []string{mid.ID, old.ID, "Works until", "Last used", "Recent changes", "integration.update", "the server’s default"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("the detail view lacks %q: %q", want, text)
+			}
+		}
+		b.do(t, "reload the detail view", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+	}
+	b.do(t, "back to the list", chromedp.Click(chromedp.CSS(`#view-integration .crumbs a`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
+
 	// During the grace the row names the old pair and its last use
 	// (defect 8).
 	b.do(t, "the row during the grace", chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"] .grace`)))
@@ -1414,9 +1434,12 @@ func TestDashboardAtScale(t *testing.T) {
 
 	// At phone width, no view scrolls sideways.
 	b.do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
-	for _, v := range []string{"integrations", "tokens", "admins", "audit", "keys"} {
+	for _, v := range []string{"integrations", "integration/svc-099", "tokens", "admins", "audit", "keys"} {
 		b.do(t, v, chromedp.Navigate(e.srv.URL+"/admin/#"+v), chromedp.Reload(),
-			chromedp.WaitVisible(chromedp.CSS("#view-"+v+" h1")), chromedp.WaitNotPresent(chromedp.CSS("#view-"+v+" .loading-row")))
+			chromedp.WaitVisible(chromedp.CSS("#view-"+strings.Split(v, "/")[0]+" h1")), chromedp.WaitNotPresent(chromedp.CSS(".view .loading-row")))
+		if strings.Contains(v, "/") {
+			b.do(t, "the detail view", chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+		}
 		if got := b.eval(t, `document.documentElement.scrollWidth + ' ' + innerWidth`); func() bool {
 			var w, iw int
 			fmt.Sscan(got, &w, &iw)

@@ -8,8 +8,10 @@ import * as tokens from './tokens.js';
 import * as admins from './admins.js';
 import * as audit from './audit.js';
 import * as keys from './keys.js';
+import * as detail from './detail.js';
 
-const views = { integrations, tokens, admins, audit, keys };
+// integration is the detail view of one integration, #integration/NAME.
+const views = { integrations, tokens, admins, audit, keys, integration: detail };
 const DEFAULT_VIEW = 'integrations';
 
 let current = null;
@@ -27,20 +29,32 @@ function go(name, opts) {
 
 let pending;
 
+// route is the view the address names, and the integration it names for
+// the detail view.
+function route() {
+  const [name, ...rest] = location.hash.slice(1).split('/');
+  return { name, arg: rest.length ? decodeURIComponent(rest.join('/')) : undefined };
+}
+
+// navFor is the nav entry of a view: the detail view is one of the
+// integrations.
+const navFor = (n) => $(`.nav a[data-view="${n === 'integration' ? 'integrations' : n}"]`);
+
 // viewFromHash is the view the address names, unless the token may not
 // read it: then the first one it may.
 function viewFromHash() {
-  const name = location.hash.slice(1);
-  const allowed = (n) => !$(`.nav a[data-view="${n}"]`).hidden;
-  if (Object.hasOwn(views, name) && allowed(name)) return name;
+  const { name, arg } = route();
+  const allowed = (n) => !navFor(n).hidden;
+  if (Object.hasOwn(views, name) && allowed(name) && (name !== 'integration' || arg)) return name;
   return allowed(DEFAULT_VIEW) ? DEFAULT_VIEW : (Object.keys(views).find(allowed) ?? DEFAULT_VIEW);
 }
 
 function showView(name, opts, focus) {
   current = name;
+  if (name === 'integration') opts = { ...opts, name: route().arg };
   for (const [n] of Object.entries(views)) show($(`#view-${n}`), n === name);
   for (const a of $$('.nav a')) {
-    if (a.dataset.view === name) a.setAttribute('aria-current', 'page');
+    if (a === navFor(name)) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   document.title = `${views[name].title} · latchkey admin`;
@@ -163,7 +177,7 @@ function start() {
     $(session.token ? '#main' : '#signin-token').focus();
   });
   window.addEventListener('hashchange', () => {
-    if (!session.token || !Object.hasOwn(views, location.hash.slice(1))) return;
+    if (!session.token || !Object.hasOwn(views, route().name)) return;
     const opts = pending;
     pending = undefined;
     showView(viewFromHash(), opts, true);

@@ -20,6 +20,13 @@ const list = { q: '', sort: 'name', tokens: [''], next: '', total: 0, seq: 0 };
 
 export const title = 'Integrations';
 
+// afterChange is told after every change made here, so that the detail
+// view can show it too.
+let changed = () => {};
+export function afterChange(fn) {
+  changed = fn;
+}
+
 // reset forgets the search and the page, at sign-out.
 export function reset() {
   Object.assign(list, { q: '', sort: 'name', tokens: [''], next: '', total: 0 });
@@ -173,7 +180,7 @@ function row(ig) {
     h(
       'td',
       { class: 'cell-title' },
-      h('div', { class: 'name' }, ig.name),
+      h('div', { class: 'name' }, h('a', { href: `#integration/${encodeURIComponent(ig.name)}`, class: 'name-link' }, ig.name)),
       ig.description ? h('div', { class: 'desc' }, ig.description) : null,
       prev
         ? h(
@@ -232,7 +239,7 @@ function row(ig) {
 
 const words = (s) => s.split(/\s+/).filter(Boolean);
 
-function openForm(ig) {
+export function openForm(ig) {
   editing = ig;
   const form = $('#integration-form');
   form.reset();
@@ -283,6 +290,7 @@ async function submitForm() {
     const body = { name, ...fields };
     if (lifetime !== undefined) body.token_lifetime_seconds = lifetime;
     const created = await api('POST', 'integrations', body);
+    changed();
     showSecretsLater({
       title: 'Integration created',
       lede: ['Give these credentials to ', h('strong', {}, created.name), '. It exchanges them for access tokens at ', h('code', {}, '/oauth2/token'), '.'],
@@ -303,6 +311,7 @@ async function submitForm() {
     await api('PATCH', path`integrations/${editing.name}`, patch);
     toast(`${editing.name} saved`);
     load();
+    changed();
   }
   return true;
 }
@@ -351,7 +360,7 @@ async function showSecretsLater({ title, lede, pair }) {
 
 // Regenerate
 
-function openRegenerate(ig) {
+export function openRegenerate(ig) {
   target = ig;
   $('#regenerate-form').reset();
   $('#regenerate-name').textContent = ig.name;
@@ -396,6 +405,7 @@ async function submitRegenerate() {
       : ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' was revoked now, with its access tokens.'];
   showSecretsLater({ title: 'New key pair', lede, pair });
   load();
+  changed();
   return true;
 }
 
@@ -403,10 +413,11 @@ async function submitRegenerate() {
 
 // toggleEnabled suspends ig (after asking: everything using it stops) or
 // resumes it.
-function toggleEnabled(ig) {
+export function toggleEnabled(ig) {
   const set = async (disabled) => {
     await api('PATCH', path`integrations/${ig.name}`, { disabled });
     toast(`${ig.name} ${disabled ? 'suspended' : 'resumed'}`);
+    changed();
     await load();
   };
   if (ig.disabled) {
@@ -426,7 +437,7 @@ function toggleEnabled(ig) {
 
 // Delete
 
-function openDelete(ig) {
+export function openDelete(ig) {
   target = ig;
   $('#delete-form').reset();
   $('#delete-name').textContent = ig.name;
@@ -440,5 +451,6 @@ async function submitDelete() {
   await api('DELETE', path`integrations/${target.name}`);
   toast(`Integration ${target.name} deleted`);
   load();
+  changed(target.name);
   return true;
 }

@@ -1,0 +1,134 @@
+// The detail view of one integration, at #integration/NAME so that its
+// address can be shared: its key pairs with their last use and grace, its
+// settings, who made it, and its recent audit trail; with the actions of
+// the list.
+
+import { api, can, path } from './api.js';
+import { $, h, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton } from './ui.js';
+import { afterChange, openForm, openRegenerate, openDelete, toggleEnabled } from './integrations.js';
+
+export const title = 'Integration';
+
+let current = null; // the integration shown
+let name = '';
+
+export function init({ go }) {
+  afterChange((deleted) => {
+    if (location.hash.startsWith('#integration/')) {
+      if (deleted && deleted === name) go('integrations');
+      else load({ name });
+    }
+  });
+  $('#detail-actions').addEventListener('click', (e) => {
+    const btn = e.target.closest('button[data-action]');
+    if (!btn || !current) return;
+    const a = btn.dataset.action;
+    if (a === 'edit') openForm(current);
+    else if (a === 'regenerate') openRegenerate(current);
+    else if (a === 'enabled') toggleEnabled(current);
+    else if (a === 'delete') openDelete(current);
+    else if (a === 'audit') go('audit', { integration: current.name });
+  });
+}
+
+export function reset() {
+  current = null;
+  name = '';
+}
+
+export async function load(opts) {
+  name = opts?.name ?? name;
+  const error = $('#detail-error');
+  clearError(error);
+  $('#detail-title').textContent = name;
+  document.title = `${name} · latchkey admin`;
+  let ig;
+  let events = [];
+  try {
+    [ig, events] = await Promise.all([
+      api('GET', path`integrations/${name}`),
+      can('audit:read') ? api('GET', `audit?${new URLSearchParams({ integration: name, limit: '10' })}`).then((p) => p.items ?? []) : [],
+    ]);
+  } catch (err) {
+    current = null;
+    $('#detail-body').replaceChildren();
+    show($('#detail-actions'), false);
+    showError(error, err.status === 404 ? { description: `There is no integration named ${name}.` } : err, err.status === 404 ? undefined : () => load());
+    return;
+  }
+  current = ig;
+  render(ig, events);
+}
+
+function pairCard(heading, kp, extra) {
+  return h(
+    'section',
+    { class: 'card pair' },
+    h('h3', {}, heading),
+    h('div', { class: 'id-copy' }, h('code', { class: 'mono' }, kp.client_id), copyButton(() => kp.client_id, `Copy the client ID ${kp.client_id}`, { compact: true, what: 'Client ID copied' })),
+    h(
+      'dl',
+      { class: 'kv' },
+      h('dt', {}, 'Created'), h('dd', {}, time(kp.created_at), ' (', ago(kp.created_at), ')'),
+      h('dt', {}, 'Last used'), h('dd', {}, kp.last_used_at ? [ago(kp.last_used_at), ' (', time(kp.last_used_at), ')'] : h('span', { class: 'muted' }, 'never')),
+      extra,
+    ),
+  );
+}
+
+function render(ig, events) {
+  const write = can('integrations:write');
+  $('#detail-title').textContent = ig.name;
+  $('#detail-status').replaceChildren(ig.disabled ? badge('Suspended', 'danger') : badge('Enabled', 'ok'));
+  $('#detail-actions').replaceChildren(
+    write
+      ? h('button', { type: 'button', class: 'btn', dataset: { action: 'enabled', key: ig.name } }, ig.disabled ? 'Resume' : 'Suspend')
+      : null,
+    write ? iconButton('edit', `Edit ${ig.name}`, { short: 'Edit', dataset: { action: 'edit', key: ig.name } }) : null,
+    write ? iconButton('rotate', `Regenerate the key pair of ${ig.name}`, { short: 'Regenerate', dataset: { action: 'regenerate', key: ig.name } }) : null,
+    can('audit:read') ? iconButton('audit', `Audit log of ${ig.name}`, { short: 'Audit log', dataset: { action: 'audit', key: ig.name } }) : null,
+    write ? iconButton('trash', `Delete ${ig.name}`, { short: 'Delete', class: 'danger', dataset: { action: 'delete', key: ig.name } }) : null,
+  );
+  show($('#detail-actions'));
+  const prev = ig.previous_key_pair;
+  const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
+  $('#detail-body').replaceChildren(
+    ig.description ? h('p', { class: 'lede' }, ig.description) : null,
+    h(
+      'div',
+      { class: 'pairs' },
+      ig.key_pair ? pairCard('Current key pair', ig.key_pair) : h('section', { class: 'card pair' }, h('h3', {}, 'Current key pair'), h('p', { class: 'muted' }, 'None: its pair was revoked. Regenerate to give it one.')),
+      prev
+        ? pairCard('Previous key pair, in its grace period', prev, [
+          h('dt', {}, 'Works until'), h('dd', {}, time(prev.expires_at), ' (', ago(prev.expires_at), ')'),
+        ])
+        : null,
+    ),
+    h(
+      'section',
+      { class: 'card' },
+      h('h3', {}, 'Settings'),
+      h(
+        'dl',
+        { class: 'kv' },
+        h('dt', {}, 'Scopes'), h('dd', {}, list(ig.scopes)),
+        h('dt', {}, 'Audience'), h('dd', {}, list(ig.audience)),
+        h('dt', {}, 'Token lifetime'), h('dd', {}, duration(ig.token_lifetime_seconds), ig.token_lifetime_default ? h('span', { class: 'muted' }, ' (the server’s default)') : null),
+        h('dt', {}, 'Token rate'), h('dd', {}, ig.token_rate_per_minute === null ? h('span', { class: 'muted' }, 'the server’s default') : ig.token_rate_per_minute === 0 ? 'no cap' : `${ig.token_rate_per_minute} a minute`),
+        h('dt', {}, 'Introspection'), h('dd', {}, ig.can_introspect ? 'allowed' : 'not allowed'),
+        h('dt', {}, 'Created'), h('dd', {}, time(ig.created_at), ' by ', h('strong', {}, ig.created_by || 'unknown')),
+        h('dt', {}, 'Updated'), h('dd', {}, time(ig.updated_at), ' (', ago(ig.updated_at), ')'),
+      ),
+    ),
+    can('audit:read')
+      ? h(
+        'section',
+        { class: 'card' },
+        h('h3', {}, 'Recent changes'),
+        events.length
+          ? h('ul', { class: 'trail' }, events.map((e) => h('li', {}, when(e.time), ' ', badge(e.action, 'neutral'), ' by ', h('strong', {}, e.actor))))
+          : h('p', { class: 'muted' }, 'No events.'),
+      )
+      : null,
+  );
+}
