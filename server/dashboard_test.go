@@ -1207,7 +1207,23 @@ func TestDashboardScreenshots(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")),
 	)
 	shoot(b, "dashboard-secret"+suffix+".png")
-	b.do(t, "close", chromedp.Click(chromedp.CSS("#secret-done")), chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")))
+	b.do(t, "close", chromedp.Click(chromedp.CSS("#secret-stored")), chromedp.Click(chromedp.CSS("#secret-done")),
+		chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")))
+
+	b.do(t, "detail view",
+		chromedp.Click(chromedp.CSS(`tr[data-name="inventory-worker"] a.name-link`)),
+		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+	shoot(b, "dashboard-detail"+suffix+".png")
+	b.do(t, "phone detail",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")),
+	)
+	shoot(b, "dashboard-detail-phone"+suffix+".png")
+	if w := b.eval(t, `String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Errorf("at phone width the detail view is %s px wide, want 390: something overflows", w)
+	}
+	b.do(t, "back to the list", chromedp.Navigate(e.srv.URL+"/admin/#integrations"))
 
 	b.do(t, "phone",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
