@@ -1448,13 +1448,19 @@ func TestDashboardAtScale(t *testing.T) {
 		t.Errorf("signed in again, the search box and count say %q; want them fresh", got)
 	}
 
-	// At phone width, no view scrolls sideways.
+	// At phone width, no view scrolls sideways, with a retired signing key
+	// listed too, and the active tab is in sight (defect 14).
+	e.mustAdmin("POST", "/admin/signing-keys/rotate", nil, http.StatusCreated)
+	e.mintAdminToken(root, map[string]any{"description": "A deploy pipeline with a rather long description", "expires_in_days": 30})
 	b.do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
 	for _, v := range []string{"integrations", "integration/svc-099", "tokens", "admins", "audit", "keys"} {
-		b.do(t, v, chromedp.Navigate(e.srv.URL+"/admin/#"+v), chromedp.Reload(),
+		b.do(t, v, chromedp.Navigate("about:blank"), chromedp.Navigate(e.srv.URL+"/admin/#"+v), // a full load, cancelling no request in flight
 			chromedp.WaitVisible(chromedp.CSS("#view-"+strings.Split(v, "/")[0]+" h1")), chromedp.WaitNotPresent(chromedp.CSS(".view .loading-row")))
 		if strings.Contains(v, "/") {
 			b.do(t, "the detail view", chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+		}
+		if got := b.eval(t, `(() => { const r = document.querySelector('.nav a[aria-current=page]').getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth ? 'yes' : r.left + '..' + r.right; })()`); got != "yes" {
+			t.Errorf("at phone width on the %s view, the active tab is at %s px, out of sight", v, got)
 		}
 		if got := b.eval(t, `document.documentElement.scrollWidth + ' ' + innerWidth`); func() bool {
 			var w, iw int
@@ -1462,6 +1468,19 @@ func TestDashboardAtScale(t *testing.T) {
 			return w > iw
 		}() {
 			t.Errorf("at phone width the %s view is %s px wide (scrollWidth, innerWidth)", v, got)
+		}
+	}
+	// At phone width the whole secret is in sight, not cut by its field.
+	b.do(t, "create at phone width",
+		chromedp.Navigate(e.srv.URL+"/admin/#integrations"), chromedp.WaitVisible(chromedp.CSS("#new-integration")),
+		chromedp.Click(chromedp.CSS("#new-integration")), chromedp.WaitVisible(chromedp.CSS("#ig-name")),
+		chromedp.SendKeys(chromedp.CSS("#ig-name"), "phone-made"),
+		chromedp.Click(chromedp.CSS("#integration-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-client-secret")),
+	)
+	for _, id := range []string{"secret-client-id", "secret-client-secret"} {
+		if got := b.eval(t, `(() => { const f = document.querySelector('#`+id+`'); return f.scrollWidth <= f.clientWidth ? 'yes' : f.scrollWidth + ' > ' + f.clientWidth; })()`); got != "yes" {
+			t.Errorf("at phone width #%s cuts its value: %s px", id, got)
 		}
 	}
 	for _, p := range b.problems()[seenProblems:] {

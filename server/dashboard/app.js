@@ -58,6 +58,14 @@ function showView(name, opts, focus) {
     else a.removeAttribute('aria-current');
   }
   document.title = `${views[name].title} · latchkey admin`;
+  // On a phone the tabs scroll sideways: bring the active one into sight.
+  const nav = $('.nav');
+  const tab = navFor(name);
+  if (tab && nav.scrollWidth > nav.clientWidth) {
+    const r = tab.getBoundingClientRect();
+    const n = nav.getBoundingClientRect();
+    nav.scrollLeft += r.left + r.width / 2 - (n.left + n.width / 2);
+  }
   if (focus) $(`#view-${name} h1`).focus();
   views[name].load(opts);
 }

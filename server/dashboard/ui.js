@@ -376,9 +376,8 @@ export function showSecrets({ title, lede, fields }) {
   show($('#secret-guard'), false);
   $('#secret-fields').replaceChildren(
     ...fields.map(({ id, label, value, rows, hint }) => {
-      const input = rows
-        ? h('textarea', { id, class: 'mono', readonly: true, rows: String(rows), spellcheck: 'false', autocomplete: 'off' })
-        : h('input', { id, class: 'mono', readonly: true, spellcheck: 'false', autocomplete: 'off' });
+      // A text area that wraps, so that a phone shows the whole value.
+      const input = h('textarea', { id, class: 'mono secret-value', readonly: true, rows: String(rows ?? 1), spellcheck: 'false', autocomplete: 'off' });
       input.value = value;
       input.addEventListener('focus', () => input.select());
       return h(
