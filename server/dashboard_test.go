@@ -754,8 +754,12 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	b.do(t, "close the dialog", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS("#integration-dialog")))
 
+	// listIdle waits for the list to be drawn after a change.
+	listIdle := chromedp.WaitNotPresent(chromedp.CSS("#integrations-table[aria-busy]"))
+
 	// Edit: the page says it saved, where it can be seen (defect 4).
 	b.do(t, "edit the description",
+		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(`button[data-action="edit"][data-key="billing-sync"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#ig-description")),
 		chromedp.SendKeys(chromedp.CSS("#ig-description"), " to the ledger"),
@@ -773,6 +777,7 @@ func TestDashboardBrowser(t *testing.T) {
 	editLifetime := func(value, unit string) string {
 		t.Helper()
 		b.do(t, "edit the lifetime",
+			listIdle, // a redraw of the list would replace the button clicked
 			chromedp.Click(chromedp.CSS(`button[data-action="edit"][data-key="billing-sync"]`)),
 			chromedp.WaitVisible(chromedp.CSS("#ig-lifetime")))
 		was := b.value(t, "#ig-lifetime")
@@ -797,6 +802,7 @@ func TestDashboardBrowser(t *testing.T) {
 
 	// Regenerate with a grace period: the page names the old pair's deadline.
 	b.do(t, "regenerate the key pair with a grace period",
+		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")),
 	)
@@ -816,9 +822,34 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	pair = b.secrets(t, "secret-client-id", "secret-client-secret")
 	mid := keyPair{ID: pair[0], Secret: pair[1]}
+	// The audit log filtered by actor and action from the row's audit
+	// button, the filters in the address (it survives a reload), the time
+	// zone named (defect 15).
+	b.do(t, "the audit log of billing-sync",
+		listIdle, // a redraw of the list would replace the button clicked
+		chromedp.Click(chromedp.CSS(`button[data-action="audit"][data-key="billing-sync"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#audit-body tr")))
+	if got := b.eval(t, `location.hash`); got != "#audit?integration=billing-sync" {
+		t.Errorf("the audit log of billing-sync is at %q, want its filter in the address", got)
+	}
+	b.do(t, "filter by actor and action",
+		chromedp.Navigate(e.srv.URL+"/admin/#audit?actor=root&action=integration.update"),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#audit-body tr")),
+		chromedp.WaitNotPresent(chromedp.CSS("#audit-body .loading-row")))
+	if got := b.eval(t, `[...document.querySelectorAll('#audit-body tr')].map((r) => r.textContent.includes('root') && r.textContent.includes('integration.update')).every(Boolean) + '|' + (document.querySelector('#audit-actor')?.value ?? '') + '|' + (document.querySelector('#audit-action')?.value ?? '')`); got != "true|root|integration.update" {
+		t.Errorf("filtered by actor root and action integration.update from the address, the page says %q", got)
+	}
+	if got := b.eval(t, `document.querySelector('#view-audit thead th').textContent`); !strings.Contains(got, "(") {
+		t.Errorf("the audit log's time column %q names no time zone", got)
+	}
+	b.do(t, "back to the integrations", chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
+
 	// The detail view, at an address that can be shared: both pairs, the
 	// settings, the recent changes.
 	b.do(t, "open the detail view",
+		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
 		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
 	for range 2 {
@@ -882,6 +913,7 @@ func TestDashboardBrowser(t *testing.T) {
 	// Suspend and resume from the list's switch: suspending asks first.
 	sw := `button[data-action="enabled"][data-key="billing-sync"]`
 	b.do(t, "suspend billing-sync",
+		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(sw)),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 		chromedp.Click(chromedp.CSS("#confirm-ok")),

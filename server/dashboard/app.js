@@ -17,23 +17,24 @@ const DEFAULT_VIEW = 'integrations';
 let current = null;
 let countdown = null;
 
-// go shows a view; opts are handed to its load (the audit filter).
+// go shows a view; opts become the address's query (the audit filters),
+// so that the address says what is shown and can be shared.
 function go(name, opts) {
-  if (location.hash !== `#${name}`) {
-    pending = opts;
-    location.hash = name; // hashchange shows it
+  const q = opts ? new URLSearchParams(opts).toString() : '';
+  const hash = q ? `${name}?${q}` : name;
+  if (location.hash !== `#${hash}`) {
+    location.hash = hash; // hashchange shows it
     return;
   }
-  showView(name, opts, true);
+  showView(name, undefined, true);
 }
-
-let pending;
 
 // route is the view the address names, and the integration it names for
 // the detail view.
 function route() {
-  const [name, ...rest] = location.hash.slice(1).split('/');
-  return { name, arg: rest.length ? decodeURIComponent(rest.join('/')) : undefined };
+  const [where, query = ''] = location.hash.slice(1).split('?');
+  const [name, ...rest] = where.split('/');
+  return { name, arg: rest.length ? decodeURIComponent(rest.join('/')) : undefined, query: new URLSearchParams(query) };
 }
 
 // navFor is the nav entry of a view: the detail view is one of the
@@ -52,6 +53,7 @@ function viewFromHash() {
 function showView(name, opts, focus) {
   current = name;
   if (name === 'integration') opts = { ...opts, name: route().arg };
+  if (name === 'audit') opts = { ...opts, query: route().query };
   for (const [n] of Object.entries(views)) show($(`#view-${n}`), n === name);
   for (const a of $$('.nav a')) {
     if (a === navFor(name)) a.setAttribute('aria-current', 'page');
@@ -186,9 +188,7 @@ function start() {
   });
   window.addEventListener('hashchange', () => {
     if (!session.token || !Object.hasOwn(views, route().name)) return;
-    const opts = pending;
-    pending = undefined;
-    showView(viewFromHash(), opts, true);
+    showView(viewFromHash(), undefined, true);
   });
   if (session.token) showApp();
   else showSignIn();

@@ -5,35 +5,62 @@ import { api } from './api.js';
 import { $, h, show, when, badge, showError, clearError, fill, cell, loadingRow } from './ui.js';
 
 const PAGE = 50;
-let filter = '';
 let next = '';
 let events = [];
 
+// filters are those the address names (#audit?actor=…): integration,
+// actor, action, and since and until as local dates (yyyy-mm-dd).
+const FILTERS = ['integration', 'actor', 'action', 'since', 'until'];
+let filters = {};
+
 export const title = 'Audit log';
 
-export function init() {
+const field = (k) => $(`#audit-${k}`);
+
+export function init({ go }) {
   $('#audit-filter').addEventListener('submit', (e) => {
     e.preventDefault();
-    setFilter($('#audit-integration').value.trim());
-    load();
+    const f = {};
+    for (const k of FILTERS) {
+      const v = field(k).value.trim();
+      if (v) f[k] = v;
+    }
+    go('audit', f);
   });
   $('#audit-clear').addEventListener('click', () => {
-    setFilter('');
-    load();
+    go('audit');
     $('#audit-integration').focus();
   });
   $('#audit-more').addEventListener('click', () => load({ more: true }));
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'local time';
+  $('#audit-time-zone').textContent = `(${zone})`;
 }
 
-// setFilter narrows the log to one integration ('' for everything).
-export function setFilter(name) {
-  filter = name;
-  $('#audit-integration').value = name;
-  show($('#audit-clear'), name !== '');
+export function reset() {
+  setFilters({});
 }
 
-export async function load({ more = false, integration } = {}) {
-  if (integration !== undefined) setFilter(integration);
+function setFilters(f) {
+  filters = f;
+  for (const k of FILTERS) field(k).value = f[k] ?? '';
+  show($('#audit-clear'), Object.keys(f).length > 0);
+}
+
+// dayStart is the start of local day d (yyyy-mm-dd) in RFC 3339, or of the
+// day after it.
+function dayStart(d, after = false) {
+  const t = new Date(`${d}T00:00:00`);
+  if (Number.isNaN(t.getTime())) return null;
+  if (after) t.setDate(t.getDate() + 1);
+  return t.toISOString();
+}
+
+export async function load({ more = false, query } = {}) {
+  if (query) {
+    const f = {};
+    for (const k of FILTERS) if (query.get(k)) f[k] = query.get(k);
+    setFilters(f);
+  }
   const body = $('#audit-body');
   const error = $('#audit-error');
   const moreBtn = $('#audit-more');
@@ -45,7 +72,9 @@ export async function load({ more = false, integration } = {}) {
   }
   moreBtn.disabled = true;
   const q = new URLSearchParams({ limit: String(PAGE) });
-  if (filter) q.set('integration', filter);
+  for (const k of ['integration', 'actor', 'action']) if (filters[k]) q.set(k, filters[k]);
+  if (filters.since && dayStart(filters.since)) q.set('since', dayStart(filters.since));
+  if (filters.until && dayStart(filters.until, true)) q.set('until', dayStart(filters.until, true));
   if (more && next) q.set('page_token', next);
   try {
     const page = await api('GET', `audit?${q}`);
@@ -62,7 +91,7 @@ export async function load({ more = false, integration } = {}) {
     body,
     events.map(row),
     $('#audit-empty'),
-    h('p', { class: 'empty-title' }, filter ? `No events about ${filter}` : 'No events yet'),
+    h('p', { class: 'empty-title' }, Object.keys(filters).length ? 'No events match these filters' : 'No events yet'),
   );
   show(moreBtn, next !== '');
 }
