@@ -910,6 +910,14 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("new pair from the page: status %d %v, want 200", status, out)
 	}
 
+	// Coming back to the tab shows the last use that happened meanwhile
+	// (defect 16).
+	lastUsed := `document.querySelector('tr[data-name="billing-sync"] td[data-label="Last used"]').textContent`
+	b.eval(t, `(document.dispatchEvent(new Event('visibilitychange')), '')`)
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](lastUsed+` !== 'never'`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("back on the tab, billing-sync's last use still says %q", b.eval(t, lastUsed))
+	}
+
 	// Suspend and resume from the list's switch: suspending asks first.
 	sw := `button[data-action="enabled"][data-key="billing-sync"]`
 	b.do(t, "suspend billing-sync",

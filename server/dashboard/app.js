@@ -190,6 +190,16 @@ function start() {
     if (!session.token || !Object.hasOwn(views, route().name)) return;
     showView(viewFromHash(), undefined, true);
   });
+  // Back on the tab, the view shown is read again, so that last uses and
+  // other changes made meanwhile show (not while a dialog is open, and at
+  // most every few seconds).
+  let lastRefresh = 0;
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState !== 'visible' || !session.token || !current || $('dialog[open]')) return;
+    if ($('#shell').hidden || Date.now() - lastRefresh < 5000) return;
+    lastRefresh = Date.now();
+    views[current].load();
+  });
   if (session.token) showApp();
   else showSignIn();
 }
