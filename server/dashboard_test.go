@@ -843,6 +843,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := b.eval(t, `document.querySelector('#view-audit thead th').textContent`); !strings.Contains(got, "(") {
 		t.Errorf("the audit log's time column %q names no time zone", got)
 	}
+	if got := b.eval(t, `document.querySelector('#audit-body time').title`); !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(shown in .+\)$`).MatchString(got) {
+		t.Errorf("a time's title is %q; want the UTC time and the zone it is shown in", got)
+	}
 	b.do(t, "back to the integrations", chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
 

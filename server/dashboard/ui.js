@@ -37,8 +37,17 @@ export function time(iso, never = 'never', { stacked = false } = {}) {
   if (!iso) return h('span', { class: 'muted' }, never);
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return h('span', {}, iso);
-  if (!stacked) return h('time', { datetime: iso, title: iso }, dateTime.format(d));
-  return h('time', { datetime: iso, title: iso, class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d)));
+  const title = `${utcText(d)} (shown in ${zone})`;
+  if (!stacked) return h('time', { datetime: iso, title }, dateTime.format(d));
+  return h('time', { datetime: iso, title, class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d)));
+}
+
+// zone is the time zone the page shows times in.
+export const zone = Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'local time';
+
+// utcText is d as "2026-12-06 16:25:48 UTC".
+export function utcText(d) {
+  return `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC`;
 }
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
@@ -64,8 +73,7 @@ export function ago(iso, never = 'never') {
       break;
     }
   }
-  const utc = `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC`;
-  return h('time', { datetime: iso, title: utc, tabindex: '0' }, text);
+  return h('time', { datetime: iso, title: utcText(d), tabindex: '0' }, text);
 }
 
 // when is time() for a table cell.
