@@ -1056,6 +1056,16 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Errorf("signed in as an auditor, %s visible = %v, want %v", sel, got, want)
 		}
 	}
+	b.do(t, "an auditor's detail view", chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
+		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+	for _, action := range []string{"enabled", "edit", "regenerate", "delete"} {
+		if visible(`#detail-actions button[data-action="` + action + `"]`) {
+			t.Errorf("an auditor is offered %s in the detail view", action)
+		}
+	}
+	if !visible(`#detail-actions button[data-action="audit"]`) {
+		t.Error("an auditor is not offered the audit log in the detail view")
+	}
 	b.do(t, "an auditor's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="root"]`)))
 	if visible("#new-admin") || visible(`select[data-action="role"]`) || visible(`button[data-action="remove"]`) {
