@@ -806,6 +806,9 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`button[data-action="regenerate"][data-key="billing-sync"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#regenerate-confirm")),
 	)
+	if got := b.eval(t, `document.querySelector('#regenerate-warning').textContent`); strings.Contains(got, "null") {
+		t.Errorf("the regenerate warning shows a null: %q", got)
+	}
 	if grace := b.value(t, "#regenerate-grace"); grace != "0" {
 		t.Errorf("grace defaults to %q, want 0", grace)
 	}
@@ -1058,6 +1061,9 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	b.do(t, "an auditor's detail view", chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
 		chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
+	if got := b.eval(t, `document.querySelector('#view-integration').textContent`); strings.Contains(got, "null") {
+		t.Errorf("an auditor's detail view shows a null: %q", got)
+	}
 	for _, action := range []string{"enabled", "edit", "regenerate", "delete"} {
 		if visible(`#detail-actions button[data-action="` + action + `"]`) {
 			t.Errorf("an auditor is offered %s in the detail view", action)

@@ -4,7 +4,7 @@
 // the list.
 
 import { api, can, path } from './api.js';
-import { $, h, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton } from './ui.js';
+import { $, h, put, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton } from './ui.js';
 import { afterChange, openForm, openRegenerate, openDelete, toggleEnabled } from './integrations.js';
 
 export const title = 'Integration';
@@ -51,7 +51,8 @@ export async function load(opts) {
     ]);
   } catch (err) {
     current = null;
-    $('#detail-body').replaceChildren();
+    put(
+    $('#detail-body'),);
     show($('#detail-actions'), false);
     showError(error, err.status === 404 ? { description: `There is no integration named ${name}.` } : err, err.status === 404 ? undefined : () => load());
     return;
@@ -80,7 +81,8 @@ function render(ig, events) {
   const write = can('integrations:write');
   $('#detail-title').textContent = ig.name;
   $('#detail-status').replaceChildren(ig.disabled ? badge('Suspended', 'danger') : badge('Enabled', 'ok'));
-  $('#detail-actions').replaceChildren(
+  put(
+    $('#detail-actions'),
     write
       ? h('button', { type: 'button', class: 'btn', dataset: { action: 'enabled', key: ig.name } }, ig.disabled ? 'Resume' : 'Suspend')
       : null,
@@ -92,7 +94,8 @@ function render(ig, events) {
   show($('#detail-actions'));
   const prev = ig.previous_key_pair;
   const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
-  $('#detail-body').replaceChildren(
+  put(
+    $('#detail-body'),
     ig.description ? h('p', { class: 'lede' }, ig.description) : null,
     h(
       'div',

@@ -3,7 +3,7 @@
 
 import { api, can, path } from './api.js';
 import {
-  $, h, show, time, ago, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
+  $, h, put, show, time, ago, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
   loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe, FieldError,
 } from './ui.js';
 
@@ -374,7 +374,8 @@ export function openRegenerate(ig) {
 function describeRegenerate() {
   const grace = Number($('#regenerate-grace').value);
   const prev = target?.previous_key_pair;
-  $('#regenerate-warning').replaceChildren(
+  put(
+    $('#regenerate-warning'),
     h('strong', {}, grace === 0 ? 'Everything using the current pair stops working now.' : `The current pair stops working in ${duration(grace)}.`),
     ' Every integration that uses it must be given the new client ID and secret',
     grace === 0 ? ', and the access tokens already issued to it stop working too.' : ' before then; its access tokens stop working at the same time.',

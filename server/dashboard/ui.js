@@ -21,6 +21,12 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
+// put replaces el's children with children, leaving out null, undefined
+// and false as h does (replaceChildren would show them as text).
+export function put(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 // show and hide toggle the hidden attribute.
 export function show(el, visible = true) {
   el.hidden = !visible;
@@ -360,7 +366,7 @@ let confirmAction = null;
 export function confirmDialog({ title, text, confirm, action }) {
   const dlg = $('#confirm-dialog');
   $('#confirm-title').textContent = title;
-  $('#confirm-text').replaceChildren(...[text].flat());
+  put($('#confirm-text'), text);
   $('#confirm-ok').textContent = confirm;
   confirmAction = action;
   // Focus the safe choice: one Enter must not destroy anything.
@@ -379,7 +385,7 @@ export function setupConfirm() {
 export function showSecrets({ title, lede, fields }) {
   const dlg = $('#secret-dialog');
   $('#secret-title').textContent = title;
-  $('#secret-lede').replaceChildren(...[lede].flat());
+  put($('#secret-lede'), lede);
   $('#secret-stored').checked = false;
   show($('#secret-guard'), false);
   $('#secret-fields').replaceChildren(
@@ -435,7 +441,7 @@ export function setupSecrets() {
 export function fill(tbody, rows, empty, emptyContent) {
   tbody.replaceChildren(...rows);
   if (rows.length === 0 && emptyContent) {
-    empty.replaceChildren(...[emptyContent].flat());
+    put(empty, emptyContent);
     show(empty);
   } else {
     show(empty, false);
