@@ -1521,6 +1521,10 @@ func TestDashboardAtScale(t *testing.T) {
 		if got := b.eval(t, `(() => { const r = document.querySelector('.nav a[aria-current=page]').getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth ? 'yes' : r.left + '..' + r.right; })()`); got != "yes" {
 			t.Errorf("at phone width on the %s view, the active tab is at %s px, out of sight", v, got)
 		}
+		// Something clipped is cut off as surely as something that scrolls.
+		if got := b.eval(t, `[...document.querySelectorAll('#main *')].filter((e) => !e.closest('thead, .visually-hidden') && e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().right > innerWidth + 0.5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 3).join(', ')`); got != "" {
+			t.Errorf("at phone width on the %s view, these reach past the screen's right edge: %s", v, got)
+		}
 		if got := b.eval(t, `document.documentElement.scrollWidth + ' ' + innerWidth`); func() bool {
 			var w, iw int
 			fmt.Sscan(got, &w, &iw)
