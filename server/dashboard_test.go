@@ -1200,6 +1200,8 @@ func TestDashboardScreenshots(t *testing.T) {
 		{map[string]any{"name": "inventory-worker", "description": "Reserves stock for new orders", "scopes": []string{"orders:read", "stock:write"}}, 9 * 24 * time.Hour, true},
 		{map[string]any{"name": "mobile-backend", "description": "BFF for the iOS and Android apps", "scopes": []string{"profile:read", "orders:read", "orders:write"}, "token_lifetime_seconds": 3600}, 6 * 24 * time.Hour, true},
 		{map[string]any{"name": "reporting", "description": "Weekly revenue reports", "scopes": []string{"invoices:read"}}, 12 * 24 * time.Hour, false},
+		{map[string]any{"name": "data-warehouse", "description": "Nightly copy of every service's data", "scopes": []string{
+			"invoices:read", "ledger:read", "orders:read", "stock:read", "profile:read", "payments:read", "events:read", "reports:read", "audit:read"}}, 2 * 24 * time.Hour, true},
 	}
 	pairs := map[string]keyPair{}
 	for _, s := range seed {
