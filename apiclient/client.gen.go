@@ -1459,6 +1459,15 @@ type ClientInterface interface {
 	// Corresponds with POST /admin/integrations/{name}/key-pair (the `RegenerateKeyPair` operationId).
 	RegenerateKeyPair(ctx context.Context, name IntegrationName, body RegenerateKeyPairJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// EndGrace End the grace period of the previous key pair now
+	//
+	// Revokes at once the key pair that a regeneration with `grace_seconds` left working, and
+	// every token issued to it, as if its grace had run out now. The current pair is untouched.
+	// 404 when the integration has no pair in a grace period.
+	//
+	// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
+	EndGrace(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetMe The calling admin and the token it called with
 	//
 	// Corresponds with GET /admin/me (the `GetMe` operationId).
@@ -2007,6 +2016,25 @@ func (c *Client) RegenerateKeyPairWithBody(ctx context.Context, name Integration
 // Corresponds with POST /admin/integrations/{name}/key-pair (the `RegenerateKeyPair` operationId).
 func (c *Client) RegenerateKeyPair(ctx context.Context, name IntegrationName, body RegenerateKeyPairJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRegenerateKeyPairRequest(c.Server, name, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// EndGrace End the grace period of the previous key pair now
+//
+// Revokes at once the key pair that a regeneration with `grace_seconds` left working, and
+// every token issued to it, as if its grace had run out now. The current pair is untouched.
+// 404 when the integration has no pair in a grace period.
+//
+// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
+func (c *Client) EndGrace(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEndGraceRequest(c.Server, name)
 	if err != nil {
 		return nil, err
 	}
@@ -3077,6 +3105,40 @@ func NewRegenerateKeyPairRequestWithBody(server string, name IntegrationName, co
 	return req, nil
 }
 
+// NewEndGraceRequest constructs an http.Request for the EndGrace method
+func NewEndGraceRequest(server string, name IntegrationName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/integrations/%s/previous-key-pair", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetMeRequest constructs an http.Request for the GetMe method
 func NewGetMeRequest(server string) (*http.Request, error) {
 	var err error
@@ -3770,6 +3832,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /admin/integrations/{name}/key-pair (the `RegenerateKeyPair` operationId).
 	RegenerateKeyPairWithResponse(ctx context.Context, name IntegrationName, body RegenerateKeyPairJSONRequestBody, reqEditors ...RequestEditorFn) (*RegenerateKeyPairResponse, error)
+
+	// EndGraceWithResponse End the grace period of the previous key pair now
+	//
+	// Revokes at once the key pair that a regeneration with `grace_seconds` left working, and
+	// every token issued to it, as if its grace had run out now. The current pair is untouched.
+	// 404 when the integration has no pair in a grace period.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
+	EndGraceWithResponse(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*EndGraceResponse, error)
 
 	// GetMeWithResponse The calling admin and the token it called with
 	//
@@ -5472,6 +5545,103 @@ func (r RegenerateKeyPairResponse) ContentType() string {
 	return ""
 }
 
+// EndGraceResponse401Headers the declared response headers of an HTTP 401 response for EndGrace
+type EndGraceResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// EndGraceResponse429Headers the declared response headers of an HTTP 429 response for EndGrace
+type EndGraceResponse429Headers struct {
+	RetryAfter int
+}
+
+// EndGraceResponse503Headers the declared response headers of an HTTP 503 response for EndGrace
+type EndGraceResponse503Headers struct {
+	RetryAfter *int
+}
+
+type EndGraceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyFailures
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *EndGraceResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *EndGraceResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *EndGraceResponse503Headers
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r EndGraceResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r EndGraceResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r EndGraceResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r EndGraceResponse) GetJSON429() *TooManyFailures {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r EndGraceResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r EndGraceResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r EndGraceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r EndGraceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r EndGraceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r EndGraceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	WWWAuthenticate string
@@ -6925,6 +7095,23 @@ func (c *ClientWithResponses) RegenerateKeyPairWithResponse(ctx context.Context,
 		return nil, err
 	}
 	return ParseRegenerateKeyPairResponse(rsp)
+}
+
+// EndGraceWithResponse End the grace period of the previous key pair now
+//
+// Revokes at once the key pair that a regeneration with `grace_seconds` left working, and
+// every token issued to it, as if its grace had run out now. The current pair is untouched.
+// 404 when the integration has no pair in a grace period.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
+func (c *ClientWithResponses) EndGraceWithResponse(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*EndGraceResponse, error) {
+	rsp, err := c.EndGrace(ctx, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEndGraceResponse(rsp)
 }
 
 // GetMeWithResponse The calling admin and the token it called with
@@ -8656,6 +8843,103 @@ func ParseRegenerateKeyPairResponse(rsp *http.Response) (*RegenerateKeyPairRespo
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RegenerateKeyPairResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseEndGraceResponse parses an HTTP response from a EndGraceWithResponse call
+func ParseEndGraceResponse(rsp *http.Response) (*EndGraceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &EndGraceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyFailures
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers EndGraceResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers EndGraceResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers EndGraceResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

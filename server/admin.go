@@ -408,6 +408,18 @@ func (s *Server) handleKeyPairRegenerate() http.Handler {
 	})
 }
 
+// handleEndGrace revokes the pair a regeneration left in its grace period,
+// at once.
+func (s *Server) handleEndGrace() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.EndGrace(r.Context(), r.PathValue("name"), actor(r)); err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 type auditJSON struct {
 	ID         int64          `json:"id"`
 	Time       time.Time      `json:"time"`

@@ -169,6 +169,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			func(string) (string, any) { return "/admin/integrations/" + integration(), nil }},
 		{"POST /admin/integrations/{name}/key-pair", storage.IntegrationsWrite, operators, http.StatusCreated,
 			func(string) (string, any) { return "/admin/integrations/" + integration() + "/key-pair", nil }},
+		{"DELETE /admin/integrations/{name}/previous-key-pair", storage.IntegrationsWrite, operators, http.StatusNoContent,
+			func(string) (string, any) {
+				name := integration()
+				e.regenerate(name, 3600)
+				return "/admin/integrations/" + name + "/previous-key-pair", nil
+			}},
 		{"GET /admin/me", "", all, http.StatusOK,
 			func(string) (string, any) { return "/admin/me", nil }},
 		{"POST /admin/tokens", storage.AdminTokensWrite, selfOnly, http.StatusCreated,

@@ -1500,6 +1500,23 @@ func TestDashboardAtScale(t *testing.T) {
 		}
 	}
 
+	// End the grace of svc-099's previous pair from its detail view
+	// (defect 8).
+	b.do(t, "end the grace",
+		chromedp.Navigate(e.srv.URL+"/admin/#integration/svc-099"),
+		chromedp.WaitVisible(chromedp.CSS(`#detail-body button[data-action="end-grace"]`)),
+		chromedp.Click(chromedp.CSS(`#detail-body button[data-action="end-grace"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitNotPresent(chromedp.CSS(`#detail-body button[data-action="end-grace"]`)),
+	)
+	b.toastSays(t, "revoked")
+	if ig := e.mustAdmin("GET", "/admin/integrations/svc-099", nil, http.StatusOK); ig["previous_key_pair"] != nil {
+		t.Errorf("after ending the grace in the page, svc-099 still has a previous pair")
+	}
+	b.do(t, "back to the list", chromedp.Click(chromedp.CSS(`#view-integration .crumbs a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#integrations-body tr[data-name]`)))
+
 	// The search does not outlive the session (defect 16).
 	b.do(t, "sign out and in again, in the same page",
 		chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#signin-token")),

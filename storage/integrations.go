@@ -474,6 +474,45 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 	return nk, nil
 }
 
+// EndGrace revokes at once the previous key pair of the integration called
+// name, which a regeneration with grace left working, and with it every
+// token issued to it, in one transaction with its audit event. The current
+// pair is untouched. Returns ErrNotFound when there is no such integration
+// or no pair in its grace period.
+func (s *Store) EndGrace(ctx context.Context, name string, by Actor) error {
+	err := s.lockingTx(ctx, func(tx *gorm.DB) error {
+		var ids []int64
+		if err := tx.Model(&integrationRow{}).Clauses(forUpdate).Where("name = ?", name).Where(live).Pluck("id", &ids).Error; err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return ErrNotFound
+		}
+		var pairs []KeyPair
+		if err := tx.Clauses(forUpdate).Select("id", "client_id", "expires_at").
+			Where("integration_id = ?", ids[0]).Find(&pairs).Error; err != nil {
+			return err
+		}
+		now := s.clock()
+		var inGrace *KeyPair
+		for i := range pairs {
+			if pairs[i].ExpiresAt != nil && pairs[i].ExpiresAt.After(now) {
+				inGrace = &pairs[i]
+			}
+		}
+		if inGrace == nil {
+			return ErrNotFound
+		}
+		if err := tx.Model(&KeyPair{}).Where("id = ?", inGrace.ID).Update("expires_at", now).Error; err != nil {
+			return err
+		}
+		return s.audit(tx, by, "key_pair.end_grace", "integration", name, map[string]any{
+			"previous_client_id": inGrace.ClientID, "previous_expires_at": map[string]any{"old": inGrace.ExpiresAt.UTC(), "new": now.UTC()},
+		})
+	})
+	return translate(fmt.Sprintf("end the grace of %q", name), err)
+}
+
 // translate maps gorm and driver errors to this package's sentinels and
 // adds context; sentinels and nil pass through.
 func translate(op string, err error) error {

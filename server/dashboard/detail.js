@@ -4,7 +4,7 @@
 // the list.
 
 import { api, can, path } from './api.js';
-import { $, h, put, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton } from './ui.js';
+import { $, h, put, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton, confirmDialog, toast } from './ui.js';
 import { afterChange, openForm, openRegenerate, openDelete, toggleEnabled } from './integrations.js';
 
 export const title = 'Integration';
@@ -19,6 +19,9 @@ export function init({ go }) {
       else load({ name });
     }
   });
+  $('#detail-body').addEventListener('click', (e) => {
+    if (current && e.target.closest('button[data-action="end-grace"]')) endGrace(current);
+  });
   $('#detail-actions').addEventListener('click', (e) => {
     const btn = e.target.closest('button[data-action]');
     if (!btn || !current) return;
@@ -28,6 +31,25 @@ export function init({ go }) {
     else if (a === 'enabled') toggleEnabled(current);
     else if (a === 'delete') openDelete(current);
     else if (a === 'audit') go('audit', { integration: current.name });
+  });
+}
+
+// endGrace revokes the previous pair now, after asking.
+function endGrace(ig) {
+  const prev = ig.previous_key_pair;
+  if (!prev) return;
+  confirmDialog({
+    title: 'End the grace period now',
+    text: [
+      h('strong', {}, `The old pair ${prev.client_id} stops working now`),
+      ', with every access token issued to it, instead of at ', time(prev.expires_at), '. The current pair keeps working.',
+    ],
+    confirm: 'Revoke the old pair',
+    action: async () => {
+      await api('DELETE', path`integrations/${ig.name}/previous-key-pair`);
+      toast(`Old pair of ${ig.name} revoked`);
+      await load({ name: ig.name });
+    },
   });
 }
 
@@ -104,6 +126,9 @@ function render(ig, events) {
       prev
         ? pairCard('Previous key pair, in its grace period', prev, [
           h('dt', {}, 'Works until'), h('dd', {}, time(prev.expires_at), ' (', ago(prev.expires_at), ')'),
+          write
+            ? [h('dt', {}, h('span', { class: 'visually-hidden' }, 'Action')), h('dd', {}, h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'end-grace' } }, 'End the grace now'))]
+            : null,
         ])
         : null,
     ),
