@@ -90,6 +90,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Client/RegenerateWithGrace", testRegenerateWithGrace},
 		{"Client/RegenerateDuringGrace", testRegenerateDuringGrace},
 		{"Client/RegenerateErrors", testRegenerateErrors},
+		{"Client/EndGrace", testEndGrace},
 		{"Client/TouchKeyPair", testTouchKeyPair},
 
 		{"AccessToken/CreateGet", testAccessTokenCreateGet},
@@ -1273,6 +1274,36 @@ func testRegenerateDuringGrace(t *testing.T, s *Store, clk *fakeClock) {
 	}
 	if got := countRows(t, s, "SELECT COUNT(*) FROM key_pairs WHERE integration_id = ? AND expires_at IS NULL", ig.ID); got != 1 {
 		t.Errorf("%d current key pairs, want 1", got)
+	}
+}
+
+// testEndGrace: ending a grace revokes the pair in grace at once and
+// leaves the current pair; with none in grace, or no integration, it is
+// ErrNotFound.
+func testEndGrace(t *testing.T, s *Store, clk *fakeClock) {
+	_, old := createIntegration(t, s, IntegrationInput{Name: "graceful"})
+	if err := s.EndGrace(t.Context(), "graceful", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("EndGrace with no pair in grace: %v, want ErrNotFound", err)
+	}
+	nk := regenerate(t, s, "graceful", time.Hour)
+	clk.Advance(time.Minute)
+	if err := s.EndGrace(t.Context(), "graceful", testActor); err != nil {
+		t.Fatalf("EndGrace: %v", err)
+	}
+	if clientWorks(t, s, old.ClientID) {
+		t.Error("the old client ID works after its grace was ended")
+	}
+	if !clientWorks(t, s, nk.ClientID) {
+		t.Error("the new client ID stopped working")
+	}
+	if ig := getIntegration(t, s, "graceful"); ig.PreviousKeyPair != nil {
+		t.Errorf("after ending the grace, PreviousKeyPair = %+v", ig.PreviousKeyPair)
+	}
+	if err := s.EndGrace(t.Context(), "graceful", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("EndGrace again: %v, want ErrNotFound", err)
+	}
+	if err := s.EndGrace(t.Context(), "nope", testActor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("EndGrace of no integration: %v, want ErrNotFound", err)
 	}
 }
 
