@@ -79,14 +79,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# Turn signals into a normal exit, so the EXIT trap cleans up. A load run in
-# the foreground gets the Ctrl-C too and deletes its integrations first.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+exit_on_signals
 
-echo "building latchkey-bench"
-go build -o "$work/latchkey-bench" ./cmd/latchkey-bench
-bench=$work/latchkey-bench
+build_bench
 # The builds to measure: bins[b] is the binary, labels[b] its label.
 build_revs "${revs[@]}"
 # at[b]: what build b's names carry, " @label" when there is more than one

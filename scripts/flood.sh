@@ -74,10 +74,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# Turn signals into a normal exit, so the EXIT trap cleans up. A load run in
-# the foreground gets the Ctrl-C too and deletes its integrations first.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+exit_on_signals
 
 build
 

@@ -30,10 +30,24 @@ need() {
 
 # build: latchkey and latchkey-bench from this checkout, into $work.
 build() {
-  echo "building latchkey and latchkey-bench"
+  echo "building latchkey"
   go build -o "$work/latchkey" ./cmd/latchkey
+  build_bench
+}
+
+# build_bench: latchkey-bench from this checkout, into $work, as $bench.
+build_bench() {
+  echo "building latchkey-bench"
   go build -o "$work/latchkey-bench" ./cmd/latchkey-bench
   bench=$work/latchkey-bench
+}
+
+# exit_on_signals turns SIGINT and SIGTERM into a normal exit, so the
+# script's EXIT trap cleans up. A load run in the foreground gets the
+# Ctrl-C too and deletes its integrations first.
+exit_on_signals() {
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }
 
 # build_revs REV...: the builds of latchkey to measure side by side, into

@@ -82,8 +82,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+exit_on_signals
 
 build
 if [[ -n ${RESOURCES_LATCHKEY:-} ]]; then
