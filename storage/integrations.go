@@ -205,10 +205,6 @@ func (s *Store) FindIntegrations(ctx context.Context, q IntegrationQuery, p Page
 	if !slices.Contains(IntegrationSorts, sort) {
 		return nil, "", 0, invalidf("sort must be one of %s", strings.Join(IntegrationSorts, ", "))
 	}
-	after, err := p.cursor()
-	if err != nil {
-		return nil, "", 0, err
-	}
 	match := s.r.WithContext(ctx).Model(&integrationRow{}).Where(live)
 	if q.Search != "" {
 		like := "%" + likeEscaper.Replace(strings.ToLower(q.Search)) + "%"
@@ -220,39 +216,16 @@ func (s *Store) FindIntegrations(ctx context.Context, q IntegrationQuery, p Page
 	if err := match.Session(&gorm.Session{}).Count(&total).Error; err != nil {
 		return nil, "", 0, unavailable("list integrations", err)
 	}
-	page := match.Session(&gorm.Session{})
 	column, desc := strings.CutPrefix(sort, "-")
-	if after != "" {
-		cursorSort, value, ok := strings.Cut(after, ":")
-		if !ok || cursorSort != sort {
-			return nil, "", 0, invalidf("page_token is not one this server issued for sort=%s", sort)
+	by := pageOrder{column: column, desc: desc, thenID: column == "created_at", sort: sort}
+	rows, next, err := findPage(match.Session(&gorm.Session{}), p, by, "list integrations", func(r *integrationRow) string {
+		if by.thenID {
+			return timeCursor(r.CreatedAt, r.ID)
 		}
-		cmp := map[bool]string{false: ">", true: "<"}[desc]
-		if column == "name" {
-			page = page.Where("name "+cmp+" ?", value)
-		} else {
-			at, id, ok := parseTimeCursor(value)
-			if !ok {
-				return nil, "", 0, invalidf("page_token is not one this server issued")
-			}
-			page = page.Where("(created_at, id) "+cmp+" (?, ?)", at, id)
-		}
-	}
-	order := map[string]string{"name": "name", "-name": "name DESC",
-		"created_at": "created_at, id", "-created_at": "created_at DESC, id DESC"}[sort]
-	var rows []integrationRow
-	if err := page.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
-		return nil, "", 0, unavailable("list integrations", err)
-	}
-	next := ""
-	if len(rows) > p.limit() {
-		rows = rows[:p.limit()]
-		last := rows[len(rows)-1]
-		value := last.Name
-		if column == "created_at" {
-			value = timeCursor(last.CreatedAt, last.ID)
-		}
-		next = pageToken(sort + ":" + value)
+		return r.Name
+	})
+	if err != nil {
+		return nil, "", 0, err
 	}
 	igs := make([]*Integration, len(rows))
 	for i := range rows {

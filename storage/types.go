@@ -160,31 +160,55 @@ type pageOrder struct {
 	column  string
 	desc    bool
 	integer bool
+	// thenID: column is a time that rows may share, and their ID orders
+	// those; the page token holds both (timeCursor).
+	thenID bool
+	// sort, when set, names the order in the page token, for a listing
+	// that has several: a token made for another order is refused.
+	sort string
 }
 
 // findPage loads the page p of q's rows in order by, and returns the next
 // page's token ("" after the last page). key is a row's value of
-// by.column; op names the listing in errors. A token this server did not
-// issue is ErrInvalid, a database failure ErrUnavailable.
+// by.column (its timeCursor, when by.thenID); op names the listing in
+// errors. A token this server did not issue for this order is ErrInvalid,
+// a database failure ErrUnavailable.
 func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) string) ([]R, string, error) {
 	after, err := p.cursor()
 	if err != nil {
 		return nil, "", err
 	}
-	order, cmp := by.column, " > ?"
+	if by.sort != "" && after != "" {
+		var ok bool
+		if after, ok = strings.CutPrefix(after, by.sort+":"); !ok {
+			return nil, "", invalidf("page_token is not one this server issued for sort=%s", by.sort)
+		}
+	}
+	dir, cmp := "", " > "
 	if by.desc {
-		order, cmp = by.column+" DESC", " < ?"
+		dir, cmp = " DESC", " < "
+	}
+	order := by.column + dir
+	if by.thenID {
+		order += ", id" + dir
 	}
 	if after != "" {
-		var v any = after
-		if by.integer {
+		switch {
+		case by.thenID:
+			at, id, ok := parseTimeCursor(after)
+			if !ok {
+				return nil, "", invalidf("page_token is not one this server issued")
+			}
+			q = q.Where("("+by.column+", id)"+cmp+"(?, ?)", at, id)
+		case by.integer:
 			n, err := strconv.ParseInt(after, 10, 64)
 			if err != nil {
 				return nil, "", invalidf("page_token is not one this server issued")
 			}
-			v = n
+			q = q.Where(by.column+cmp+"?", n)
+		default:
+			q = q.Where(by.column+cmp+"?", after)
 		}
-		q = q.Where(by.column+cmp, v)
 	}
 	var rows []R
 	if err := q.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
@@ -193,7 +217,11 @@ func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) s
 	next := ""
 	if len(rows) > p.limit() {
 		rows = rows[:p.limit()]
-		next = pageToken(key(&rows[len(rows)-1]))
+		cursor := key(&rows[len(rows)-1])
+		if by.sort != "" {
+			cursor = by.sort + ":" + cursor
+		}
+		next = pageToken(cursor)
 	}
 	return rows, next, nil
 }
