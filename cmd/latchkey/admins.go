@@ -171,11 +171,7 @@ func runAdminAPI(ctx context.Context, args []string, getenv func(string) string,
 	}
 	limit := fs.Int("limit", 0, "page size, 1-1000 (list)")
 	pageToken := fs.String("page-token", "", "next_page_token of the previous page (list)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := client().asAdmin(getenv)
+	pos, c, err := parseAsAdmin(fs, args, client, getenv)
 	if err != nil {
 		return err
 	}
@@ -228,15 +224,11 @@ func runAdminTokenAPI(ctx context.Context, args []string, getenv func(string) st
 	fs.Var(&perms, "permission", "narrow the token to this permission; repeat or space-separate; default: the calling token's (create)")
 	limit := fs.Int("limit", 0, "page size, 1-1000 (list)")
 	pageToken := fs.String("page-token", "", "next_page_token of the previous page (list)")
-	pos, err := parse(fs, args)
+	pos, c, err := parseAsAdmin(fs, args, client, getenv)
 	if err != nil {
 		return err
 	}
 	given := flagsGiven(fs)
-	c, err := client().asAdmin(getenv)
-	if err != nil {
-		return err
-	}
 	var b []byte
 	switch {
 	case sub == "create" && len(pos) == 0:

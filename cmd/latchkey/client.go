@@ -64,6 +64,17 @@ func flagsGiven(fs *flag.FlagSet) map[string]bool {
 	return given
 }
 
+// parseAsAdmin parses the command line (see parse) of a command that calls
+// the admin API, and gives the client the admin token.
+func parseAsAdmin(fs *flag.FlagSet, args []string, client func() *apiClient, getenv func(string) string) ([]string, *apiClient, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client().asAdmin(getenv)
+	return pos, c, err
+}
+
 // parse parses flags that may come before or after positional arguments,
 // as in `latchkey integration create billing --scope read`.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -216,15 +227,11 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 	fs.Var(&scopes, "scope", "allowed scope; repeat or space-separate (create, update)")
 	fs.Var(&audience, "audience", "allowed audience; repeat or space-separate (create, update)")
 	fs.Var(&rate, "token-rate", `tokens a minute it may be issued; 0: no cap; "default": the server's integration_token_rate (create, update)`)
-	pos, err := parse(fs, args)
+	pos, c, err := parseAsAdmin(fs, args, client, getenv)
 	if err != nil {
 		return err
 	}
 	given := flagsGiven(fs)
-	c, err := client().asAdmin(getenv)
-	if err != nil {
-		return err
-	}
 	name := ""
 	switch {
 	case sub == "list" && len(pos) == 0:
