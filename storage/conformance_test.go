@@ -83,6 +83,9 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Integration/Audit", testIntegrationAudit},
 		{"Integration/Disable", testIntegrationDisable},
 		{"Integration/UpdateChanges", testIntegrationUpdateChanges},
+		{"Integration/Keyless", testIntegrationKeyless},
+		{"Integration/KeylessInvalid", testIntegrationKeylessInvalid},
+		{"Integration/SwitchToKeys", testIntegrationSwitchToKeys},
 
 		{"Client/Get", testClientGet},
 		{"Client/GetNotFound", testClientGetNotFound},
@@ -97,6 +100,8 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"AccessToken/Inactive", testAccessTokenInactive},
 		{"AccessToken/IssuedDuringGrace", testAccessTokenIssuedDuringGrace},
 		{"AccessToken/Delete", testAccessTokenDelete},
+		{"AccessToken/Binding", testAccessTokenBinding},
+		{"JTI/UseOnce", testUseJTI},
 		{"AccessToken/CreateForRevokedPair", testAccessTokenCreateForRevokedPair},
 		{"AccessToken/ConcurrentRegenerate", testAccessTokenConcurrentRegenerate},
 		{"AccessToken/ConcurrentRegenerateOnReplica", testAccessTokenConcurrentRegenerateOnReplica},

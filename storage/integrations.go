@@ -23,9 +23,17 @@ type integrationRow struct {
 	TokenLifetimeSeconds *int64
 	TokenRatePerMinute   *int64
 	Disabled             bool
-	CreatedBy            string
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
+	// The keyless and DPoP columns (migration 0011). Jwks and JwksURI are
+	// NULL when unset, so the previous release's inserts and this one's
+	// agree.
+	TokenEndpointAuthMethod string
+	Jwks                    *string
+	JwksURI                 *string `gorm:"column:jwks_uri"`
+	RequireDpop             bool    `gorm:"column:require_dpop"`
+	IntrospectionAudience   string
+	CreatedBy               string
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
 }
 
 func (integrationRow) TableName() string { return "integrations" }
@@ -52,9 +60,26 @@ func (r *integrationRow) integration() *Integration {
 		ID: r.ID, Name: r.Name, Description: r.Description,
 		Scopes: splitList(r.Scopes), Audience: splitList(r.Audience),
 		CanIntrospect: r.CanIntrospect, TokenLifetimeSeconds: r.TokenLifetimeSeconds,
-		TokenRatePerMinute: r.TokenRatePerMinute, Disabled: r.Disabled, CreatedBy: r.CreatedBy,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		TokenRatePerMinute: r.TokenRatePerMinute, Disabled: r.Disabled,
+		TokenEndpointAuthMethod: r.TokenEndpointAuthMethod, JWKS: stringOf(r.Jwks), JWKSURI: stringOf(r.JwksURI),
+		RequireDPoP: r.RequireDpop, IntrospectionAudience: splitList(r.IntrospectionAudience),
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
+}
+
+func stringOf(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// orNil is s, or nil for "", as the nullable columns store it.
+func orNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func (KeyPair) TableName() string { return "key_pairs" }
@@ -84,14 +109,52 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	if err := checkRate(in.TokenRatePerMinute); err != nil {
 		return nil, nil, err
 	}
+	introAud, err := normalizeIntrospectionAudience(in.IntrospectionAudience)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks := keySource{method: in.TokenEndpointAuthMethod, uri: orNil(in.JWKSURI)}
+	if ks.method == "" {
+		ks.method = AuthMethods[0]
+	}
+	if ks.jwks, err = normalizeJWKS(in.JWKS); err != nil {
+		return nil, nil, err
+	}
+	if ks.uri != nil {
+		if err := checkJWKSURI(*ks.uri); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := checkKeySource(ks); err != nil {
+		return nil, nil, err
+	}
 	now := s.clock()
 	row := integrationRow{
 		Name: in.Name, Description: in.Description, Scopes: joinList(scopes), Audience: joinList(aud),
 		CanIntrospect: in.CanIntrospect, TokenLifetimeSeconds: in.TokenLifetimeSeconds,
-		TokenRatePerMinute: in.TokenRatePerMinute, CreatedBy: by.Name,
+		TokenRatePerMinute: in.TokenRatePerMinute, TokenEndpointAuthMethod: ks.method,
+		Jwks: ks.jwks, JwksURI: ks.uri, RequireDpop: in.RequireDPoP,
+		IntrospectionAudience: joinList(introAud), CreatedBy: by.Name,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	details := map[string]any{"scopes": scopes, "audience": aud, "can_introspect": in.CanIntrospect}
+	// Only what differs from a plain secret integration, so the log of
+	// one stays as it was.
+	if ks.method != AuthMethods[0] {
+		details["token_endpoint_auth_method"] = ks.method
+	}
+	if ks.jwks != nil {
+		details["jwks"] = jwksSummary(ks.jwks)
+	}
+	if ks.uri != nil {
+		details["jwks_uri"] = *ks.uri
+	}
+	if in.RequireDPoP {
+		details["require_dpop"] = true
+	}
+	if len(introAud) > 0 {
+		details["introspection_audience"] = introAud
+	}
 	if in.TokenRatePerMinute != nil {
 		// An uncapped integration is a decision worth finding in the log.
 		details["token_rate_per_minute"] = *in.TokenRatePerMinute
@@ -103,7 +166,7 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		kp, nk, err = s.insertKeyPair(tx, row.ID, now)
+		kp, nk, err = s.insertKeyPair(tx, row.ID, ks.method == AuthPrivateKeyJWT, now)
 		if err != nil {
 			return err
 		}
@@ -118,9 +181,16 @@ func (s *Store) CreateIntegration(ctx context.Context, in IntegrationInput, by A
 	return ig, nk, nil
 }
 
-func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, now time.Time) (*KeyPair, *NewKeyPair, error) {
-	secret := s.creds.NewClientSecret()
-	kp := &KeyPair{IntegrationID: integrationID, ClientID: s.creds.NewClientID(), SecretHash: s.creds.HashSecret(secret), CreatedAt: now}
+// insertKeyPair makes a new pair: a client ID and a secret, or, keyless
+// (private_key_jwt), a client ID whose secret hash is empty, which no
+// secret matches.
+func (s *Store) insertKeyPair(tx *gorm.DB, integrationID int64, keyless bool, now time.Time) (*KeyPair, *NewKeyPair, error) {
+	secret, hash := "", []byte{}
+	if !keyless {
+		secret = s.creds.NewClientSecret()
+		hash = s.creds.HashSecret(secret)
+	}
+	kp := &KeyPair{IntegrationID: integrationID, ClientID: s.creds.NewClientID(), SecretHash: hash, CreatedAt: now}
 	if err := tx.Create(kp).Error; err != nil {
 		return nil, nil, err
 	}
@@ -280,15 +350,44 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 	if err := checkRate(patch.TokenRatePerMinute); err != nil {
 		return nil, err
 	}
-	if patch == (IntegrationPatch{}) {
+	var introAud []string
+	if patch.IntrospectionAudience != nil {
+		var err error
+		if introAud, err = normalizeIntrospectionAudience(*patch.IntrospectionAudience); err != nil {
+			return nil, err
+		}
+	}
+	newJWKS, err := normalizeJWKS(patch.JWKS)
+	if err != nil {
+		return nil, err
+	}
+	if patch.JWKSURI != nil && *patch.JWKSURI != "" {
+		if err := checkJWKSURI(*patch.JWKSURI); err != nil {
+			return nil, err
+		}
+	}
+	if patch.empty() {
 		return s.GetIntegration(ctx, name)
 	}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var row integrationRow
 		if err := tx.Clauses(forUpdate).Where("name = ?", name).Where(live).Take(&row).Error; err != nil {
 			return err
 		}
 		old := row.integration()
+		ks := keySource{method: row.TokenEndpointAuthMethod, jwks: row.Jwks, uri: row.JwksURI}
+		if patch.TokenEndpointAuthMethod != nil {
+			ks.method = *patch.TokenEndpointAuthMethod
+		}
+		if patch.JWKS != nil {
+			ks.jwks = newJWKS
+		}
+		if patch.JWKSURI != nil {
+			ks.uri = orNil(*patch.JWKSURI)
+		}
+		if err := checkKeySource(ks); err != nil {
+			return err
+		}
 		updates := map[string]any{}
 		c := changes{}
 		if patch.Description != nil && c.note("description", old.Description, *patch.Description) {
@@ -317,6 +416,33 @@ func (s *Store) UpdateIntegration(ctx context.Context, name string, patch Integr
 		// A suspension or its end is what an auditor looks for.
 		if patch.Disabled != nil && c.note("disabled", old.Disabled, *patch.Disabled) {
 			updates["disabled"] = *patch.Disabled
+		}
+		if c.note("token_endpoint_auth_method", old.TokenEndpointAuthMethod, ks.method) {
+			updates["token_endpoint_auth_method"] = ks.method
+			if ks.method == AuthPrivateKeyJWT {
+				// The secrets go for good: switching back needs a
+				// regeneration, so one that leaked before the switch
+				// never works again.
+				if err := tx.Model(&KeyPair{}).Where("integration_id = ?", row.ID).
+					Update("secret_hash", []byte{}).Error; err != nil {
+					return err
+				}
+			}
+		}
+		// Keys are named by kid and thumbprint: which key came or went is
+		// what an auditor asks, and the set itself is not worth copying.
+		if patch.JWKS != nil && stringOf(ks.jwks) != old.JWKS {
+			updates["jwks"] = ks.jwks
+			c["jwks"] = map[string]any{"old": jwksSummary(row.Jwks), "new": jwksSummary(ks.jwks)}
+		}
+		if patch.JWKSURI != nil && c.note("jwks_uri", old.JWKSURI, stringOf(ks.uri)) {
+			updates["jwks_uri"] = ks.uri
+		}
+		if patch.RequireDPoP != nil && c.note("require_dpop", old.RequireDPoP, *patch.RequireDPoP) {
+			updates["require_dpop"] = *patch.RequireDPoP
+		}
+		if patch.IntrospectionAudience != nil && c.note("introspection_audience", old.IntrospectionAudience, introAud) {
+			updates["introspection_audience"] = joinList(introAud)
 		}
 		if len(c) == 0 {
 			return nil
@@ -389,14 +515,15 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		// The integration's row lock queues regenerations of one
 		// integration, from any replica, one behind the other; each then
 		// reads the pairs as the previous one left them.
-		var ids []int64
-		if err := tx.Model(&integrationRow{}).Clauses(forUpdate).Where("name = ?", name).Where(live).Pluck("id", &ids).Error; err != nil {
+		var rows []integrationRow
+		if err := tx.Clauses(forUpdate).Select("id", "token_endpoint_auth_method").
+			Where("name = ?", name).Where(live).Find(&rows).Error; err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		if len(rows) == 0 {
 			return ErrNotFound
 		}
-		row := integrationRow{ID: ids[0]}
+		row := rows[0]
 		// Lock the pairs, then read the clock, so the deadline counts from
 		// the moment no token request can slip past: one that stored its
 		// token before the lock was ours was issued before now, and one
@@ -427,7 +554,7 @@ func (s *Store) RegenerateKeyPair(ctx context.Context, name string, grace time.D
 		}
 		var kp *KeyPair
 		var err error
-		kp, nk, err = s.insertKeyPair(tx, row.ID, now)
+		kp, nk, err = s.insertKeyPair(tx, row.ID, row.TokenEndpointAuthMethod == AuthPrivateKeyJWT, now)
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,8 @@ type Client struct {
 const (
 	ownerColumns  = `k.id, k.client_id, k.expires_at, i.id, i.name, i.disabled`
 	clientColumns = ownerColumns + `, k.secret_hash, k.last_used_at,
-	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute`
+	i.scopes, i.audience, i.can_introspect, i.token_lifetime_seconds, i.token_rate_per_minute,
+	i.token_endpoint_auth_method, i.jwks, i.jwks_uri, i.require_dpop, i.introspection_audience`
 )
 
 // A deleted integration's pairs have expired, which alone refuses them and
@@ -53,7 +54,7 @@ const getClientSQL = `SELECT ` + clientColumns + `
 	FROM key_pairs k JOIN integrations i ON i.id = k.integration_id
 	WHERE k.client_id = $1 AND i.deleted_at IS NULL`
 
-const getTokenSQL = `SELECT t.request_id, t.scopes, t.audience, t.issued_at, t.expires_at, ` + ownerColumns + `
+const getTokenSQL = `SELECT t.request_id, t.scopes, t.audience, t.issued_at, t.expires_at, t.jkt, ` + ownerColumns + `
 	FROM access_tokens t JOIN key_pairs k ON k.id = t.key_pair_id JOIN integrations i ON i.id = k.integration_id
 	WHERE t.signature = $1 AND i.deleted_at IS NULL`
 
@@ -66,16 +67,21 @@ func scanClient(full bool) ([]any, func() *Client) {
 		expires, lastUsed sql.NullTime
 		scopes, aud       string
 		lifetime, rate    sql.NullInt64
+		jwks, jwksURI     sql.NullString
+		introAud          string
 		ig                = &c.Integration
 	)
 	dest := []any{&c.KeyPairID, &c.ClientID, &expires, &ig.ID, &ig.Name, &ig.Disabled}
 	if full {
-		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime, &rate)
+		dest = append(dest, &c.SecretHash, &lastUsed, &scopes, &aud, &ig.CanIntrospect, &lifetime, &rate,
+			&ig.TokenEndpointAuthMethod, &jwks, &jwksURI, &ig.RequireDPoP, &introAud)
 	}
 	return dest, func() *Client {
 		c.ExpiresAt = nullTime(expires)
 		c.LastUsedAt = nullTime(lastUsed)
 		ig.Scopes, ig.Audience = splitList(scopes), splitList(aud)
+		ig.JWKS, ig.JWKSURI = jwks.String, jwksURI.String
+		ig.IntrospectionAudience = splitList(introAud)
 		if lifetime.Valid {
 			ig.TokenLifetimeSeconds = &lifetime.Int64
 		}
@@ -137,6 +143,9 @@ type Token struct {
 	Audience  []string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// JKT is the RFC 7638 thumbprint of the key a DPoP-bound token is
+	// bound to (RFC 9449 §6); "" for a bearer token.
+	JKT string
 	// Owner is the key pair the token was issued to.
 	Owner *Client
 }
@@ -163,7 +172,7 @@ func (s *Store) CreateToken(ctx context.Context, t *Token, now time.Time) error 
 	expires := t.ExpiresAt.UTC().Truncate(time.Microsecond)
 	ins := &tokenInsert{
 		args: []any{t.Signature, t.RequestID, kid, joinList(t.Scopes), joinList(t.Audience),
-			t.IssuedAt.UTC().Truncate(time.Microsecond), expires, c.KeyPairID, now, expires},
+			t.IssuedAt.UTC().Truncate(time.Microsecond), expires, orNil(t.JKT), c.KeyPairID, now, expires},
 		keyPairID: c.KeyPairID,
 		now:       now,
 		touch:     lastUseStale(c.LastUsedAt, now),
@@ -204,10 +213,12 @@ type tokenInsert struct {
 // inactive while the suspension lasts like every other token of the
 // integration, so there is nothing to wait for. Locking it would make
 // every token request of the integration share one more row lock.
+// Its parameters are numbered in the order they first appear: SQLite
+// binds $n parameters by first appearance, not by n.
 const insertTokenSQL = `INSERT INTO access_tokens
-	(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at)
-	SELECT $1, $2, k.id, $3, $4, $5, $6, $7 FROM key_pairs k
-	WHERE k.id = $8 AND (k.expires_at IS NULL OR (k.expires_at > $9 AND k.expires_at >= $10))
+	(signature, request_id, key_pair_id, kid, scopes, audience, issued_at, expires_at, jkt)
+	SELECT $1, $2, k.id, $3, $4, $5, $6, $7, $8 FROM key_pairs k
+	WHERE k.id = $9 AND (k.expires_at IS NULL OR (k.expires_at > $10 AND k.expires_at >= $11))
 	AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = k.integration_id AND NOT i.disabled)`
 
 // exec runs query in tx, or on the writer pool when tx is nil, through the
@@ -295,9 +306,10 @@ func (s *Store) GetToken(ctx context.Context, signature string) (*Token, error) 
 	var (
 		t                  Token
 		scopeList, audList string
+		jkt                sql.NullString
 	)
 	dest, client := scanClient(false)
-	err := s.queryRow(ctx, s.rdb, getTokenSQL, signature).Scan(append([]any{&t.RequestID, &scopeList, &audList, &t.IssuedAt, &t.ExpiresAt}, dest...)...)
+	err := s.queryRow(ctx, s.rdb, getTokenSQL, signature).Scan(append([]any{&t.RequestID, &scopeList, &audList, &t.IssuedAt, &t.ExpiresAt, &jkt}, dest...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -307,6 +319,7 @@ func (s *Store) GetToken(ctx context.Context, signature string) (*Token, error) 
 	t.Signature = signature
 	t.IssuedAt, t.ExpiresAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC()
 	t.Scopes, t.Audience = splitList(scopeList), splitList(audList)
+	t.JKT = jkt.String
 	t.Owner = client()
 	return &t, nil
 }

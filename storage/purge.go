@@ -51,6 +51,8 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 		{"deleted integrations", `DELETE FROM integrations WHERE id IN
 			(SELECT id FROM integrations i WHERE i.deleted_at IS NOT NULL AND NOT EXISTS
 				(SELECT 1 FROM key_pairs k WHERE k.integration_id = i.id) LIMIT ?)`, nil},
+		{"used jtis", `DELETE FROM used_jtis WHERE jti IN
+			(SELECT jti FROM used_jtis WHERE expires_at <= ? LIMIT ?)`, []any{now}},
 		{"expired admin tokens", `DELETE FROM admin_tokens WHERE seq IN
 			(SELECT seq FROM admin_tokens WHERE expires_at <= ? LIMIT ?)`, []any{now}},
 		// A retired signing key goes once no live token names it, and not

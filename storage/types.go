@@ -2,7 +2,9 @@ package storage
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,10 +35,26 @@ type Integration struct {
 	// Disabled suspends the integration: its key pairs and tokens are
 	// kept but refused until it is enabled again. The store reports it;
 	// server/oauth refuses.
-	Disabled  bool
-	CreatedBy string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Disabled bool
+	// TokenEndpointAuthMethod is one of AuthMethods. A private_key_jwt
+	// integration authenticates with a JWT signed by a key in JWKS or at
+	// JWKSURI (one of them is set), and its key pairs have no secret.
+	TokenEndpointAuthMethod string
+	// JWKS is the registered public key set, as ParseJWKS accepted it;
+	// empty when none is registered.
+	JWKS string
+	// JWKSURI is where the public key set is fetched from instead.
+	JWKSURI string
+	// RequireDPoP issues tokens only to requests with a DPoP proof, bound
+	// to the proof's key (RFC 9449).
+	RequireDPoP bool
+	// IntrospectionAudience limits what this resource server learns at
+	// introspection to tokens whose audience holds one of these values
+	// (RFC 7662 §4); empty sees every token.
+	IntrospectionAudience []string
+	CreatedBy             string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
 
 	// KeyPair is the current pair. PreviousKeyPair is the pair it replaced,
 	// present only while that pair's grace deadline is in the future.
@@ -235,6 +253,13 @@ type IntegrationInput struct {
 	CanIntrospect        bool
 	TokenLifetimeSeconds *int64
 	TokenRatePerMinute   *int64
+	// TokenEndpointAuthMethod is one of AuthMethods; "" is the first.
+	TokenEndpointAuthMethod string
+	// JWKS is a JSON Web Key Set of public keys (ParseJWKS); nil is none.
+	JWKS                  json.RawMessage
+	JWKSURI               string
+	RequireDPoP           bool
+	IntrospectionAudience []string
 }
 
 // IntegrationPatch changes the fields that are non-nil.
@@ -253,6 +278,17 @@ type IntegrationPatch struct {
 	ResetTokenRate bool
 	// Disabled suspends (true) or enables (false) the integration.
 	Disabled *bool
+	// TokenEndpointAuthMethod switches how the integration authenticates.
+	// Switching to private_key_jwt deletes its key pairs' secrets: a
+	// switch back needs a regeneration, so a secret that leaked before
+	// the switch never works again.
+	TokenEndpointAuthMethod *string
+	// JWKS replaces the registered key set; a JSON null removes it.
+	JWKS json.RawMessage
+	// JWKSURI replaces the key set's URL; "" removes it.
+	JWKSURI               *string
+	RequireDPoP           *bool
+	IntrospectionAudience *[]string
 }
 
 var (
@@ -335,6 +371,13 @@ func normalizeScopes(s []string) ([]string, error) {
 func normalizeAudience(a []string) ([]string, error) {
 	return normalizeList("audience", a, audienceRE, MaxAudience, "printable ASCII without spaces, at most 256 characters")
 }
+
+func normalizeIntrospectionAudience(a []string) ([]string, error) {
+	return normalizeList("introspection_audience", a, audienceRE, MaxAudience, "printable ASCII without spaces, at most 256 characters")
+}
+
+// empty reports whether p changes nothing.
+func (p *IntegrationPatch) empty() bool { return reflect.ValueOf(*p).IsZero() }
 
 func checkLifetime(n *int64) error {
 	if n != nil && (*n < MinTokenLifetimeSeconds || *n > MaxTokenLifetimeSeconds) {
