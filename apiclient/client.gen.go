@@ -18,6 +18,27 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AuthMethod.
+const (
+	ClientSecretBasic AuthMethod = "client_secret_basic"
+	ClientSecretPost  AuthMethod = "client_secret_post"
+	PrivateKeyJwt     AuthMethod = "private_key_jwt"
+)
+
+// Valid indicates whether the value is a known member of the AuthMethod enum.
+func (e AuthMethod) Valid() bool {
+	switch e {
+	case ClientSecretBasic:
+		return true
+	case ClientSecretPost:
+		return true
+	case PrivateKeyJwt:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CredentialRevokedKind.
 const (
 	CredentialRevokedKindAccessToken  CredentialRevokedKind = "access_token"
@@ -316,6 +337,11 @@ type AuditEventList struct {
 	NextPageToken NextPageToken `json:"next_page_token"`
 }
 
+// AuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
+// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
+// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+type AuthMethod string
+
 // AuthorizationServerMetadata defines model for AuthorizationServerMetadata.
 type AuthorizationServerMetadata struct {
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
@@ -336,6 +362,10 @@ type AuthorizationServerMetadata struct {
 // ClientID Examples: lk_ci_abcdefghijklmnopqrstuvwxyz
 type ClientID = string
 
+// ClientJWKS The integration's public keys (a JWK Set): 1 to 10 EC P-256, Ed25519 or RSA (2048 to 8192
+// bits) public keys for signing, kids unique, at most 16 KiB. Never a private key.
+type ClientJWKS = JWKS
+
 // ClientSecret Shown once. `lk_cs_` and 43 base64url characters and a 6-character checksum.
 type ClientSecret = string
 
@@ -344,8 +374,8 @@ type CreatedKeyPair struct {
 	// ClientId Examples: lk_ci_abcdefghijklmnopqrstuvwxyz
 	ClientId ClientID `json:"client_id"`
 
-	// ClientSecret Shown once. `lk_cs_` and 43 base64url characters and a 6-character checksum.
-	ClientSecret ClientSecret `json:"client_secret"`
+	// ClientSecret Shown once; null for a `private_key_jwt` integration, which has no secret.
+	ClientSecret nullable.Nullable[ClientSecret] `json:"client_secret"`
 
 	// CreatedAt An RFC 3339 time in UTC.
 	CreatedAt Timestamp `json:"created_at"`
@@ -402,7 +432,15 @@ type Integration struct {
 	Description string `json:"description"`
 
 	// Disabled A suspended integration's key pairs are refused and its tokens are inactive.
-	Disabled bool `json:"disabled"`
+	Disabled              bool     `json:"disabled"`
+	IntrospectionAudience []string `json:"introspection_audience"`
+
+	// Jwks The integration's public keys (a JWK Set): 1 to 10 EC P-256, Ed25519 or RSA (2048 to 8192
+	// bits) public keys for signing, kids unique, at most 16 KiB. Never a private key.
+	Jwks nullable.Nullable[ClientJWKS] `json:"jwks"`
+
+	// JwksUri Where the integration's public key set is fetched from instead of `jwks`.
+	JwksUri nullable.Nullable[JWKSURI] `json:"jwks_uri"`
 
 	// KeyPair The current key pair; null after its secret was revoked as found in the wild.
 	KeyPair nullable.Nullable[KeyPair] `json:"key_pair"`
@@ -414,7 +452,13 @@ type Integration struct {
 
 	// PreviousKeyPair The previous key pair, only while its grace lasts.
 	PreviousKeyPair *KeyPair `json:"previous_key_pair,omitempty"`
+	RequireDpop     bool     `json:"require_dpop"`
 	Scopes          []string `json:"scopes"`
+
+	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
+	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 
 	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`
 	// is the server's `token_lifetime` and follows a change of that setting.
@@ -439,13 +483,32 @@ type IntegrationCreate struct {
 	CanIntrospect *bool   `json:"can_introspect,omitempty"`
 	Description   *string `json:"description,omitempty"`
 
+	// IntrospectionAudience A resource server with values here sees at introspection only the tokens whose audience
+	// holds one of them (RFC 7662 §4); any other token is `{"active": false}` to it.
+	IntrospectionAudience *IntrospectionAudience `json:"introspection_audience,omitempty"`
+
+	// Jwks The integration's public keys (a JWK Set): 1 to 10 EC P-256, Ed25519 or RSA (2048 to 8192
+	// bits) public keys for signing, kids unique, at most 16 KiB. Never a private key.
+	Jwks nullable.Nullable[ClientJWKS] `json:"jwks,omitempty"`
+
+	// JwksUri Where the integration's public key set is fetched from instead of `jwks`.
+	JwksUri nullable.Nullable[JWKSURI] `json:"jwks_uri,omitempty"`
+
 	// Name An integration's or an admin's name.
 	//
 	// Examples: billing-job
 	Name Name `json:"name"`
 
+	// RequireDpop Issue tokens only to requests with a DPoP proof, bound to its key (RFC 9449).
+	RequireDpop *bool `json:"require_dpop,omitempty"`
+
 	// Scopes Scope tokens (RFC 6749 §3.3), at most 100.
 	Scopes *Scopes `json:"scopes,omitempty"`
+
+	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
+	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	TokenEndpointAuthMethod *AuthMethod `json:"token_endpoint_auth_method,omitempty"`
 
 	// TokenLifetimeSeconds Absent or null, the server's `token_lifetime`.
 	TokenLifetimeSeconds nullable.Nullable[int] `json:"token_lifetime_seconds,omitempty"`
@@ -460,17 +523,31 @@ type IntegrationCreated struct {
 	CanIntrospect bool     `json:"can_introspect"`
 
 	// CreatedAt An RFC 3339 time in UTC.
-	CreatedAt   Timestamp      `json:"created_at"`
-	CreatedBy   string         `json:"created_by"`
-	Description string         `json:"description"`
-	Disabled    bool           `json:"disabled"`
-	KeyPair     CreatedKeyPair `json:"key_pair"`
+	CreatedAt             Timestamp `json:"created_at"`
+	CreatedBy             string    `json:"created_by"`
+	Description           string    `json:"description"`
+	Disabled              bool      `json:"disabled"`
+	IntrospectionAudience []string  `json:"introspection_audience"`
+
+	// Jwks The integration's public keys (a JWK Set): 1 to 10 EC P-256, Ed25519 or RSA (2048 to 8192
+	// bits) public keys for signing, kids unique, at most 16 KiB. Never a private key.
+	Jwks nullable.Nullable[ClientJWKS] `json:"jwks"`
+
+	// JwksUri Where the integration's public key set is fetched from instead of `jwks`.
+	JwksUri nullable.Nullable[JWKSURI] `json:"jwks_uri"`
+	KeyPair CreatedKeyPair             `json:"key_pair"`
 
 	// Name An integration's or an admin's name.
 	//
 	// Examples: billing-job
-	Name   Name     `json:"name"`
-	Scopes []string `json:"scopes"`
+	Name        Name     `json:"name"`
+	RequireDpop bool     `json:"require_dpop"`
+	Scopes      []string `json:"scopes"`
+
+	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
+	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 
 	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`
 	// is the server's `token_lifetime` and follows a change of that setting.
@@ -503,13 +580,28 @@ type IntegrationUpdate struct {
 	// Disabled true suspends the integration, false enables it again.
 	Disabled *bool `json:"disabled,omitempty"`
 
+	// IntrospectionAudience A resource server with values here sees at introspection only the tokens whose audience
+	// holds one of them (RFC 7662 §4); any other token is `{"active": false}` to it.
+	IntrospectionAudience *IntrospectionAudience `json:"introspection_audience,omitempty"`
+
+	// Jwks Replaces the registered key set; null removes it.
+	Jwks nullable.Nullable[ClientJWKS] `json:"jwks,omitempty"`
+
+	// JwksUri Replaces the key set's URL; null removes it.
+	JwksUri nullable.Nullable[JWKSURI] `json:"jwks_uri,omitempty"`
+
 	// Name Accepted only when it is the integration's own name; names do not change.
 	//
 	// Examples: billing-job
-	Name *Name `json:"name,omitempty"`
+	Name        *Name `json:"name,omitempty"`
+	RequireDpop *bool `json:"require_dpop,omitempty"`
 
 	// Scopes Scope tokens (RFC 6749 §3.3), at most 100.
 	Scopes *Scopes `json:"scopes,omitempty"`
+
+	// TokenEndpointAuthMethod Switching to `private_key_jwt` deletes the secrets of the integration's key pairs for
+	// good; switching back needs a regeneration to get a secret.
+	TokenEndpointAuthMethod *AuthMethod `json:"token_endpoint_auth_method,omitempty"`
 
 	// TokenLifetimeSeconds null, back to the server's `token_lifetime`.
 	TokenLifetimeSeconds nullable.Nullable[int] `json:"token_lifetime_seconds,omitempty"`
@@ -555,6 +647,10 @@ type Introspection_Aud struct {
 	union json.RawMessage
 }
 
+// IntrospectionAudience A resource server with values here sees at introspection only the tokens whose audience
+// holds one of them (RFC 7662 §4); any other token is `{"active": false}` to it.
+type IntrospectionAudience = []string
+
 // IntrospectionRequest defines model for IntrospectionRequest.
 type IntrospectionRequest struct {
 	// ClientId `client_secret_post` only.
@@ -586,6 +682,9 @@ type JWK struct {
 type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
+
+// JWKSURI Where the integration's public key set is fetched from instead of `jwks`.
+type JWKSURI = string
 
 // KeyPair A key pair's public parts.
 type KeyPair struct {
@@ -669,8 +768,8 @@ type NewKeyPair struct {
 	// ClientId Examples: lk_ci_abcdefghijklmnopqrstuvwxyz
 	ClientId ClientID `json:"client_id"`
 
-	// ClientSecret Shown once. `lk_cs_` and 43 base64url characters and a 6-character checksum.
-	ClientSecret ClientSecret `json:"client_secret"`
+	// ClientSecret Shown once; null for a `private_key_jwt` integration, which has no secret.
+	ClientSecret nullable.Nullable[ClientSecret] `json:"client_secret"`
 
 	// CreatedAt An RFC 3339 time in UTC.
 	CreatedAt Timestamp `json:"created_at"`

@@ -187,20 +187,26 @@ type keyPairJSON struct {
 }
 
 type integrationJSON struct {
-	Name                 string       `json:"name"`
-	Description          string       `json:"description"`
-	Scopes               []string     `json:"scopes"`
-	Audience             []string     `json:"audience"`
-	CanIntrospect        bool         `json:"can_introspect"`
-	TokenLifetimeSeconds int64        `json:"token_lifetime_seconds"`
-	TokenLifetimeDefault bool         `json:"token_lifetime_default"`
-	TokenRatePerMinute   *int64       `json:"token_rate_per_minute"`
-	Disabled             bool         `json:"disabled"`
-	CreatedBy            string       `json:"created_by"`
-	CreatedAt            time.Time    `json:"created_at"`
-	UpdatedAt            time.Time    `json:"updated_at"`
-	KeyPair              *keyPairJSON `json:"key_pair"`
-	PreviousKeyPair      *keyPairJSON `json:"previous_key_pair,omitempty"`
+	Name                 string   `json:"name"`
+	Description          string   `json:"description"`
+	Scopes               []string `json:"scopes"`
+	Audience             []string `json:"audience"`
+	CanIntrospect        bool     `json:"can_introspect"`
+	TokenLifetimeSeconds int64    `json:"token_lifetime_seconds"`
+	TokenLifetimeDefault bool     `json:"token_lifetime_default"`
+	TokenRatePerMinute   *int64   `json:"token_rate_per_minute"`
+	Disabled             bool     `json:"disabled"`
+	// How its key pairs authenticate, and with which keys.
+	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method"`
+	JWKS                    json.RawMessage `json:"jwks"`
+	JWKSURI                 *string         `json:"jwks_uri"`
+	RequireDPoP             bool            `json:"require_dpop"`
+	IntrospectionAudience   []string        `json:"introspection_audience"`
+	CreatedBy               string          `json:"created_by"`
+	CreatedAt               time.Time       `json:"created_at"`
+	UpdatedAt               time.Time       `json:"updated_at"`
+	KeyPair                 *keyPairJSON    `json:"key_pair"`
+	PreviousKeyPair         *keyPairJSON    `json:"previous_key_pair,omitempty"`
 }
 
 func utc(t *time.Time) *time.Time {
@@ -226,33 +232,64 @@ func (s *Server) integrationOut(ig *storage.Integration) integrationJSON {
 		Name: ig.Name, Description: ig.Description, Scopes: ig.Scopes, Audience: ig.Audience,
 		CanIntrospect: ig.CanIntrospect, TokenLifetimeSeconds: int64(s.oauth.Lifetime(ig) / time.Second),
 		TokenLifetimeDefault: ig.TokenLifetimeSeconds == nil,
-		TokenRatePerMinute:   ig.TokenRatePerMinute, Disabled: ig.Disabled, CreatedBy: ig.CreatedBy,
-		CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
+		TokenRatePerMinute:   ig.TokenRatePerMinute, Disabled: ig.Disabled,
+		TokenEndpointAuthMethod: ig.TokenEndpointAuthMethod, JWKS: jwksOut(ig), JWKSURI: optional(ig.JWKSURI),
+		RequireDPoP: ig.RequireDPoP, IntrospectionAudience: ig.IntrospectionAudience,
+		CreatedBy: ig.CreatedBy, CreatedAt: ig.CreatedAt.UTC(), UpdatedAt: ig.UpdatedAt.UTC(),
 		KeyPair: keyPairOut(ig.KeyPair), PreviousKeyPair: keyPairOut(ig.PreviousKeyPair),
 	}
 }
 
-// newKeyPairJSON is the one response that carries a client secret.
+func jwksOut(ig *storage.Integration) json.RawMessage {
+	if ig.JWKS == "" {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(ig.JWKS)
+}
+
+// valueOr is *s, or "" for nil.
+func valueOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// optional is s, or nil (JSON null) for "".
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// newKeyPairJSON is the one response that carries a client secret; a
+// private_key_jwt integration's pairs have none (null).
 type newKeyPairJSON struct {
 	ClientID          string     `json:"client_id"`
-	ClientSecret      string     `json:"client_secret"`
+	ClientSecret      *string    `json:"client_secret"`
 	CreatedAt         time.Time  `json:"created_at"`
 	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
 }
 
 func (s *Server) handleIntegrationCreate() http.Handler {
 	type request struct {
-		Name                 string   `json:"name"`
-		Description          string   `json:"description"`
-		Scopes               []string `json:"scopes"`
-		Audience             []string `json:"audience"`
-		CanIntrospect        bool     `json:"can_introspect"`
-		TokenLifetimeSeconds *int64   `json:"token_lifetime_seconds"`
-		TokenRatePerMinute   *int64   `json:"token_rate_per_minute"`
+		Name                    string          `json:"name"`
+		Description             string          `json:"description"`
+		Scopes                  []string        `json:"scopes"`
+		Audience                []string        `json:"audience"`
+		CanIntrospect           bool            `json:"can_introspect"`
+		TokenLifetimeSeconds    *int64          `json:"token_lifetime_seconds"`
+		TokenRatePerMinute      *int64          `json:"token_rate_per_minute"`
+		TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method"`
+		JWKS                    json.RawMessage `json:"jwks"`
+		JWKSURI                 *string         `json:"jwks_uri"`
+		RequireDPoP             bool            `json:"require_dpop"`
+		IntrospectionAudience   []string        `json:"introspection_audience"`
 	}
 	type createdKeyPair struct {
 		ClientID     string    `json:"client_id"`
-		ClientSecret string    `json:"client_secret"`
+		ClientSecret *string   `json:"client_secret"`
 		CreatedAt    time.Time `json:"created_at"`
 	}
 	type response struct {
@@ -267,14 +304,16 @@ func (s *Server) handleIntegrationCreate() http.Handler {
 		ig, nk, err := s.store.CreateIntegration(r.Context(), storage.IntegrationInput{
 			Name: req.Name, Description: req.Description, Scopes: req.Scopes, Audience: req.Audience,
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds,
-			TokenRatePerMinute: req.TokenRatePerMinute,
+			TokenRatePerMinute: req.TokenRatePerMinute, TokenEndpointAuthMethod: req.TokenEndpointAuthMethod,
+			JWKS: req.JWKS, JWKSURI: valueOr(req.JWKSURI), RequireDPoP: req.RequireDPoP,
+			IntrospectionAudience: req.IntrospectionAudience,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)
 			return
 		}
 		out := response{integrationJSON: s.integrationOut(ig)}
-		out.KeyPair = createdKeyPair{ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC()}
+		out.KeyPair = createdKeyPair{ClientID: nk.ClientID, ClientSecret: optional(nk.ClientSecret), CreatedAt: nk.CreatedAt.UTC()}
 		w.Header().Set("Location", "/admin/integrations/"+ig.Name)
 		writeJSON(w, http.StatusCreated, out)
 	})
@@ -320,14 +359,19 @@ func (s *Server) handleIntegrationGet() http.Handler {
 
 func (s *Server) handleIntegrationUpdate() http.Handler {
 	type request struct {
-		Name                 *string   `json:"name"`
-		Description          *string   `json:"description"`
-		Scopes               *[]string `json:"scopes"`
-		Audience             *[]string `json:"audience"`
-		CanIntrospect        *bool     `json:"can_introspect"`
-		TokenLifetimeSeconds nullable  `json:"token_lifetime_seconds"`
-		TokenRatePerMinute   nullable  `json:"token_rate_per_minute"`
-		Disabled             *bool     `json:"disabled"`
+		Name                    *string          `json:"name"`
+		Description             *string          `json:"description"`
+		Scopes                  *[]string        `json:"scopes"`
+		Audience                *[]string        `json:"audience"`
+		CanIntrospect           *bool            `json:"can_introspect"`
+		TokenLifetimeSeconds    nullable[int64]  `json:"token_lifetime_seconds"`
+		TokenRatePerMinute      nullable[int64]  `json:"token_rate_per_minute"`
+		Disabled                *bool            `json:"disabled"`
+		TokenEndpointAuthMethod *string          `json:"token_endpoint_auth_method"`
+		JWKS                    json.RawMessage  `json:"jwks"`
+		JWKSURI                 nullable[string] `json:"jwks_uri"`
+		RequireDPoP             *bool            `json:"require_dpop"`
+		IntrospectionAudience   *[]string        `json:"introspection_audience"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -344,7 +388,9 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 			CanIntrospect: req.CanIntrospect, TokenLifetimeSeconds: req.TokenLifetimeSeconds.v,
 			ResetTokenLifetime: req.TokenLifetimeSeconds.null,
 			TokenRatePerMinute: req.TokenRatePerMinute.v, ResetTokenRate: req.TokenRatePerMinute.null,
-			Disabled: req.Disabled,
+			Disabled: req.Disabled, TokenEndpointAuthMethod: req.TokenEndpointAuthMethod,
+			JWKS: req.JWKS, JWKSURI: req.JWKSURI.orEmpty(), RequireDPoP: req.RequireDPoP,
+			IntrospectionAudience: req.IntrospectionAudience,
 		}, actor(r))
 		if err != nil {
 			s.adminError(w, r, err)
@@ -354,15 +400,24 @@ func (s *Server) handleIntegrationUpdate() http.Handler {
 	})
 }
 
-// nullable is an integer field of a PATCH body that tells an explicit null
-// (go back to the default, as in JSON Merge Patch, RFC 7396) from a field
-// left out (leave it as it is): a plain *int64 is nil for both.
-type nullable struct {
-	v    *int64
+// nullable is a field of a PATCH body that tells an explicit null (go back
+// to the default, or remove, as in JSON Merge Patch, RFC 7396) from a field
+// left out (leave it as it is): a plain pointer is nil for both.
+type nullable[T any] struct {
+	v    *T
 	null bool
 }
 
-func (n *nullable) UnmarshalJSON(b []byte) error {
+// orEmpty is the patch of a string field stored as "" when unset: nil when
+// left out, "" for null.
+func (n nullable[T]) orEmpty() *T {
+	if n.null {
+		return new(T)
+	}
+	return n.v
+}
+
+func (n *nullable[T]) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		n.v, n.null = nil, true
 		return nil
@@ -402,7 +457,7 @@ func (s *Server) handleKeyPairRegenerate() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusCreated, newKeyPairJSON{
-			ClientID: nk.ClientID, ClientSecret: nk.ClientSecret, CreatedAt: nk.CreatedAt.UTC(),
+			ClientID: nk.ClientID, ClientSecret: optional(nk.ClientSecret), CreatedAt: nk.CreatedAt.UTC(),
 			PreviousExpiresAt: utc(nk.PreviousExpiresAt),
 		})
 	})

@@ -437,7 +437,7 @@ func TestAdminIntegrationCreate(t *testing.T) {
 				}
 			}
 			wantTime(t, "GET created_at", got["created_at"], now)
-			if strings.Contains(string(raw), secret) || strings.Contains(string(raw), "client_secret") {
+			if strings.Contains(string(raw), secret) || strings.Contains(string(raw), `"client_secret"`) {
 				t.Errorf("GET shows the client secret: %s", raw)
 			}
 		})
@@ -464,7 +464,7 @@ func TestAdminIntegrationGet(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("GET: status %d; body %s", status, raw)
 		}
-		if strings.Contains(string(raw), kp.Secret) || strings.Contains(string(raw), "client_secret") {
+		if strings.Contains(string(raw), kp.Secret) || strings.Contains(string(raw), `"client_secret"`) {
 			t.Errorf("GET shows the client secret: %s", raw)
 		}
 		return mustObject(t, raw), string(raw)
@@ -505,7 +505,7 @@ func TestAdminIntegrationGet(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("status %d; body %s", status, raw)
 		}
-		if strings.Contains(string(raw), kp.Secret) || strings.Contains(string(raw), "client_secret") {
+		if strings.Contains(string(raw), kp.Secret) || strings.Contains(string(raw), `"client_secret"`) {
 			t.Errorf("list shows the client secret: %s", raw)
 		}
 		out := mustObject(t, raw)

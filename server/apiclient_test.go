@@ -34,7 +34,7 @@ func TestGeneratedClientWalkThrough(t *testing.T) {
 	}
 	basic := func(kp apiclient.CreatedKeyPair) apiclient.RequestEditorFn {
 		return func(_ context.Context, r *http.Request) error {
-			r.SetBasicAuth(url.QueryEscape(kp.ClientId), url.QueryEscape(kp.ClientSecret))
+			r.SetBasicAuth(url.QueryEscape(kp.ClientId), url.QueryEscape(kp.ClientSecret.MustGet()))
 			return nil
 		}
 	}
@@ -45,6 +45,7 @@ func TestGeneratedClientWalkThrough(t *testing.T) {
 		t.Fatalf("create: %v, status %d: %s", err, created.StatusCode(), created.Body)
 	}
 	job := created.JSON201.KeyPair
+	jobSecret := job.ClientSecret.MustGet()
 	yes := true
 	created, err = admin.CreateIntegrationWithResponse(ctx, apiclient.IntegrationCreate{Name: "invoices-api", CanIntrospect: &yes})
 	if err != nil || created.JSON201 == nil {
@@ -54,7 +55,7 @@ func TestGeneratedClientWalkThrough(t *testing.T) {
 
 	// client_secret_post: the credentials in the form body.
 	issued, err := public.IssueTokenWithFormdataBodyWithResponse(ctx, apiclient.TokenRequest{
-		GrantType: apiclient.ClientCredentials, ClientId: &job.ClientId, ClientSecret: &job.ClientSecret,
+		GrantType: apiclient.ClientCredentials, ClientId: &job.ClientId, ClientSecret: &jobSecret,
 	})
 	if err != nil || issued.JSON200 == nil {
 		t.Fatalf("token: %v, status %d: %s", err, issued.StatusCode(), issued.Body)

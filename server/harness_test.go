@@ -298,14 +298,16 @@ func (e *env) createIntegration(body map[string]any) keyPair {
 	e.t.Helper()
 	out := e.mustAdmin("POST", "/admin/integrations", body, http.StatusCreated)
 	kp := out["key_pair"].(map[string]any)
-	return keyPair{ID: kp["client_id"].(string), Secret: kp["client_secret"].(string)}
+	secret, _ := kp["client_secret"].(string) // null for private_key_jwt
+	return keyPair{ID: kp["client_id"].(string), Secret: secret}
 }
 
 // regenerate regenerates name's key pair with grace seconds.
 func (e *env) regenerate(name string, grace int) keyPair {
 	e.t.Helper()
 	out := e.mustAdmin("POST", "/admin/integrations/"+name+"/key-pair", map[string]any{"grace_seconds": grace}, http.StatusCreated)
-	return keyPair{ID: out["client_id"].(string), Secret: out["client_secret"].(string)}
+	secret, _ := out["client_secret"].(string)
+	return keyPair{ID: out["client_id"].(string), Secret: secret}
 }
 
 // form posts an OAuth form to path with Basic credentials (when kp is

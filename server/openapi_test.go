@@ -467,7 +467,7 @@ func TestOpenAPICheckCatchesMismatches(t *testing.T) {
 	getIntegration.Header.Set("Authorization", "Bearer t")
 	integration := func(extra string) string {
 		return `{` + extra + `"name":"x","description":"","scopes":[],"audience":[],"can_introspect":false,` +
-			`"token_lifetime_seconds":36000,"token_lifetime_default":true,"token_rate_per_minute":null,"disabled":false,"created_by":"bootstrap",` +
+			`"token_lifetime_seconds":36000,"token_lifetime_default":true,"token_rate_per_minute":null,"disabled":false,"token_endpoint_auth_method":"client_secret_basic","jwks":null,"jwks_uri":null,"require_dpop":false,"introspection_audience":[],"created_by":"bootstrap",` +
 			`"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z",` +
 			`"key_pair":{"client_id":"lk_ci_abcdefghijklmnopqrstuvwxyz","created_at":"2026-01-02T03:04:05Z","last_used_at":null}}`
 	}

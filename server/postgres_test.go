@@ -40,7 +40,8 @@ func TestPostgres(t *testing.T) {
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch,
-		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
+		"AdminKeylessIntegration": TestAdminKeylessIntegration,
+		"AuthorizationMatrix":     TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
 	for name, test := range tests {

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -220,12 +222,18 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		grace         = fs.Duration("grace", 0, "keep the old key pair working this long, e.g. 1h (regenerate)")
 		limit         = fs.Int("limit", 0, "page size, 1-1000 (list)")
 		pageToken     = fs.String("page-token", "", "next_page_token of the previous page (list)")
+		authMethod    = fs.String("auth-method", "", "client_secret_basic, client_secret_post or private_key_jwt (create, update)")
+		jwksFile      = fs.String("jwks", "", `file holding the integration's public JWK Set, for private_key_jwt; "none" removes it (create, update)`)
+		jwksURI       = fs.String("jwks-uri", "", `URL of the integration's public JWK Set, instead of --jwks; "none" removes it (create, update)`)
+		requireDPoP   = fs.Bool("require-dpop", false, "issue it tokens only with a DPoP proof, bound to its key (create, update)")
 		scopes        listFlag
 		audience      listFlag
+		introAudience listFlag
 		rate          rateFlag
 	)
 	fs.Var(&scopes, "scope", "allowed scope; repeat or space-separate (create, update)")
 	fs.Var(&audience, "audience", "allowed audience; repeat or space-separate (create, update)")
+	fs.Var(&introAudience, "introspection-audience", "as a resource server, see at introspection only tokens for these audiences; repeat or space-separate (create, update)")
 	fs.Var(&rate, "token-rate", `tokens a minute it may be issued; 0: no cap; "default": the server's integration_token_rate (create, update)`)
 	pos, c, err := parseAsAdmin(fs, args, client, getenv)
 	if err != nil {
@@ -240,6 +248,10 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 	default:
 		return usageError{use}
 	}
+	keys, err := keyFlags(given, *jwksFile, *jwksURI)
+	if err != nil {
+		return err
+	}
 	var b []byte
 	switch sub {
 	case "create":
@@ -250,6 +262,16 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		}
 		if given["token-rate"] {
 			in["token_rate_per_minute"] = rate.value()
+		}
+		if *authMethod != "" {
+			in["token_endpoint_auth_method"] = *authMethod
+		}
+		maps.Copy(in, keys)
+		if *requireDPoP {
+			in["require_dpop"] = true
+		}
+		if len(introAudience) > 0 {
+			in["introspection_audience"] = []string(introAudience)
 		}
 		b, err = c.admin(ctx, http.MethodPost, "/admin/integrations", in)
 	case "update":
@@ -267,8 +289,12 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		set("can-introspect", "can_introspect", *canIntrospect)
 		set("token-lifetime", "token_lifetime_seconds", int64(lifetime.Seconds()))
 		set("token-rate", "token_rate_per_minute", rate.value())
+		set("auth-method", "token_endpoint_auth_method", *authMethod)
+		maps.Copy(patch, keys)
+		set("require-dpop", "require_dpop", *requireDPoP)
+		set("introspection-audience", "introspection_audience", []string(introAudience))
 		if len(patch) == 0 {
-			return usageError{"integration update: nothing to change; give --description, --scope, --audience, --can-introspect, --token-lifetime or --token-rate"}
+			return usageError{"integration update: nothing to change; give --description, --scope, --audience, --can-introspect, --token-lifetime, --token-rate, --auth-method, --jwks, --jwks-uri, --require-dpop or --introspection-audience"}
 		}
 		b, err = c.admin(ctx, http.MethodPatch, "/admin/integrations/"+name, patch)
 	case "list":
@@ -305,6 +331,32 @@ func runIntegration(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	return printJSON(stdout, b)
+}
+
+// keyFlags turns --jwks and --jwks-uri into the admin API's fields: the
+// key set read from its file, or null for "none".
+func keyFlags(given map[string]bool, file, uri string) (map[string]any, error) {
+	out := map[string]any{}
+	if given["jwks"] {
+		out["jwks"] = nil
+		if file != "none" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, usageError{fmt.Sprintf("--jwks: %v", err)}
+			}
+			if !json.Valid(b) {
+				return nil, usageError{fmt.Sprintf("--jwks %s: not JSON; want a JWK Set, {\"keys\": [...]}", file)}
+			}
+			out["jwks"] = json.RawMessage(b)
+		}
+	}
+	if given["jwks-uri"] {
+		out["jwks_uri"] = nil
+		if uri != "none" {
+			out["jwks_uri"] = uri
+		}
+	}
+	return out, nil
 }
 
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
