@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,7 @@ type issuer struct {
 	URL     string
 	key     *ecdsa.PrivateKey
 	kid     string
+	rsa     *rsa.PrivateKey // published as "r1", for RS256
 	clock   *clock
 	fetches atomic.Int64
 }
@@ -39,7 +42,11 @@ func newIssuer(t *testing.T) *issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss := &issuer{key: key, kid: "k1", clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := &issuer{key: key, kid: "k1", rsa: rsaKey, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/.well-known/jwks.json" {
 			http.NotFound(w, r)
@@ -48,6 +55,7 @@ func newIssuer(t *testing.T) *issuer {
 		iss.fetches.Add(1)
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
 			{Key: &key.PublicKey, KeyID: iss.kid, Algorithm: "ES256", Use: "sig"},
+			{Key: &rsaKey.PublicKey, KeyID: "r1", Algorithm: "RS256", Use: "sig"},
 		}})
 	}))
 	t.Cleanup(srv.Close)
@@ -64,6 +72,15 @@ func (iss *issuer) mint(t *testing.T, claims map[string]any) string {
 
 func (iss *issuer) mintWith(t *testing.T, key crypto.Signer, kid, typ string, claims map[string]any) string {
 	t.Helper()
+	alg := jose.ES256
+	if _, ok := key.(*rsa.PrivateKey); ok {
+		alg = jose.PS256
+	}
+	return iss.mintAlg(t, alg, key, kid, typ, claims)
+}
+
+func (iss *issuer) mintAlg(t *testing.T, alg jose.SignatureAlgorithm, key crypto.Signer, kid, typ string, claims map[string]any) string {
+	t.Helper()
 	now := iss.clock.Now()
 	c := map[string]any{
 		"iss": iss.URL, "sub": "billing", "aud": []string{invoicesAudience}, "client_id": "lk_ci_test",
@@ -77,7 +94,7 @@ func (iss *issuer) mintWith(t *testing.T, key crypto.Signer, kid, typ string, cl
 		}
 	}
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", kid)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,13 +267,56 @@ func TestJWTChecks(t *testing.T) {
 		{"cnf without jkt", iss.mint(t, map[string]any{"cnf": map[string]string{}}), "jkt"},
 		{"alg none", "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0Iiwia2lkIjoiazEifQ.eyJpc3MiOiJ4In0.", "algorithm"},
 		{"not a JWT", "abc", "neither"},
+		{"an algorithm its key is not for", iss.mintAlg(t, jose.PS256, iss.rsa, "r1", "at+jwt", nil), "alg is not the one"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			refused(t, tc.name, call(t, srv, "GET", "/", "Bearer "+tc.token, ""), http.StatusUnauthorized, `error="invalid_token"`, tc.want)
 		})
 	}
-	if a := call(t, srv, "GET", "/", "Bearer "+iss.mint(t, nil), ""); a.status != http.StatusOK {
-		t.Errorf("the good token the cases start from: %d %s", a.status, a.challenges())
+	for _, good := range []string{iss.mint(t, nil), iss.mintAlg(t, jose.RS256, iss.rsa, "r1", "at+jwt", nil)} {
+		if a := call(t, srv, "GET", "/", "Bearer "+good, ""); a.status != http.StatusOK {
+			t.Errorf("a good token of the kind the cases start from: %d %s", a.status, a.challenges())
+		}
 	}
+}
+
+// TestBoundOpaqueToken: an opaque token whose introspection answer carries
+// cnf.jkt (RFC 9449 §6.2, as DESIGN says latchkey will answer) is held to
+// its key like a bound JWT. The introspection endpoint here answers in
+// latchkey's place, for latchkey does not issue bound tokens yet.
+func TestBoundOpaqueToken(t *testing.T) {
+	holderKey(t)
+	token := "lk_at_" + strings.Repeat("b", 43) + "." + strings.Repeat("c", 43)
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	var issuerURL string
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, _ := r.BasicAuth(); r.URL.Path != "/oauth2/introspect" || id != "lk_ci_rs" || secret != "rs-secret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		if r.PostFormValue("token") != token {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"active": true, "client_id": "lk_ci_client", "sub": "billing", "scope": invoicesRead,
+			"aud": invoicesAudience, "iss": issuerURL, "exp": clk.Now().Add(time.Hour).Unix(),
+			"iat": clk.Now().Unix(), "jti": "t1", "token_type": "DPoP", "token_use": "access_token",
+			"cnf": map[string]string{"jkt": jkt(t, holder)},
+		})
+	}))
+	t.Cleanup(as.Close)
+	issuerURL = as.URL
+	srv := api(t, resource.Options{
+		Issuer: as.URL, Audience: invoicesAudience, Scopes: []string{invoicesRead},
+		ClientID: "lk_ci_rs", ClientSecret: "rs-secret", Now: clk.Now,
+	})
+	u := srv.URL + "/"
+	if a := call(t, srv, "GET", "/", "DPoP "+token, proofFor(t, holder, "GET", u, token)); a.status != http.StatusOK || a.claims.JKT != jkt(t, holder) {
+		t.Fatalf("bound opaque token with its proof: %d %s %+v", a.status, a.challenges(), a.claims)
+	}
+	refused(t, "as Bearer", call(t, srv, "GET", "/", "Bearer "+token, ""), http.StatusUnauthorized, `error="invalid_token"`)
+	refused(t, "the thief's key", call(t, srv, "GET", "/", "DPoP "+token, proofFor(t, thief, "GET", u, token)),
+		http.StatusUnauthorized, `error="invalid_dpop_proof"`)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkey/latchkey/resource"
 )
@@ -125,5 +126,19 @@ func TestJWKSRefetch(t *testing.T) {
 	s.lk.clock.Advance(resource.DefaultJWKSMinRefetch)
 	if a := call(t, srv, "GET", "/", "Bearer "+rotated, ""); a.status != http.StatusOK {
 		t.Errorf("token of the rotated-in key: %d %s", a.status, a.challenges())
+	}
+
+	// Past the cache TTL the set is fetched again, in the background: the
+	// request is served from the cached keys meanwhile.
+	before = s.lk.jwksFetches.Load()
+	s.lk.clock.Advance(resource.DefaultJWKSCacheTTL)
+	if a := call(t, srv, "GET", "/", "Bearer "+rotated, ""); a.status != http.StatusOK {
+		t.Errorf("after the TTL: %d %s", a.status, a.challenges())
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.lk.jwksFetches.Load() == before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.lk.jwksFetches.Load() == before {
+		t.Error("the key set was not fetched again after its TTL")
 	}
 }

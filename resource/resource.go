@@ -385,7 +385,7 @@ func (v *Verifier) credentials(r *http.Request) (scheme, token string, err error
 	}
 	token = strings.TrimLeft(token, " ")
 	if !ok || !isToken68(token) {
-		return "", "", invalidRequest("the Authorization header is not %q followed by a token", values[0][:len(scheme)]+" ")
+		return "", "", invalidRequest("the Authorization header is not a scheme and one token")
 	}
 	return scheme, token, nil
 }

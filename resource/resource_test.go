@@ -198,6 +198,16 @@ func TestIntrospectionCache(t *testing.T) {
 			t.Errorf("introspections = %d, want 2: the inactive answer is cached only briefly", n)
 		}
 	})
+	t.Run("junk stays here", func(t *testing.T) {
+		s := newSetup(t, "opaque")
+		srv := api(t, s.options())
+		for _, junk := range []string{"lk_at_short", "lk_at_" + strings.Repeat("A", 40) + "+/~", "lk_at_" + strings.Repeat("A", 600)} {
+			refused(t, junk, call(t, srv, "GET", "/", "Bearer "+junk, ""), http.StatusUnauthorized, `error="invalid_token"`)
+		}
+		if n := s.lk.introspections.Load(); n != 0 {
+			t.Errorf("introspections = %d; junk that is not shaped like a token must not reach latchkey", n)
+		}
+	})
 	t.Run("not past exp", func(t *testing.T) {
 		s := newSetup(t, "opaque")
 		short := s.lk.integration(map[string]any{
