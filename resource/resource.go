@@ -163,12 +163,18 @@ func New(o Options) (*Verifier, error) {
 			return nil, fmt.Errorf("resource: scope %q is not a scope token", s)
 		}
 	}
-	defaultDuration(&o.JWKSCacheTTL, DefaultJWKSCacheTTL)
-	defaultDuration(&o.JWKSMinRefetch, DefaultJWKSMinRefetch)
-	defaultDuration(&o.IntrospectionCacheTTL, DefaultIntrospectionCacheTTL)
-	defaultDuration(&o.InactiveCacheTTL, DefaultInactiveCacheTTL)
-	defaultDuration(&o.DPoPMaxAge, dpop.DefaultMaxAge)
-	defaultDuration(&o.Leeway, DefaultLeeway)
+	// Only the caches may be turned off. A proof age or leeway of zero or
+	// less would be dpop's default there but not in the replay window.
+	positive(&o.JWKSCacheTTL, DefaultJWKSCacheTTL)
+	positive(&o.JWKSMinRefetch, DefaultJWKSMinRefetch)
+	positive(&o.DPoPMaxAge, dpop.DefaultMaxAge)
+	positive(&o.Leeway, DefaultLeeway)
+	if o.IntrospectionCacheTTL == 0 {
+		o.IntrospectionCacheTTL = DefaultIntrospectionCacheTTL
+	}
+	if o.InactiveCacheTTL == 0 {
+		o.InactiveCacheTTL = DefaultInactiveCacheTTL
+	}
 	if o.IntrospectionCacheMax <= 0 {
 		o.IntrospectionCacheMax = DefaultIntrospectionCacheMax
 	}
@@ -207,10 +213,9 @@ func New(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// defaultDuration sets a zero d to def; a negative d stays, for the
-// options where it means "off".
-func defaultDuration(d *time.Duration, def time.Duration) {
-	if *d == 0 {
+// positive sets d to def unless d is positive.
+func positive(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
 		*d = def
 	}
 }
