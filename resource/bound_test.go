@@ -320,3 +320,17 @@ func TestBoundOpaqueToken(t *testing.T) {
 	refused(t, "the thief's key", call(t, srv, "GET", "/", "DPoP "+token, proofFor(t, thief, "GET", u, token)),
 		http.StatusUnauthorized, `error="invalid_dpop_proof"`)
 }
+
+// TestReplayWithNonPositiveDurations: options that dpop reads as its
+// defaults leave the replay cache remembering proofs as long.
+func TestReplayWithNonPositiveDurations(t *testing.T) {
+	iss := newIssuer(t)
+	holderKey(t)
+	srv := api(t, iss.options(func(o *resource.Options) { o.DPoPMaxAge, o.Leeway = -time.Second, -time.Second }))
+	bound := iss.mint(t, map[string]any{"cnf": map[string]string{"jkt": jkt(t, holder)}})
+	p := proofAt(t, holder, "GET", srv.URL+"/", bound, iss.clock.Now())
+	if a := call(t, srv, "GET", "/", "DPoP "+bound, p); a.status != http.StatusOK {
+		t.Fatalf("first use: %d %s", a.status, a.challenges())
+	}
+	refused(t, "replay", call(t, srv, "GET", "/", "DPoP "+bound, p), http.StatusUnauthorized, `error="invalid_dpop_proof"`)
+}
