@@ -2,6 +2,7 @@ package resource_test
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -249,5 +250,22 @@ func TestWrongIntrospectionCredentials(t *testing.T) {
 	srv := api(t, s.options(func(o *resource.Options) { o.ClientSecret = "wrong" }))
 	if a := call(t, srv, "GET", "/", "Bearer "+s.lk.token(s.client), ""); a.status != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", a.status)
+	}
+}
+
+// TestIntrospectionAuthenticate: Authenticate replaces the key pair, here
+// with client_secret_post, as it could with a private_key_jwt assertion.
+func TestIntrospectionAuthenticate(t *testing.T) {
+	s := newSetup(t, "opaque")
+	srv := api(t, s.options(func(o *resource.Options) {
+		o.ClientID, o.ClientSecret = "", ""
+		o.Authenticate = func(_ *http.Request, form url.Values) error {
+			form.Set("client_id", s.rs.ID)
+			form.Set("client_secret", s.rs.Secret)
+			return nil
+		}
+	}))
+	if a := call(t, srv, "GET", "/", "Bearer "+s.lk.token(s.client), ""); a.status != http.StatusOK {
+		t.Errorf("%d %s %s", a.status, a.challenges(), a.body)
 	}
 }
