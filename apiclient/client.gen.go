@@ -271,7 +271,7 @@ type AdminTokenCreate struct {
 
 // AdminTokenList defines model for AdminTokenList.
 type AdminTokenList struct {
-	Items []AdminToken `json:"items"`
+	Items []ListedAdminToken `json:"items"`
 
 	// NextPageToken Pass as `?page_token=` for the next page; empty on the last page.
 	NextPageToken NextPageToken `json:"next_page_token"`
@@ -606,6 +606,26 @@ type KeyPair struct {
 type KeyPairRegenerate struct {
 	// GraceSeconds How long the old pair keeps working; 0 revokes it at once.
 	GraceSeconds *int `json:"grace_seconds,omitempty"`
+}
+
+// ListedAdminToken An admin token in the listing: an AdminToken and whether it has expired. Expired
+// tokens stay listed for 30 days after `expires_at`, refused at authentication, and are
+// then deleted.
+type ListedAdminToken struct {
+	// CreatedAt An RFC 3339 time in UTC.
+	CreatedAt   Timestamp `json:"created_at"`
+	Description string    `json:"description"`
+
+	// Expired Whether `expires_at` has passed, on the server's clock.
+	Expired bool `json:"expired"`
+
+	// ExpiresAt An RFC 3339 time in UTC, or null when it does not apply.
+	ExpiresAt nullable.Nullable[NullableTimestamp] `json:"expires_at"`
+	Id        string                               `json:"id"`
+
+	// LastUsedAt An RFC 3339 time in UTC, or null when it does not apply.
+	LastUsedAt  nullable.Nullable[NullableTimestamp] `json:"last_used_at"`
+	Permissions []Permission                         `json:"permissions"`
 }
 
 // Me defines model for Me.

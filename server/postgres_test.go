@@ -18,7 +18,7 @@ func TestPostgres(t *testing.T) {
 		"AdminIntegrationGet": TestAdminIntegrationGet, "AdminIntegrationList": TestAdminIntegrationList,
 		"AdminIntegrationPatch": TestAdminIntegrationPatch, "AdminIntegrationDelete": TestAdminIntegrationDelete,
 		"AdminRequestErrors": TestAdminRequestErrors, "AdminTokens": TestAdminTokens, "AdminAdmins": TestAdminAdmins,
-		"AdminAudit": TestAdminAudit, "AdminConcurrentCreate": TestAdminConcurrentCreate,
+		"AdminAudit": TestAdminAudit, "AdminConcurrentCreate": TestAdminConcurrentCreate, "AdminTokenExpiredListed": TestAdminTokenExpiredListed,
 		"JWTAccessToken": TestJWTAccessToken, "JWTLifecycle": TestJWTLifecycle, "JWTIntrospectForged": TestJWTIntrospectForged,
 		"JWTSigningKeyRotation": TestJWTSigningKeyRotation, "JWTRestart": TestJWTRestart, "SecretRotation": TestSecretRotation,
 		"JWTSecretRotation": TestJWTSecretRotation, "JWTRotationStaleReplica": TestJWTRotationStaleReplica,
