@@ -949,8 +949,30 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("resumed integration's pair: status %d %v, want 200", status, out)
 	}
 
+	// An expired admin token is shown as expired, not left out (defect
+	// 16). The server's clock moves past its expiry and then back; the
+	// page takes the server's word for it, not its own clock's.
+	expiring := e.mintAdminToken(root, map[string]any{"description": "nightly job", "expires_in_days": 1})
+	e.clock.Advance(24*time.Hour + time.Second)
+	expiredRow := fmt.Sprintf(`tr[data-id=%q]`, expiring["id"])
+	b.do(t, "the tokens view with an expired token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
+		chromedp.WaitVisible(chromedp.CSS(expiredRow)))
+	if got := b.eval(t, `document.querySelector('`+expiredRow+` td[data-label="Expires"]').textContent`); !strings.Contains(got, "Expired") {
+		t.Errorf("an expired admin token's Expires cell says %q, want the Expired badge", got)
+	}
+	if got := b.eval(t, `document.querySelector('`+expiredRow+` td[data-label="Expires"] time')?.getAttribute('datetime') ?? ''`); got != expiring["expires_at"] {
+		t.Errorf("an expired admin token shows the expiry %q, want %v", got, expiring["expires_at"])
+	}
+	if got := b.eval(t, `document.querySelector('#tokens-body').textContent`); strings.Count(got, "Expired") != 1 {
+		t.Errorf("the tokens view shows %d Expired badges, want 1 (the nightly job's): %q", strings.Count(got, "Expired"), got)
+	}
+	e.clock.Advance(-24*time.Hour - time.Second)
+
 	// An admin token: generate, use from Go, revoke in the page.
 	b.do(t, "generate an admin token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)),
 		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#new-token")),
 		chromedp.Click(chromedp.CSS("#new-token")),

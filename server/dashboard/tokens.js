@@ -58,7 +58,9 @@ export async function load() {
 }
 
 function row(t, now) {
-  const expired = t.expires_at && Date.parse(t.expires_at) <= now;
+  // The server says whether a token has expired; the page's own clock
+  // may be off.
+  const expired = t.expired ?? (t.expires_at && Date.parse(t.expires_at) <= now);
   return h(
     'tr',
     { dataset: { id: t.id } },
@@ -66,7 +68,7 @@ function row(t, now) {
     cell('ID', h('code', { class: 'mono' }, t.id)),
     cell('Permissions', permissions(t.permissions ?? [])),
     cell('Created', when(t.created_at)),
-    cell('Expires', expired ? badge('Expired', 'danger') : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
+    cell('Expires', expired ? [badge('Expired', 'danger'), ' ', when(t.expires_at)] : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
     cell('Last used', when(t.last_used_at)),
     h(
       'td',
