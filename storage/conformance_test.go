@@ -101,6 +101,8 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"AccessToken/ConcurrentRegenerate", testAccessTokenConcurrentRegenerate},
 		{"AccessToken/ConcurrentRegenerateOnReplica", testAccessTokenConcurrentRegenerateOnReplica},
 		{"AccessToken/DatabaseUnavailable", testDatabaseUnavailable},
+		{"AccessToken/ListByIntegration", testIntegrationTokens},
+		{"AccessToken/ListByIntegrationIndexed", testIntegrationTokensIndexed},
 
 		{"Admin/CreateAuthenticate", testAdminCreateAuthenticate},
 		{"Admin/CreateErrors", testAdminCreateErrors},
@@ -1768,6 +1770,8 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 	check("GetIntegration", err)
 	_, _, err = s.ListIntegrations(ctx, Page{})
 	check("ListIntegrations", err)
+	_, _, err = s.ListIntegrationTokens(ctx, "down", Page{})
+	check("ListIntegrationTokens", err)
 	_, _, err = s.CreateIntegration(ctx, IntegrationInput{Name: "other"}, testActor)
 	check("CreateIntegration", err)
 	_, err = s.RegenerateKeyPair(ctx, "down", 0, testActor)
