@@ -175,6 +175,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				e.regenerate(name, 3600)
 				return "/admin/integrations/" + name + "/previous-key-pair", nil
 			}},
+		{"GET /admin/integrations/{name}/tokens", storage.IntegrationsRead, readers, http.StatusOK,
+			func(string) (string, any) { return "/admin/integrations/" + integration() + "/tokens", nil }},
 		{"GET /admin/me", "", all, http.StatusOK,
 			func(string) (string, any) { return "/admin/me", nil }},
 		{"POST /admin/tokens", storage.AdminTokensWrite, selfOnly, http.StatusCreated,

@@ -39,7 +39,7 @@ func TestPostgres(t *testing.T) {
 		"CredentialRevokeAudit": TestCredentialRevokeAudit, "AuditFilters": TestAuditFilters,
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
-		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch,
+		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch, "IntegrationTokens": TestIntegrationTokens,
 		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
