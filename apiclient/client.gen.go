@@ -387,6 +387,9 @@ type Error struct {
 
 	// ErrorDescription What went wrong, for people.
 	ErrorDescription *string `json:"error_description,omitempty"`
+
+	// Permission With `insufficient_permissions`, the permission the call needs.
+	Permission *Permission `json:"permission,omitempty"`
 }
 
 // Integration defines model for Integration.

@@ -58,9 +58,9 @@ func (s *Server) handleAdminTokenCreate() http.Handler {
 			}
 			for _, p := range perms {
 				if !c.may(p) {
-					writeError(w, http.StatusForbidden, "insufficient_permissions",
-						"minting a token with "+string(p)+" needs "+string(p)+", which the calling token lacks (it has "+
-							permissionList(c.perms)+"): a token is never wider than the one that minted it")
+					writeJSON(w, http.StatusForbidden, errorBody{Error: "insufficient_permissions", Permission: p,
+						Description: "minting a token with " + string(p) + " needs " + string(p) + ", which the calling token lacks (it has " +
+							permissionList(c.perms) + "): a token is never wider than the one that minted it"})
 					return
 				}
 			}

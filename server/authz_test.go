@@ -50,6 +50,10 @@ func wantForbidden(t testing.TB, what string, status int, b []byte, need storage
 	if code != "insufficient_permissions" || !strings.Contains(desc, "needs "+string(need)) {
 		t.Errorf("%s: %s %q, want insufficient_permissions naming %s", what, code, desc, need)
 	}
+	var body struct{ Permission storage.Permission }
+	if err := json.Unmarshal(b, &body); err != nil || body.Permission != need {
+		t.Errorf("%s: permission %q, want %s", what, body.Permission, need)
+	}
 }
 
 // declaredAdminRoutes reads routes.go and returns every admin route it
