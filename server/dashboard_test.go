@@ -1110,6 +1110,36 @@ func TestDashboardBrowser(t *testing.T) {
 	if visible(`.nav a[href="#admins"]`) || visible(`.nav a[href="#keys"]`) {
 		t.Error("an operator is shown the admins or signing keys")
 	}
+	// A refused call names the missing permission in an admin's words:
+	// an owner demotes oscar to auditor while his page is open, and the
+	// page still offers to suspend. Then it offers what an auditor may.
+	e.mustAdmin("PATCH", "/admin/admins/oscar", map[string]any{"role": "auditor"}, http.StatusOK)
+	refused := `#confirm-dialog [data-form-error]`
+	b.do(t, "suspend billing-sync after being demoted",
+		listIdle, // a redraw of the list would replace the button clicked
+		chromedp.Click(chromedp.CSS(sw)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.CSS(refused)))
+	if got := b.eval(t, `document.querySelector('`+refused+`').textContent`); !strings.Contains(got, "may not change integrations") ||
+		!strings.Contains(got, "integrations:write") || !strings.Contains(got, "role auditor") {
+		t.Errorf("refused for lack of integrations:write, the page says %q; want what the admin may not do, the permission and why", got)
+	}
+	b.do(t, "close the refused dialog", chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
+	demoted := `document.querySelector('#session-who').textContent === 'oscar · auditor' && !document.querySelector('` + sw + `')?.checkVisibility()`
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](demoted, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("after the refusal the page says %q is signed in and offers the switch: %v", b.eval(t, `document.querySelector('#session-who').textContent`), visible(sw))
+	}
+	if out := e.mustAdmin("GET", "/admin/integrations/billing-sync", nil, http.StatusOK); out["disabled"] != false {
+		t.Errorf("a refused suspension suspended billing-sync: disabled = %v", out["disabled"])
+	}
+	e.mustAdmin("PATCH", "/admin/admins/oscar", map[string]any{"role": "operator"}, http.StatusOK)
+	for _, p := range b.problems()[seen:] {
+		if !strings.Contains(p, "status of 403") { // the browser logs the refused fetch itself
+			t.Errorf("the page reported a problem: %s", p)
+		}
+	}
+	seen = len(b.problems())
 	signOut()
 	b.signIn(t, e.srv.URL, testBootstrap)
 	b.do(t, "the bootstrap token's tokens", chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),

@@ -123,8 +123,30 @@ export function iconButton(name, label, { class: extra = '', short = label, ...p
 
 // Messages
 
+// permissionWords says what each permission lets an admin do, for the
+// message of a refused call.
+const permissionWords = {
+  'integrations:read': 'see integrations',
+  'integrations:write': 'change integrations (create, edit, suspend, delete, regenerate key pairs)',
+  'admins:read': 'see the admins',
+  'admins:write': 'manage admins',
+  'audit:read': 'read the audit log',
+  'signing-keys:read': 'see the signing keys',
+  'signing-keys:write': 'rotate the signing key',
+  'admin-tokens:read': 'see your admin tokens',
+  'admin-tokens:write': 'generate or revoke admin tokens',
+};
+
 // describe turns an error into the sentence to show.
 export function describe(err) {
+  if (err?.code === 'insufficient_permissions') {
+    // The API's description says why, after "this call needs P: ".
+    const why = err.description?.match(/^this call needs \S+: (.+)$/s)?.[1];
+    const words = permissionWords[err.permission];
+    if (words) {
+      return capitalize(`not allowed: you may not ${words}. That needs the ${err.permission} permission${why ? `, and ${why}` : ''}. Ask an owner if you need it`);
+    }
+  }
   if (err?.status === 429) {
     const s = err.retryAfter;
     const wait = s ? `try again in ${s} second${s === 1 ? '' : 's'}` : 'try again later';
