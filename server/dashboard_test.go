@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -646,6 +647,44 @@ func (b *browser) toastSays(t *testing.T, want string) {
 	}
 }
 
+// timesExplained checks every time shown in sel (issue 17: relative times
+// with the absolute UTC time on hover/focus, a zone label everywhere): it
+// can be focused; focus shows its UTC time beside it, which is hidden
+// until then; an absolute (local) time names its zone. It returns how
+// many times it saw and how many of them are relative.
+func (b *browser) timesExplained(t *testing.T, where, sel string) (n, relative int) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => {
+		const times = [...document.querySelectorAll(%q + ' time')].filter((e) => e.checkVisibility());
+		const bad = [];
+		for (const el of times) {
+			const utc = el.querySelector('.utc');
+			const own = [...el.childNodes].filter((c) => c !== utc).map((c) => c.textContent).join('');
+			const shown = () => utc && utc.getBoundingClientRect().width > 40 && getComputedStyle(utc).clipPath === 'none';
+			if (el.tabIndex !== 0) bad.push(own + ': cannot be focused');
+			if (!utc || !/^(, )?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(utc.textContent)) bad.push(own + ': no UTC time');
+			else if (shown()) bad.push(own + ': its UTC time shows before hover or focus');
+			el.focus();
+			if (utc && !shown()) bad.push(own + ': focus does not show its UTC time');
+			el.blur();
+			if (!el.classList.contains('rel') && !el.querySelector('.tz')?.textContent.trim()) bad.push(own + ': a local time without its zone');
+			if (el.classList.contains('rel') && /\d:\d\d/.test(own)) bad.push(own + ': a relative time that is not');
+		}
+		return JSON.stringify({ n: times.length, rel: times.filter((e) => e.classList.contains('rel')).length, bad });
+	})()`, sel)
+	var got struct {
+		N, Rel int
+		Bad    []string
+	}
+	if err := json.Unmarshal([]byte(b.eval(t, js)), &got); err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	for _, bad := range got.Bad {
+		t.Errorf("%s: %s", where, bad)
+	}
+	return got.N, got.Rel
+}
+
 // TestDashboardBrowser drives the dashboard in headless Chromium and
 // checks each step's effect from Go over real HTTP.
 func TestDashboardBrowser(t *testing.T) {
@@ -846,14 +885,24 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := b.eval(t, `document.querySelector('#view-audit thead th').textContent`); !strings.Contains(got, "(") {
 		t.Errorf("the audit log's time column %q names no time zone", got)
 	}
-	if got := b.eval(t, `document.querySelector('#audit-body time').title`); !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(shown in .+\)$`).MatchString(got) {
-		t.Errorf("a time's title is %q; want the UTC time and the zone it is shown in", got)
+	if n, rel := b.timesExplained(t, "the audit log", "#view-audit"); n == 0 || rel != 0 {
+		t.Errorf("the audit log shows %d times, %d relative; want absolute ones, in order", n, rel)
 	}
 	b.do(t, "back to the integrations", chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
+	if n, rel := b.timesExplained(t, "the integrations", "#view-integrations"); n == 0 || rel == 0 {
+		t.Errorf("the integrations list shows %d times, %d relative; want relative ones", n, rel)
+	}
+
+	// Tokens issued to both pairs, the newest last, for the detail view's
+	// recent tokens.
+	var issued []string
+	issued = append(issued, e.token(old, url.Values{"scope": {"invoices:read"}}))
+	e.clock.Advance(time.Second)
+	issued = append(issued, e.token(mid, nil))
 
 	// The detail view, at an address that can be shared: both pairs, the
-	// settings, the recent changes.
+	// settings, the tokens issued recently, the recent changes.
 	b.do(t, "open the detail view",
 		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
@@ -868,8 +917,40 @@ func TestDashboardBrowser(t *testing.T) {
 				t.Errorf("the detail view lacks %q: %q", want, text)
 			}
 		}
+		var rows []string
+		if err := json.Unmarshal([]byte(b.eval(t, `JSON.stringify([...document.querySelectorAll('#detail-tokens tbody tr')].map((r) =>
+			['Key pair', 'Scopes', 'Status'].map((l) => r.querySelector('td[data-label="' + l + '"]').textContent).join('|')))`)), &rows); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) < 2 || rows[0] != mid.ID+" current|invoices:readinvoices:write|Active" ||
+			!slices.Contains(rows, old.ID+" in grace|invoices:read|Active") {
+			t.Errorf("the detail view's recent tokens are %q; want the current pair's newest first and the one the pair in grace got", rows)
+		}
+		for _, tok := range issued {
+			if _, sig, _ := strings.Cut(tok, "."); strings.Contains(text, tok) || strings.Contains(text, sig) {
+				t.Errorf("the detail view shows an access token or its signature")
+			}
+		}
+		if n, rel := b.timesExplained(t, "the detail view", "#view-integration"); n == 0 || rel == 0 {
+			t.Errorf("the detail view shows %d times, %d relative; want relative ones", n, rel)
+		}
 		b.do(t, "reload the detail view", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
 	}
+	// Hovering a time shows its UTC time too.
+	var at []float64
+	if err := json.Unmarshal([]byte(b.eval(t, `(() => {
+		const el = document.querySelector('#detail-tokens time');
+		el.scrollIntoView({ block: 'center' });
+		const r = el.getBoundingClientRect();
+		return JSON.stringify([r.x + r.width / 2, r.y + r.height / 2]);
+	})()`)), &at); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, "hover a time", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, at[0], at[1]))
+	if got := b.eval(t, `String(document.querySelector('#detail-tokens time .utc').getBoundingClientRect().width > 40)`); got != "true" {
+		t.Error("hovering a time does not show its UTC time")
+	}
+	b.do(t, "move the mouse away", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1))
 	b.do(t, "back to the list", chromedp.Click(chromedp.CSS(`#view-integration .crumbs a`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
 
@@ -967,6 +1048,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := b.eval(t, `document.querySelector('#tokens-body').textContent`); strings.Count(got, "Expired") != 1 {
 		t.Errorf("the tokens view shows %d Expired badges, want 1 (the nightly job's): %q", strings.Count(got, "Expired"), got)
 	}
+	if n, rel := b.timesExplained(t, "the admin tokens", "#view-tokens"); n == 0 || rel == 0 {
+		t.Errorf("the admin tokens show %d times, %d relative; want relative ones", n, rel)
+	}
 	e.clock.Advance(-24*time.Hour - time.Second)
 
 	// An admin token: generate, use from Go, revoke in the page.
@@ -979,7 +1063,11 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#token-description")),
 		chromedp.SendKeys(chromedp.CSS("#token-description"), "browser test"),
 		chromedp.Click(chromedp.CSS("#token-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-admin-token")),
 	)
+	if n, _ := b.timesExplained(t, "the new admin token's dialog", "#secret-dialog"); n == 0 {
+		t.Error("the new admin token's dialog does not say when it expires")
+	}
 	adminToken := b.secrets(t, "secret-admin-token")[0]
 	status, body := e.adminCall("GET", "/admin/tokens", adminToken, nil)
 	if status != http.StatusOK {
@@ -1153,6 +1241,9 @@ func TestDashboardBrowser(t *testing.T) {
 	// An owner changes a role in the page.
 	b.do(t, "the bootstrap token's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`select[data-action="role"][data-key="oscar"]`)))
+	if n, rel := b.timesExplained(t, "the admins", "#view-admins"); n == 0 || rel == 0 {
+		t.Errorf("the admins view shows %d times, %d relative; want relative ones", n, rel)
+	}
 	// The built-in bootstrap admin cannot be removed: no button offers it
 	// (defect 12).
 	if visible(`tr[data-name="bootstrap"]`) && visible(`button[data-action="remove"][data-key="bootstrap"]`) {
@@ -1217,6 +1308,9 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")),
 	)
 	b.toastSays(t, "is active")
+	if n, rel := b.timesExplained(t, "the signing keys", "#view-keys"); n == 0 || rel == 0 {
+		t.Errorf("the signing keys view shows %d times, %d relative; want relative ones", n, rel)
+	}
 
 	for _, p := range b.problems()[seen:] {
 		t.Errorf("the page reported a problem: %s", p)

@@ -3,7 +3,7 @@
 
 import { api, can, listAll, me, path } from './api.js';
 import {
-  $, h, time, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
+  $, h, both, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
   confirmDialog,
 } from './ui.js';
 
@@ -68,7 +68,7 @@ function row(t, now) {
     cell('ID', h('code', { class: 'mono' }, t.id)),
     cell('Permissions', permissions(t.permissions ?? [])),
     cell('Created', when(t.created_at)),
-    cell('Expires', expired ? [badge('Expired', 'danger'), ' ', when(t.expires_at)] : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
+    cell('Expires', expired ? h('span', {}, badge('Expired', 'danger'), ' ', when(t.expires_at)) : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
     cell('Last used', when(t.last_used_at)),
     h(
       'td',
@@ -100,7 +100,7 @@ async function submitToken() {
     showSecrets({
       title: 'Admin token generated',
       lede: created.expires_at
-        ? ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It expires ', time(created.expires_at), '.']
+        ? ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It expires ', both(created.expires_at), '.']
         : ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It never expires.'],
       fields: [{ id: 'secret-admin-token', label: 'Admin token', value: created.token }],
     }),
