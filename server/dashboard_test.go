@@ -1469,6 +1469,10 @@ func TestDashboardScreenshots(t *testing.T) {
 					chromedp.WaitVisible(chromedp.CSS("#view-"+v+" h1")), chromedp.WaitNotPresent(chromedp.CSS("#view-"+v+" .loading-row")))
 				shoot(b, prefix+v+".png")
 			}
+			b.do(t, "the detail view's recent tokens", chromedp.Navigate(e.srv.URL+"/admin/#integration/inventory-worker"), chromedp.Reload(),
+				chromedp.WaitVisible(chromedp.CSS("#detail-tokens")))
+			b.eval(t, `(document.querySelector('#detail-tokens').scrollIntoView(), document.querySelector('#detail-tokens time').focus(), '')`)
+			shoot(b, prefix+"detail-tokens.png")
 			b.do(t, "token dialog", chromedp.Navigate(e.srv.URL+"/admin/#tokens"),
 				chromedp.Click(chromedp.CSS("#new-token")), chromedp.WaitVisible(chromedp.CSS("#token-description")))
 			shoot(b, prefix+"token-dialog.png")
