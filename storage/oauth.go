@@ -392,6 +392,9 @@ func (s *Store) ListIntegrationTokens(ctx context.Context, name string, p Page) 
 }
 
 // tokensByIssue is how ListIntegrationTokens pages each pair's tokens.
+// The merge orders request IDs bytewise and the database by its collation:
+// they agree on the request IDs fosite makes (UUIDs: lowercase hex, the
+// hyphens in the same places).
 var tokensByIssue = pageOrder{column: "issued_at", desc: true, thenID: true, then: "request_id"}
 
 func tokenCursor(r *accessTokenRow) string { return textTimeCursor(r.IssuedAt, r.RequestID) }
