@@ -895,9 +895,12 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 
 	// Tokens issued to both pairs, the newest last, for the detail view's
-	// recent tokens.
+	// recent tokens: more than it shows at first.
 	var issued []string
 	issued = append(issued, e.token(old, url.Values{"scope": {"invoices:read"}}))
+	for range 10 {
+		issued = append(issued, e.token(mid, url.Values{"scope": {"invoices:write"}}))
+	}
 	e.clock.Advance(time.Second)
 	issued = append(issued, e.token(mid, nil))
 
@@ -922,9 +925,8 @@ func TestDashboardBrowser(t *testing.T) {
 			['Key pair', 'Scopes', 'Status'].map((l) => r.querySelector('td[data-label="' + l + '"]').textContent).join('|')))`)), &rows); err != nil {
 			t.Fatal(err)
 		}
-		if len(rows) < 2 || rows[0] != mid.ID+" current|invoices:readinvoices:write|Active" ||
-			!slices.Contains(rows, old.ID+" in grace|invoices:read|Active") {
-			t.Errorf("the detail view's recent tokens are %q; want the current pair's newest first and the one the pair in grace got", rows)
+		if len(rows) != 10 || rows[0] != mid.ID+" current|invoices:readinvoices:write|Active" {
+			t.Errorf("the detail view's recent tokens are %q; want ten, the current pair's newest first", rows)
 		}
 		for _, tok := range issued {
 			if _, sig, _ := strings.Cut(tok, "."); strings.Contains(text, tok) || strings.Contains(text, sig) {
@@ -936,6 +938,25 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		b.do(t, "reload the detail view", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
 	}
+	// Older tokens are a click away, until there are none.
+	stored, _ := e.listAll(root, "/admin/integrations/billing-sync/tokens")
+	more := `#detail-tokens button[data-action="more-tokens"]`
+	for i := 0; b.eval(t, `String(document.querySelector('`+more+`').checkVisibility())`) == "true"; i++ {
+		if i > len(stored) {
+			t.Fatal("Show older tokens never runs out")
+		}
+		n := b.eval(t, `String(document.querySelectorAll('#detail-tokens tbody tr').length)`)
+		b.do(t, "show older tokens", chromedp.Click(chromedp.CSS(more)))
+		grown := `String(document.querySelectorAll('#detail-tokens tbody tr').length) !== '` + n + `'`
+		if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](grown, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+			t.Fatalf("Show older tokens added none: %v", err)
+		}
+	}
+	rows := b.eval(t, `[...document.querySelectorAll('#detail-tokens tbody tr')].map((r) => r.textContent).join('\n')`)
+	if got := strings.Count(rows, "\n") + 1; got != len(stored) || !strings.Contains(rows, old.ID+" in grace") {
+		t.Errorf("after showing every older token the detail view lists %d, want the %d stored, the pair in grace's among them", got, len(stored))
+	}
+
 	// Hovering a time shows its UTC time too.
 	var at []float64
 	if err := json.Unmarshal([]byte(b.eval(t, `(() => {
