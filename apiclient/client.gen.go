@@ -292,7 +292,7 @@ type AdminTokenCreate struct {
 
 // AdminTokenList defines model for AdminTokenList.
 type AdminTokenList struct {
-	Items []AdminToken `json:"items"`
+	Items []ListedAdminToken `json:"items"`
 
 	// NextPageToken Pass as `?page_token=` for the next page; empty on the last page.
 	NextPageToken NextPageToken `json:"next_page_token"`
@@ -417,6 +417,9 @@ type Error struct {
 
 	// ErrorDescription What went wrong, for people.
 	ErrorDescription *string `json:"error_description,omitempty"`
+
+	// Permission With `insufficient_permissions`, the permission the call needs.
+	Permission *Permission `json:"permission,omitempty"`
 }
 
 // Integration defines model for Integration.
@@ -570,6 +573,33 @@ type IntegrationList struct {
 	Total int `json:"total"`
 }
 
+// IntegrationToken An access token issued to one of the integration's key pairs.
+type IntegrationToken struct {
+	// Active Whether it is active now, as introspection would answer.
+	Active   bool     `json:"active"`
+	Audience []string `json:"audience"`
+
+	// ClientId The key pair it was issued to.
+	//
+	// Examples: lk_ci_abcdefghijklmnopqrstuvwxyz
+	ClientId ClientID `json:"client_id"`
+
+	// ExpiresAt When it stops working, its key pair's grace deadline if that comes first.
+	ExpiresAt Timestamp `json:"expires_at"`
+
+	// IssuedAt An RFC 3339 time in UTC.
+	IssuedAt Timestamp `json:"issued_at"`
+	Scopes   []string  `json:"scopes"`
+}
+
+// IntegrationTokenList defines model for IntegrationTokenList.
+type IntegrationTokenList struct {
+	Items []IntegrationToken `json:"items"`
+
+	// NextPageToken Pass as `?page_token=` for the next page; empty on the last page.
+	NextPageToken NextPageToken `json:"next_page_token"`
+}
+
 // IntegrationUpdate defines model for IntegrationUpdate.
 type IntegrationUpdate struct {
 	// Audience Audience values, at most 20.
@@ -705,6 +735,26 @@ type KeyPair struct {
 type KeyPairRegenerate struct {
 	// GraceSeconds How long the old pair keeps working; 0 revokes it at once.
 	GraceSeconds *int `json:"grace_seconds,omitempty"`
+}
+
+// ListedAdminToken An admin token in the listing: an AdminToken and whether it has expired. Expired
+// tokens stay listed for 30 days after `expires_at`, refused at authentication, and are
+// then deleted.
+type ListedAdminToken struct {
+	// CreatedAt An RFC 3339 time in UTC.
+	CreatedAt   Timestamp `json:"created_at"`
+	Description string    `json:"description"`
+
+	// Expired Whether `expires_at` has passed, on the server's clock.
+	Expired bool `json:"expired"`
+
+	// ExpiresAt An RFC 3339 time in UTC, or null when it does not apply.
+	ExpiresAt nullable.Nullable[NullableTimestamp] `json:"expires_at"`
+	Id        string                               `json:"id"`
+
+	// LastUsedAt An RFC 3339 time in UTC, or null when it does not apply.
+	LastUsedAt  nullable.Nullable[NullableTimestamp] `json:"last_used_at"`
+	Permissions []Permission                         `json:"permissions"`
 }
 
 // Me defines model for Me.
@@ -1013,6 +1063,15 @@ type ListIntegrationsParams struct {
 
 // ListIntegrationsParamsSort defines parameters for ListIntegrations.
 type ListIntegrationsParamsSort string
+
+// ListIntegrationTokensParams defines parameters for ListIntegrationTokens.
+type ListIntegrationTokensParams struct {
+	// Limit The page's size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken The `next_page_token` of the previous page.
+	PageToken *PageToken `form:"page_token,omitempty" json:"page_token,omitempty"`
+}
 
 // ListAdminTokensParams defines parameters for ListAdminTokens.
 type ListAdminTokensParams struct {
@@ -1566,6 +1625,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
 	EndGrace(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListIntegrationTokens List the access tokens issued to an integration, newest first
+	//
+	// Every stored access token of the integration's key pairs, newest first: active ones,
+	// and expired or revoked ones until the janitor deletes them. Never a token itself nor
+	// what it is stored under. Each page is read in order from an index, however many
+	// tokens the integration holds.
+	//
+	// Corresponds with GET /admin/integrations/{name}/tokens (the `ListIntegrationTokens` operationId).
+	ListIntegrationTokens(ctx context.Context, name IntegrationName, params *ListIntegrationTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe The calling admin and the token it called with
 	//
@@ -2134,6 +2203,26 @@ func (c *Client) RegenerateKeyPair(ctx context.Context, name IntegrationName, bo
 // Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
 func (c *Client) EndGrace(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewEndGraceRequest(c.Server, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListIntegrationTokens List the access tokens issued to an integration, newest first
+//
+// Every stored access token of the integration's key pairs, newest first: active ones,
+// and expired or revoked ones until the janitor deletes them. Never a token itself nor
+// what it is stored under. Each page is read in order from an index, however many
+// tokens the integration holds.
+//
+// Corresponds with GET /admin/integrations/{name}/tokens (the `ListIntegrationTokens` operationId).
+func (c *Client) ListIntegrationTokens(ctx context.Context, name IntegrationName, params *ListIntegrationTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListIntegrationTokensRequest(c.Server, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3238,6 +3327,79 @@ func NewEndGraceRequest(server string, name IntegrationName) (*http.Request, err
 	return req, nil
 }
 
+// NewListIntegrationTokensRequest constructs an http.Request for the ListIntegrationTokens method
+func NewListIntegrationTokensRequest(server string, name IntegrationName, params *ListIntegrationTokensParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/integrations/%s/tokens", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.PageToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page_token", *params.PageToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetMeRequest constructs an http.Request for the GetMe method
 func NewGetMeRequest(server string) (*http.Request, error) {
 	var err error
@@ -3942,6 +4104,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /admin/integrations/{name}/previous-key-pair (the `EndGrace` operationId).
 	EndGraceWithResponse(ctx context.Context, name IntegrationName, reqEditors ...RequestEditorFn) (*EndGraceResponse, error)
+
+	// ListIntegrationTokensWithResponse List the access tokens issued to an integration, newest first
+	//
+	// Every stored access token of the integration's key pairs, newest first: active ones,
+	// and expired or revoked ones until the janitor deletes them. Never a token itself nor
+	// what it is stored under. Each page is read in order from an index, however many
+	// tokens the integration holds.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/integrations/{name}/tokens (the `ListIntegrationTokens` operationId).
+	ListIntegrationTokensWithResponse(ctx context.Context, name IntegrationName, params *ListIntegrationTokensParams, reqEditors ...RequestEditorFn) (*ListIntegrationTokensResponse, error)
 
 	// GetMeWithResponse The calling admin and the token it called with
 	//
@@ -5741,6 +5915,117 @@ func (r EndGraceResponse) ContentType() string {
 	return ""
 }
 
+// ListIntegrationTokensResponse401Headers the declared response headers of an HTTP 401 response for ListIntegrationTokens
+type ListIntegrationTokensResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListIntegrationTokensResponse429Headers the declared response headers of an HTTP 429 response for ListIntegrationTokens
+type ListIntegrationTokensResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListIntegrationTokensResponse503Headers the declared response headers of an HTTP 503 response for ListIntegrationTokens
+type ListIntegrationTokensResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListIntegrationTokensResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationTokenList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyFailures
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListIntegrationTokensResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListIntegrationTokensResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListIntegrationTokensResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON200() *IntegrationTokenList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON429() *TooManyFailures {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListIntegrationTokensResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListIntegrationTokensResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListIntegrationTokensResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListIntegrationTokensResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListIntegrationTokensResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	WWWAuthenticate string
@@ -7211,6 +7496,24 @@ func (c *ClientWithResponses) EndGraceWithResponse(ctx context.Context, name Int
 		return nil, err
 	}
 	return ParseEndGraceResponse(rsp)
+}
+
+// ListIntegrationTokensWithResponse List the access tokens issued to an integration, newest first
+//
+// Every stored access token of the integration's key pairs, newest first: active ones,
+// and expired or revoked ones until the janitor deletes them. Never a token itself nor
+// what it is stored under. Each page is read in order from an index, however many
+// tokens the integration holds.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/integrations/{name}/tokens (the `ListIntegrationTokens` operationId).
+func (c *ClientWithResponses) ListIntegrationTokensWithResponse(ctx context.Context, name IntegrationName, params *ListIntegrationTokensParams, reqEditors ...RequestEditorFn) (*ListIntegrationTokensResponse, error) {
+	rsp, err := c.ListIntegrationTokens(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListIntegrationTokensResponse(rsp)
 }
 
 // GetMeWithResponse The calling admin and the token it called with
@@ -9039,6 +9342,114 @@ func ParseEndGraceResponse(rsp *http.Response) (*EndGraceResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers EndGraceResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListIntegrationTokensResponse parses an HTTP response from a ListIntegrationTokensWithResponse call
+func ParseListIntegrationTokensResponse(rsp *http.Response) (*ListIntegrationTokensResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListIntegrationTokensResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationTokenList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyFailures
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListIntegrationTokensResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListIntegrationTokensResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListIntegrationTokensResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -263,6 +263,42 @@ func optional(s string) *string {
 	return &s
 }
 
+// accessTokenJSON is an access token in its integration's listing: whom
+// it was issued to and for what, until when it works and whether it does
+// now. Never the token, nor the signature it is stored under: auditors
+// read this listing, and they never see a secret.
+type accessTokenJSON struct {
+	ClientID  string    `json:"client_id"`
+	Scopes    []string  `json:"scopes"`
+	Audience  []string  `json:"audience"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Active    bool      `json:"active"`
+}
+
+// handleIntegrationTokens lists the integration's access tokens, newest
+// first, expired and revoked ones too until the janitor deletes them.
+// expires_at is when a token stops working, its pair's grace deadline if
+// that comes first.
+func (s *Server) handleIntegrationTokens() http.Handler {
+	fetch := func(r *http.Request, p storage.Page) ([]*storage.Token, string, error) {
+		return s.store.ListIntegrationTokens(r.Context(), r.PathValue("name"), p)
+	}
+	return handleList(s, true, fetch, func(t *storage.Token) accessTokenJSON {
+		exp, active := s.oauth.Status(t)
+		return accessTokenJSON{ClientID: t.Owner.ClientID, Scopes: orEmpty(t.Scopes), Audience: orEmpty(t.Audience),
+			IssuedAt: t.IssuedAt.UTC(), ExpiresAt: exp.UTC(), Active: active}
+	})
+}
+
+// orEmpty keeps an empty list a list in JSON, not null.
+func orEmpty(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
+}
+
 // newKeyPairJSON is the one response that carries a client secret; a
 // private_key_jwt integration's pairs have none (null).
 type newKeyPairJSON struct {

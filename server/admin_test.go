@@ -1195,6 +1195,55 @@ func TestAdminTokens(t *testing.T) {
 	e.noServerErrors()
 }
 
+// TestAdminTokenExpiredListed: an expired admin token is refused at once,
+// but GET /admin/tokens keeps showing it, with its past expires_at and
+// expired true, until storage.ExpiredAdminTokenRetention has passed, so
+// its admin sees why a script stopped working.
+func TestAdminTokenExpiredListed(t *testing.T) {
+	e := newEnv(t)
+	alice := e.mustAdmin("POST", "/admin/admins", map[string]any{"name": "alice", "role": "operator"}, http.StatusCreated)["token"].(string)
+	listed := func(id string) map[string]any {
+		t.Helper()
+		items, _ := e.listAll(alice, "/admin/tokens")
+		for _, it := range items {
+			if it["id"] == id {
+				return it
+			}
+		}
+		return nil
+	}
+	short := e.mintAdminToken(alice, map[string]any{"description": "nightly job", "expires_in_days": 1})
+	id, tok := short["id"].(string), short["token"].(string)
+	expiry := e.now().Add(24 * time.Hour)
+	if got := listed(id)["expired"]; got != false {
+		t.Errorf("a live token: expired = %#v, want false", got)
+	}
+
+	e.clock.Advance(24 * time.Hour)
+	status, b := e.adminCall("GET", "/admin/me", tok, nil)
+	if status != http.StatusUnauthorized {
+		t.Errorf("an expired token: GET /admin/me status %d, want 401; body %s", status, b)
+	}
+	it := listed(id)
+	if it == nil {
+		t.Fatalf("the expired token %s is not listed", id)
+	}
+	wantTime(t, "expires_at", it["expires_at"], expiry)
+	if it["expired"] != true || it["description"] != "nightly job" {
+		t.Errorf("expired token listed as %v, want expired true and its description", it)
+	}
+
+	e.clock.Advance(storage.ExpiredAdminTokenRetention - time.Second)
+	if listed(id) == nil {
+		t.Error("the expired token left the list before its retention ended")
+	}
+	e.clock.Advance(time.Second)
+	if it := listed(id); it != nil {
+		t.Errorf("the token expired a retention ago is still listed: %v", it)
+	}
+	e.noServerErrors()
+}
+
 func mapValues(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for _, v := range m {

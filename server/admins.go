@@ -58,9 +58,9 @@ func (s *Server) handleAdminTokenCreate() http.Handler {
 			}
 			for _, p := range perms {
 				if !c.may(p) {
-					writeError(w, http.StatusForbidden, "insufficient_permissions",
-						"minting a token with "+string(p)+" needs "+string(p)+", which the calling token lacks (it has "+
-							permissionList(c.perms)+"): a token is never wider than the one that minted it")
+					writeJSON(w, http.StatusForbidden, errorBody{Error: "insufficient_permissions", Permission: p,
+						Description: "minting a token with " + string(p) + " needs " + string(p) + ", which the calling token lacks (it has " +
+							permissionList(c.perms) + "): a token is never wider than the one that minted it"})
 					return
 				}
 			}
@@ -76,13 +76,23 @@ func (s *Server) handleAdminTokenCreate() http.Handler {
 	})
 }
 
+// listedAdminTokenJSON is an admin token in the listing, which keeps
+// expired tokens for storage.ExpiredAdminTokenRetention: Expired says so
+// on the server's clock, so a script or the CLI need not compare clocks.
+type listedAdminTokenJSON struct {
+	adminTokenJSON
+	Expired bool `json:"expired"`
+}
+
 func (s *Server) handleAdminTokenList() http.Handler {
 	fetch := func(r *http.Request, p storage.Page) ([]*storage.AdminToken, string, error) {
 		return s.store.ListAdminTokens(r.Context(), adminFrom(r).ID, p)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		role := adminFrom(r).Role
-		handleList(s, true, fetch, func(t *storage.AdminToken) adminTokenJSON { return adminTokenOut(role, t) }).ServeHTTP(w, r)
+		role, now := adminFrom(r).Role, s.now()
+		handleList(s, true, fetch, func(t *storage.AdminToken) listedAdminTokenJSON {
+			return listedAdminTokenJSON{adminTokenOut(role, t), t.ExpiresAt != nil && !t.ExpiresAt.After(now)}
+		}).ServeHTTP(w, r)
 	})
 }
 

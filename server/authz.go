@@ -48,8 +48,8 @@ func bootstrapCaller(a *storage.Admin) *caller {
 func callerFrom(r *http.Request) *caller { return r.Context().Value(adminKey).(*caller) }
 
 // forbid answers a request its caller may not make: 403
-// insufficient_permissions, naming the permission it needs and why the
-// caller lacks it.
+// insufficient_permissions, naming the permission it needs (in the
+// description and as permission) and why the caller lacks it.
 func forbid(w http.ResponseWriter, c *caller, need storage.Permission) {
 	var why string
 	switch {
@@ -60,7 +60,8 @@ func forbid(w http.ResponseWriter, c *caller, need storage.Permission) {
 	default:
 		why = "this admin token was narrowed without it (" + permissionList(c.perms) + ")"
 	}
-	writeError(w, http.StatusForbidden, "insufficient_permissions", fmt.Sprintf("this call needs %s: %s", need, why))
+	writeJSON(w, http.StatusForbidden, errorBody{Error: "insufficient_permissions",
+		Description: fmt.Sprintf("this call needs %s: %s", need, why), Permission: need})
 }
 
 func permissionList(ps []storage.Permission) string {

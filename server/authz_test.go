@@ -50,6 +50,10 @@ func wantForbidden(t testing.TB, what string, status int, b []byte, need storage
 	if code != "insufficient_permissions" || !strings.Contains(desc, "needs "+string(need)) {
 		t.Errorf("%s: %s %q, want insufficient_permissions naming %s", what, code, desc, need)
 	}
+	var body struct{ Permission storage.Permission }
+	if err := json.Unmarshal(b, &body); err != nil || body.Permission != need {
+		t.Errorf("%s: permission %q, want %s", what, body.Permission, need)
+	}
 }
 
 // declaredAdminRoutes reads routes.go and returns every admin route it
@@ -175,6 +179,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				e.regenerate(name, 3600)
 				return "/admin/integrations/" + name + "/previous-key-pair", nil
 			}},
+		{"GET /admin/integrations/{name}/tokens", storage.IntegrationsRead, readers, http.StatusOK,
+			func(string) (string, any) { return "/admin/integrations/" + integration() + "/tokens", nil }},
 		{"GET /admin/me", "", all, http.StatusOK,
 			func(string) (string, any) { return "/admin/me", nil }},
 		{"POST /admin/tokens", storage.AdminTokensWrite, selfOnly, http.StatusCreated,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -646,6 +647,44 @@ func (b *browser) toastSays(t *testing.T, want string) {
 	}
 }
 
+// timesExplained checks every time shown in sel (issue 17: relative times
+// with the absolute UTC time on hover/focus, a zone label everywhere): it
+// can be focused; focus shows its UTC time beside it, which is hidden
+// until then; an absolute (local) time names its zone. It returns how
+// many times it saw and how many of them are relative.
+func (b *browser) timesExplained(t *testing.T, where, sel string) (n, relative int) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => {
+		const times = [...document.querySelectorAll(%q + ' time')].filter((e) => e.checkVisibility());
+		const bad = [];
+		for (const el of times) {
+			const utc = el.querySelector('.utc');
+			const own = [...el.childNodes].filter((c) => c !== utc).map((c) => c.textContent).join('');
+			const shown = () => utc && utc.getBoundingClientRect().width > 40 && getComputedStyle(utc).clipPath === 'none';
+			if (el.tabIndex !== 0) bad.push(own + ': cannot be focused');
+			if (!utc || !/^(, )?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(utc.textContent)) bad.push(own + ': no UTC time');
+			else if (shown()) bad.push(own + ': its UTC time shows before hover or focus');
+			el.focus();
+			if (utc && !shown()) bad.push(own + ': focus does not show its UTC time');
+			el.blur();
+			if (!el.classList.contains('rel') && !el.querySelector('.tz')?.textContent.trim()) bad.push(own + ': a local time without its zone');
+			if (el.classList.contains('rel') && /\d:\d\d/.test(own)) bad.push(own + ': a relative time that is not');
+		}
+		return JSON.stringify({ n: times.length, rel: times.filter((e) => e.classList.contains('rel')).length, bad });
+	})()`, sel)
+	var got struct {
+		N, Rel int
+		Bad    []string
+	}
+	if err := json.Unmarshal([]byte(b.eval(t, js)), &got); err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	for _, bad := range got.Bad {
+		t.Errorf("%s: %s", where, bad)
+	}
+	return got.N, got.Rel
+}
+
 // TestDashboardBrowser drives the dashboard in headless Chromium and
 // checks each step's effect from Go over real HTTP.
 func TestDashboardBrowser(t *testing.T) {
@@ -846,14 +885,27 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := b.eval(t, `document.querySelector('#view-audit thead th').textContent`); !strings.Contains(got, "(") {
 		t.Errorf("the audit log's time column %q names no time zone", got)
 	}
-	if got := b.eval(t, `document.querySelector('#audit-body time').title`); !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(shown in .+\)$`).MatchString(got) {
-		t.Errorf("a time's title is %q; want the UTC time and the zone it is shown in", got)
+	if n, rel := b.timesExplained(t, "the audit log", "#view-audit"); n == 0 || rel != 0 {
+		t.Errorf("the audit log shows %d times, %d relative; want absolute ones, in order", n, rel)
 	}
 	b.do(t, "back to the integrations", chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
+	if n, rel := b.timesExplained(t, "the integrations", "#view-integrations"); n == 0 || rel == 0 {
+		t.Errorf("the integrations list shows %d times, %d relative; want relative ones", n, rel)
+	}
+
+	// Tokens issued to both pairs, the newest last, for the detail view's
+	// recent tokens: more than it shows at first.
+	var issued []string
+	issued = append(issued, e.token(old, url.Values{"scope": {"invoices:read"}}))
+	for range 10 {
+		issued = append(issued, e.token(mid, url.Values{"scope": {"invoices:write"}}))
+	}
+	e.clock.Advance(time.Second)
+	issued = append(issued, e.token(mid, nil))
 
 	// The detail view, at an address that can be shared: both pairs, the
-	// settings, the recent changes.
+	// settings, the tokens issued recently, the recent changes.
 	b.do(t, "open the detail view",
 		listIdle, // a redraw of the list would replace the button clicked
 		chromedp.Click(chromedp.CSS(`tr[data-name="billing-sync"] a.name-link`)),
@@ -868,8 +920,58 @@ func TestDashboardBrowser(t *testing.T) {
 				t.Errorf("the detail view lacks %q: %q", want, text)
 			}
 		}
+		var rows []string
+		if err := json.Unmarshal([]byte(b.eval(t, `JSON.stringify([...document.querySelectorAll('#detail-tokens tbody tr')].map((r) =>
+			['Key pair', 'Scopes', 'Status'].map((l) => r.querySelector('td[data-label="' + l + '"]').textContent).join('|')))`)), &rows); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 10 || rows[0] != mid.ID+" current|invoices:readinvoices:write|Active" {
+			t.Errorf("the detail view's recent tokens are %q; want ten, the current pair's newest first", rows)
+		}
+		for _, tok := range issued {
+			if _, sig, _ := strings.Cut(tok, "."); strings.Contains(text, tok) || strings.Contains(text, sig) {
+				t.Errorf("the detail view shows an access token or its signature")
+			}
+		}
+		if n, rel := b.timesExplained(t, "the detail view", "#view-integration"); n == 0 || rel == 0 {
+			t.Errorf("the detail view shows %d times, %d relative; want relative ones", n, rel)
+		}
 		b.do(t, "reload the detail view", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#detail-body .pair")))
 	}
+	// Older tokens are a click away, until there are none.
+	stored, _ := e.listAll(root, "/admin/integrations/billing-sync/tokens")
+	more := `#detail-tokens button[data-action="more-tokens"]`
+	for i := 0; b.eval(t, `String(document.querySelector('`+more+`').checkVisibility())`) == "true"; i++ {
+		if i > len(stored) {
+			t.Fatal("Show older tokens never runs out")
+		}
+		n := b.eval(t, `String(document.querySelectorAll('#detail-tokens tbody tr').length)`)
+		b.do(t, "show older tokens", chromedp.Click(chromedp.CSS(more)))
+		grown := `String(document.querySelectorAll('#detail-tokens tbody tr').length) !== '` + n + `'`
+		if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](grown, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+			t.Fatalf("Show older tokens added none: %v", err)
+		}
+	}
+	rows := b.eval(t, `[...document.querySelectorAll('#detail-tokens tbody tr')].map((r) => r.textContent).join('\n')`)
+	if got := strings.Count(rows, "\n") + 1; got != len(stored) || !strings.Contains(rows, old.ID+" in grace") {
+		t.Errorf("after showing every older token the detail view lists %d, want the %d stored, the pair in grace's among them", got, len(stored))
+	}
+
+	// Hovering a time shows its UTC time too.
+	var at []float64
+	if err := json.Unmarshal([]byte(b.eval(t, `(() => {
+		const el = document.querySelector('#detail-tokens time');
+		el.scrollIntoView({ block: 'center' });
+		const r = el.getBoundingClientRect();
+		return JSON.stringify([r.x + r.width / 2, r.y + r.height / 2]);
+	})()`)), &at); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, "hover a time", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, at[0], at[1]))
+	if got := b.eval(t, `String(document.querySelector('#detail-tokens time .utc').getBoundingClientRect().width > 40)`); got != "true" {
+		t.Error("hovering a time does not show its UTC time")
+	}
+	b.do(t, "move the mouse away", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1))
 	b.do(t, "back to the list", chromedp.Click(chromedp.CSS(`#view-integration .crumbs a`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)))
 
@@ -949,15 +1051,44 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("resumed integration's pair: status %d %v, want 200", status, out)
 	}
 
+	// An expired admin token is shown as expired, not left out (defect
+	// 16). The server's clock moves past its expiry and then back; the
+	// page takes the server's word for it, not its own clock's.
+	expiring := e.mintAdminToken(root, map[string]any{"description": "nightly job", "expires_in_days": 1})
+	e.clock.Advance(24*time.Hour + time.Second)
+	expiredRow := fmt.Sprintf(`tr[data-id=%q]`, expiring["id"])
+	b.do(t, "the tokens view with an expired token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
+		chromedp.WaitVisible(chromedp.CSS(expiredRow)))
+	if got := b.eval(t, `document.querySelector('`+expiredRow+` td[data-label="Expires"]').textContent`); !strings.Contains(got, "Expired") {
+		t.Errorf("an expired admin token's Expires cell says %q, want the Expired badge", got)
+	}
+	if got := b.eval(t, `document.querySelector('`+expiredRow+` td[data-label="Expires"] time')?.getAttribute('datetime') ?? ''`); got != expiring["expires_at"] {
+		t.Errorf("an expired admin token shows the expiry %q, want %v", got, expiring["expires_at"])
+	}
+	if got := b.eval(t, `document.querySelector('#tokens-body').textContent`); strings.Count(got, "Expired") != 1 {
+		t.Errorf("the tokens view shows %d Expired badges, want 1 (the nightly job's): %q", strings.Count(got, "Expired"), got)
+	}
+	if n, rel := b.timesExplained(t, "the admin tokens", "#view-tokens"); n == 0 || rel == 0 {
+		t.Errorf("the admin tokens show %d times, %d relative; want relative ones", n, rel)
+	}
+	e.clock.Advance(-24*time.Hour - time.Second)
+
 	// An admin token: generate, use from Go, revoke in the page.
 	b.do(t, "generate an admin token",
+		chromedp.Click(chromedp.CSS(`.nav a[href="#integrations"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="billing-sync"]`)),
 		chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#new-token")),
 		chromedp.Click(chromedp.CSS("#new-token")),
 		chromedp.WaitVisible(chromedp.CSS("#token-description")),
 		chromedp.SendKeys(chromedp.CSS("#token-description"), "browser test"),
 		chromedp.Click(chromedp.CSS("#token-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-admin-token")),
 	)
+	if n, _ := b.timesExplained(t, "the new admin token's dialog", "#secret-dialog"); n == 0 {
+		t.Error("the new admin token's dialog does not say when it expires")
+	}
 	adminToken := b.secrets(t, "secret-admin-token")[0]
 	status, body := e.adminCall("GET", "/admin/tokens", adminToken, nil)
 	if status != http.StatusOK {
@@ -1088,6 +1219,36 @@ func TestDashboardBrowser(t *testing.T) {
 	if visible(`.nav a[href="#admins"]`) || visible(`.nav a[href="#keys"]`) {
 		t.Error("an operator is shown the admins or signing keys")
 	}
+	// A refused call names the missing permission in an admin's words:
+	// an owner demotes oscar to auditor while his page is open, and the
+	// page still offers to suspend. Then it offers what an auditor may.
+	e.mustAdmin("PATCH", "/admin/admins/oscar", map[string]any{"role": "auditor"}, http.StatusOK)
+	refused := `#confirm-dialog [data-form-error]`
+	b.do(t, "suspend billing-sync after being demoted",
+		listIdle, // a redraw of the list would replace the button clicked
+		chromedp.Click(chromedp.CSS(sw)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.CSS(refused)))
+	if got := b.eval(t, `document.querySelector('`+refused+`').textContent`); !strings.Contains(got, "may not change integrations") ||
+		!strings.Contains(got, "integrations:write") || !strings.Contains(got, "role auditor") {
+		t.Errorf("refused for lack of integrations:write, the page says %q; want what the admin may not do, the permission and why", got)
+	}
+	b.do(t, "close the refused dialog", chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
+	demoted := `document.querySelector('#session-who').textContent === 'oscar · auditor' && !document.querySelector('` + sw + `')?.checkVisibility()`
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](demoted, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("after the refusal the page says %q is signed in and offers the switch: %v", b.eval(t, `document.querySelector('#session-who').textContent`), visible(sw))
+	}
+	if out := e.mustAdmin("GET", "/admin/integrations/billing-sync", nil, http.StatusOK); out["disabled"] != false {
+		t.Errorf("a refused suspension suspended billing-sync: disabled = %v", out["disabled"])
+	}
+	e.mustAdmin("PATCH", "/admin/admins/oscar", map[string]any{"role": "operator"}, http.StatusOK)
+	for _, p := range b.problems()[seen:] {
+		if !strings.Contains(p, "status of 403") { // the browser logs the refused fetch itself
+			t.Errorf("the page reported a problem: %s", p)
+		}
+	}
+	seen = len(b.problems())
 	signOut()
 	b.signIn(t, e.srv.URL, testBootstrap)
 	b.do(t, "the bootstrap token's tokens", chromedp.Click(chromedp.CSS(`.nav a[href="#tokens"]`)),
@@ -1101,6 +1262,9 @@ func TestDashboardBrowser(t *testing.T) {
 	// An owner changes a role in the page.
 	b.do(t, "the bootstrap token's admins", chromedp.Click(chromedp.CSS(`.nav a[href="#admins"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`select[data-action="role"][data-key="oscar"]`)))
+	if n, rel := b.timesExplained(t, "the admins", "#view-admins"); n == 0 || rel == 0 {
+		t.Errorf("the admins view shows %d times, %d relative; want relative ones", n, rel)
+	}
 	// The built-in bootstrap admin cannot be removed: no button offers it
 	// (defect 12).
 	if visible(`tr[data-name="bootstrap"]`) && visible(`button[data-action="remove"][data-key="bootstrap"]`) {
@@ -1165,6 +1329,9 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")),
 	)
 	b.toastSays(t, "is active")
+	if n, rel := b.timesExplained(t, "the signing keys", "#view-keys"); n == 0 || rel == 0 {
+		t.Errorf("the signing keys view shows %d times, %d relative; want relative ones", n, rel)
+	}
 
 	for _, p := range b.problems()[seen:] {
 		t.Errorf("the page reported a problem: %s", p)
@@ -1323,6 +1490,10 @@ func TestDashboardScreenshots(t *testing.T) {
 					chromedp.WaitVisible(chromedp.CSS("#view-"+v+" h1")), chromedp.WaitNotPresent(chromedp.CSS("#view-"+v+" .loading-row")))
 				shoot(b, prefix+v+".png")
 			}
+			b.do(t, "the detail view's recent tokens", chromedp.Navigate(e.srv.URL+"/admin/#integration/inventory-worker"), chromedp.Reload(),
+				chromedp.WaitVisible(chromedp.CSS("#detail-tokens")))
+			b.eval(t, `(document.querySelector('#detail-tokens').scrollIntoView(), document.querySelector('#detail-tokens time').focus(), '')`)
+			shoot(b, prefix+"detail-tokens.png")
 			b.do(t, "token dialog", chromedp.Navigate(e.srv.URL+"/admin/#tokens"),
 				chromedp.Click(chromedp.CSS("#new-token")), chromedp.WaitVisible(chromedp.CSS("#token-description")))
 			shoot(b, prefix+"token-dialog.png")

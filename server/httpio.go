@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/latchkey/latchkey/storage"
 )
 
 // MaxBodyBytes caps every request body, on the OAuth and admin APIs alike.
@@ -20,6 +22,9 @@ const MaxBodyBytes = 1 << 20
 type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+	// Permission is what an insufficient_permissions answer lacked, for
+	// a client (the dashboard) to name it in its own words.
+	Permission storage.Permission `json:"permission,omitempty"`
 }
 
 // writeJSON writes v with status. API responses carry credentials or

@@ -37,6 +37,7 @@ func (s *Server) routes() {
 	admin.Handle("DELETE /admin/integrations/{name}", a(storage.IntegrationsWrite, s.handleIntegrationDelete()))
 	admin.Handle("POST /admin/integrations/{name}/key-pair", a(storage.IntegrationsWrite, s.handleKeyPairRegenerate()))
 	admin.Handle("DELETE /admin/integrations/{name}/previous-key-pair", a(storage.IntegrationsWrite, s.handleEndGrace()))
+	admin.Handle("GET /admin/integrations/{name}/tokens", a(storage.IntegrationsRead, s.handleIntegrationTokens()))
 	admin.Handle("GET /admin/me", a(signedIn, s.handleMe()))
 	admin.Handle("POST /admin/tokens", a(storage.AdminTokensWrite, s.handleAdminTokenCreate()))
 	admin.Handle("GET /admin/tokens", a(storage.AdminTokensRead, s.handleAdminTokenList()))

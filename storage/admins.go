@@ -43,6 +43,14 @@ const (
 	lastUsedWriteResolution = time.Minute
 )
 
+// ExpiredAdminTokenRetention is how long an expired admin token stays
+// listed (never authenticating) before the janitor deletes it. An admin
+// whose script starts failing needs to see that its token expired, and
+// when, rather than find it gone as if it had been revoked or never
+// existed; a month covers a monthly job noticing, and then the list is
+// tidied.
+const ExpiredAdminTokenRetention = 30 * 24 * time.Hour
+
 // CreateAdmin creates an admin with role and its first admin token
 // (expiring after days, NeverExpires for never; following the role) and
 // audits both, in one transaction. The returned string is the only copy of
@@ -221,10 +229,13 @@ func newPublicID() string {
 	return "adt_" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
 }
 
-// ListAdminTokens returns the admin's unexpired tokens, oldest first, and
-// the next page's token.
+// ListAdminTokens returns the admin's tokens, oldest first, and the next
+// page's token: the live ones and those that expired less than
+// ExpiredAdminTokenRetention ago (their ExpiresAt is in the past, and
+// AuthenticateAdmin refuses them).
 func (s *Store) ListAdminTokens(ctx context.Context, adminID int64, p Page) ([]*AdminToken, string, error) {
-	q := s.r.WithContext(ctx).Where("admin_id = ? AND (expires_at IS NULL OR expires_at > ?)", adminID, s.clock())
+	q := s.r.WithContext(ctx).Where("admin_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+		adminID, s.clock().Add(-ExpiredAdminTokenRetention))
 	rows, next, err := findPage(q, p, pageOrder{column: "seq", integer: true}, "list admin tokens",
 		func(r *adminTokenRow) string { return strconv.FormatInt(r.Seq, 10) })
 	if err != nil {

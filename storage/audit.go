@@ -211,6 +211,24 @@ func parseTimeCursor(c string) (time.Time, int64, bool) {
 	return at.UTC(), id, true
 }
 
+// textTimeCursor is timeCursor for a listing whose rows sharing a time are
+// ordered by a text column (access tokens by request ID).
+func textTimeCursor(at time.Time, v string) string {
+	return at.UTC().Format(time.RFC3339Nano) + " " + v
+}
+
+func parseTextTimeCursor(c string) (time.Time, string, bool) {
+	ts, v, ok := strings.Cut(c, " ")
+	if !ok || v == "" {
+		return time.Time{}, "", false
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	return at.UTC(), v, true
+}
+
 // ceilMicro rounds t up to the microsecond the store keeps times in, so a
 // bound between two microseconds keeps the events on its side of it: an
 // event at 12:00:00.000001 is before a since of 12:00:00.0000015, and

@@ -106,6 +106,8 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"AccessToken/ConcurrentRegenerate", testAccessTokenConcurrentRegenerate},
 		{"AccessToken/ConcurrentRegenerateOnReplica", testAccessTokenConcurrentRegenerateOnReplica},
 		{"AccessToken/DatabaseUnavailable", testDatabaseUnavailable},
+		{"AccessToken/ListByIntegration", testIntegrationTokens},
+		{"AccessToken/ListByIntegrationIndexed", testIntegrationTokensIndexed},
 
 		{"Admin/CreateAuthenticate", testAdminCreateAuthenticate},
 		{"Admin/CreateErrors", testAdminCreateErrors},
@@ -138,6 +140,7 @@ func runConformance(t *testing.T, newStore func(t *testing.T, now func() time.Ti
 		{"Replica/ConcurrentRegenerate", testReplicaConcurrentRegenerate},
 
 		{"Purge/Batches", testPurgeBatches},
+		{"Purge/ExpiredAdminTokens", testPurgeExpiredAdminTokens},
 		{"Purge/Arguments", testPurgeArguments},
 	}
 	for _, tc := range tests {
@@ -1772,6 +1775,8 @@ func testDatabaseUnavailable(t *testing.T, s *Store, clk *fakeClock) {
 	check("GetIntegration", err)
 	_, _, err = s.ListIntegrations(ctx, Page{})
 	check("ListIntegrations", err)
+	_, _, err = s.ListIntegrationTokens(ctx, "down", Page{})
+	check("ListIntegrationTokens", err)
 	_, _, err = s.CreateIntegration(ctx, IntegrationInput{Name: "other"}, testActor)
 	check("CreateIntegration", err)
 	_, err = s.RegenerateKeyPair(ctx, "down", 0, testActor)
@@ -2019,10 +2024,17 @@ func testAdminTokenExpiry(t *testing.T, s *Store, clk *fakeClock) {
 	if adminAuthenticates(t, s, secret, "alice") {
 		t.Error("token accepted at its expiry")
 	}
+	var listed bool
 	for _, got := range listAdminTokens(t, s, a.ID) {
 		if got.ID == tok.ID {
-			t.Error("expired token still listed")
+			listed = true
+			if got.ExpiresAt == nil || got.ExpiresAt.After(s.Now()) {
+				t.Errorf("expired token listed with ExpiresAt %v, want its past expiry", got.ExpiresAt)
+			}
 		}
+	}
+	if !listed {
+		t.Error("expired token no longer listed; it stays for ExpiredAdminTokenRetention")
 	}
 	if !adminAuthenticates(t, s, never, "alice") {
 		t.Error("the admin's other token stopped working")
@@ -2188,11 +2200,16 @@ func testAdminListTokens(t *testing.T, s *Store, clk *fakeClock) {
 		}
 	}
 
-	// Expired tokens drop out of the listing.
+	// Expired tokens stay listed for ExpiredAdminTokenRetention, then
+	// drop out even before the janitor deletes them.
 	createAdminToken(t, s, alice, "short", 1)
 	clk.Advance(24 * time.Hour)
+	if got := len(listAdminTokens(t, s, alice.ID)); got != 6 {
+		t.Errorf("%d tokens listed after one expired, want 6", got)
+	}
+	clk.Advance(ExpiredAdminTokenRetention)
 	if got := len(listAdminTokens(t, s, alice.ID)); got != 5 {
-		t.Errorf("%d tokens listed after one expired, want 5", got)
+		t.Errorf("%d tokens listed once the expired one's retention ended, want 5", got)
 	}
 }
 
@@ -2422,15 +2439,16 @@ func testPurgeBatches(t *testing.T, s *Store, clk *fakeClock) {
 	if err != nil {
 		t.Fatalf("Purge: %v", err)
 	}
-	// n expired tokens + n tokens of revoked pairs + n revoked pairs + n
-	// expired admin tokens.
-	if want := int64(4 * n); got != want {
+	// n expired tokens + n tokens of revoked pairs + n revoked pairs; the
+	// admin tokens expired a day ago stay listed for
+	// ExpiredAdminTokenRetention (testPurgeExpiredAdminTokens).
+	if want := int64(3 * n); got != want {
 		t.Errorf("Purge deleted %d rows, want %d", got, want)
 	}
 	wantLeft := map[string]int64{
 		"access_tokens": before["access_tokens"] - 2*n, // live, current, graced remain
 		"key_pairs":     before["key_pairs"] - n,       // live, rotated's current, graced's two
-		"admin_tokens":  before["admin_tokens"] - n,    // never, month
+		"admin_tokens":  before["admin_tokens"],        // never, month, the n expired
 	}
 	for table, want := range wantLeft {
 		if got := countRows(t, s, "SELECT COUNT(*) FROM "+table); got != want {
@@ -2461,6 +2479,49 @@ func testPurgeBatches(t *testing.T, s *Store, clk *fakeClock) {
 
 	if got, err := s.Purge(ctx, 2); err != nil || got != 0 {
 		t.Errorf("second Purge = %d, %v; want 0, nil", got, err)
+	}
+}
+
+// testPurgeExpiredAdminTokens: an expired admin token is listed, and
+// refused, until ExpiredAdminTokenRetention after its expiry, when the
+// janitor deletes it; a token that never expires is never purged.
+func testPurgeExpiredAdminTokens(t *testing.T, s *Store, clk *fakeClock) {
+	ctx := t.Context()
+	a, _, never := createAdmin(t, s, "ops", NeverExpires)
+	short, secret := createAdminToken(t, s, a, "short", 1)
+	listed := func() bool {
+		t.Helper()
+		for _, tok := range listAdminTokens(t, s, a.ID) {
+			if tok.ID == short.ID {
+				return true
+			}
+		}
+		return false
+	}
+
+	clk.Advance(24*time.Hour + ExpiredAdminTokenRetention - time.Microsecond)
+	if got, err := s.Purge(ctx, 10); err != nil || got != 0 {
+		t.Errorf("Purge just before the retention ends = %d, %v; want 0, nil", got, err)
+	}
+	if !listed() {
+		t.Error("a token expired for less than the retention is no longer listed")
+	}
+	if adminAuthenticates(t, s, secret, "ops") {
+		t.Error("an expired token kept for the listing authenticates")
+	}
+
+	clk.Advance(time.Microsecond)
+	if got, err := s.Purge(ctx, 10); err != nil || got != 1 {
+		t.Errorf("Purge when the retention ends = %d, %v; want 1, nil", got, err)
+	}
+	if listed() {
+		t.Error("a token expired for the whole retention is still listed")
+	}
+	if got := countRows(t, s, "SELECT COUNT(*) FROM admin_tokens WHERE admin_id = ?", a.ID); got != 1 {
+		t.Errorf("ops has %d admin tokens left, want 1 (the one that never expires)", got)
+	}
+	if !adminAuthenticates(t, s, never, "ops") {
+		t.Error("the token that never expires was purged")
 	}
 }
 

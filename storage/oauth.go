@@ -5,7 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // Client is one key pair of an integration, as the OAuth endpoints see it:
@@ -331,4 +335,95 @@ func (s *Store) DeleteToken(ctx context.Context, signature string) error {
 		return fmt.Errorf("delete access token: %w: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// ListIntegrationTokens returns a page of the access tokens issued to the
+// key pairs of integration name, newest first (by IssuedAt, then
+// RequestID), and the next page's token. Every stored token is listed:
+// expired ones, and those of pairs past their grace, until the janitor
+// deletes them. Each has its Owner as GetToken gives it, so that the
+// caller decides, on its clock, which are active. Signature is left
+// empty: a listing never carries what a token is stored under.
+// ErrNotFound if no live integration is name.
+//
+// An integration may hold hundreds of thousands of tokens, so a page must
+// not sort them all: each pair's tokens are read in order from the
+// access_tokens (key_pair_id, issued_at) index, a page's worth at most,
+// and merged here. An integration has few pairs (the current one, one in
+// grace, revoked ones until the janitor takes them), so a page costs
+// about its length times that few.
+func (s *Store) ListIntegrationTokens(ctx context.Context, name string, p Page) ([]*Token, string, error) {
+	op := fmt.Sprintf("list tokens of integration %q", name)
+	var ig integrationRow
+	if err := s.r.WithContext(ctx).Where("name = ?", name).Where(live).Take(&ig).Error; err != nil {
+		return nil, "", translate(op, err)
+	}
+	var pairs []KeyPair
+	if err := s.r.WithContext(ctx).Where("integration_id = ?", ig.ID).Find(&pairs).Error; err != nil {
+		return nil, "", unavailable(op, err)
+	}
+	type owned struct {
+		row   accessTokenRow
+		owner *Client
+	}
+	var all []owned
+	more := false
+	for i := range pairs {
+		kp := &pairs[i]
+		// A pair's next page token only says that it has more: the
+		// merged page has its own.
+		rows, next, err := findPage(tokensOfPair(s.r.WithContext(ctx), kp.ID), p, tokensByIssue, op, tokenCursor)
+		if err != nil {
+			return nil, "", err
+		}
+		more = more || next != ""
+		owner := &Client{KeyPairID: kp.ID, ClientID: kp.ClientID, ExpiresAt: utcPtr(kp.ExpiresAt),
+			Integration: Integration{ID: ig.ID, Name: ig.Name, Disabled: ig.Disabled}}
+		for _, r := range rows {
+			all = append(all, owned{r, owner})
+		}
+	}
+	slices.SortFunc(all, func(a, b owned) int {
+		if c := b.row.IssuedAt.Compare(a.row.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.row.RequestID, a.row.RequestID)
+	})
+	if len(all) > p.limit() {
+		all, more = all[:p.limit()], true
+	}
+	next := ""
+	if more && len(all) > 0 {
+		next = pageToken(tokenCursor(&all[len(all)-1].row))
+	}
+	out := make([]*Token, len(all))
+	for i, t := range all {
+		out[i] = &Token{RequestID: t.row.RequestID, Scopes: splitList(t.row.Scopes), Audience: splitList(t.row.Audience),
+			IssuedAt: t.row.IssuedAt.UTC(), ExpiresAt: t.row.ExpiresAt.UTC(), Owner: t.owner}
+	}
+	return out, next, nil
+}
+
+// tokensByIssue is how ListIntegrationTokens pages each pair's tokens.
+// The merge orders request IDs bytewise and the database by its collation:
+// they agree on the request IDs fosite makes (UUIDs: lowercase hex, the
+// hyphens in the same places).
+var tokensByIssue = pageOrder{column: "issued_at", desc: true, thenID: true, then: "request_id"}
+
+func tokenCursor(r *accessTokenRow) string { return textTimeCursor(r.IssuedAt, r.RequestID) }
+
+// tokensOfPair is the tokens of key pair id, with the columns a listing
+// shows.
+func tokensOfPair(db *gorm.DB, id int64) *gorm.DB {
+	return db.Model(&accessTokenRow{}).
+		Select("request_id, key_pair_id, scopes, audience, issued_at, expires_at").
+		Where("key_pair_id = ?", id)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }

@@ -8,8 +8,8 @@ import (
 // Purge deletes what can never be used again: expired access tokens, key
 // pairs past their grace deadline (with the tokens issued to them), deleted
 // integrations once their key pairs are gone (DeleteIntegration ends the
-// pairs, so the steps before take its tokens and pairs), expired admin
-// tokens and retired signing keys no live token needs. It
+// pairs, so the steps before take its tokens and pairs), admin tokens
+// expired for ExpiredAdminTokenRetention, and retired signing keys no live token needs. It
 // works in batches of at most batch rows, each in its own short
 // transaction, so a large backlog never holds the writer, or locks many
 // rows, for long. It returns how many rows it deleted, or ErrInvalid if
@@ -54,7 +54,7 @@ func (s *Store) purge(ctx context.Context, batch int) (int64, error) {
 		{"used jtis", `DELETE FROM used_jtis WHERE jti IN
 			(SELECT jti FROM used_jtis WHERE expires_at <= ? LIMIT ?)`, []any{now}},
 		{"expired admin tokens", `DELETE FROM admin_tokens WHERE seq IN
-			(SELECT seq FROM admin_tokens WHERE expires_at <= ? LIMIT ?)`, []any{now}},
+			(SELECT seq FROM admin_tokens WHERE expires_at <= ? LIMIT ?)`, []any{now.Add(-ExpiredAdminTokenRetention)}},
 		// A retired signing key goes once no live token names it, and not
 		// before replicas have had time to stop signing with it (their
 		// key cache refreshes well within signingKeyGrace).

@@ -181,6 +181,9 @@ type pageOrder struct {
 	// thenID: column is a time that rows may share, and their ID orders
 	// those; the page token holds both (timeCursor).
 	thenID bool
+	// then, with thenID, names a text column that orders rows sharing a
+	// time instead of the ID (textTimeCursor).
+	then string
 	// sort, when set, names the order in the page token, for a listing
 	// that has several: a token made for another order is refused.
 	sort string
@@ -192,44 +195,12 @@ type pageOrder struct {
 // errors. A token this server did not issue for this order is ErrInvalid,
 // a database failure ErrUnavailable.
 func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) string) ([]R, string, error) {
-	after, err := p.cursor()
+	q, err := pageQuery(q, p, by)
 	if err != nil {
 		return nil, "", err
 	}
-	if by.sort != "" && after != "" {
-		var ok bool
-		if after, ok = strings.CutPrefix(after, by.sort+":"); !ok {
-			return nil, "", invalidf("page_token is not one this server issued for sort=%s", by.sort)
-		}
-	}
-	dir, cmp := "", " > "
-	if by.desc {
-		dir, cmp = " DESC", " < "
-	}
-	order := by.column + dir
-	if by.thenID {
-		order += ", id" + dir
-	}
-	if after != "" {
-		switch {
-		case by.thenID:
-			at, id, ok := parseTimeCursor(after)
-			if !ok {
-				return nil, "", invalidf("page_token is not one this server issued")
-			}
-			q = q.Where("("+by.column+", id)"+cmp+"(?, ?)", at, id)
-		case by.integer:
-			n, err := strconv.ParseInt(after, 10, 64)
-			if err != nil {
-				return nil, "", invalidf("page_token is not one this server issued")
-			}
-			q = q.Where(by.column+cmp+"?", n)
-		default:
-			q = q.Where(by.column+cmp+"?", after)
-		}
-	}
 	var rows []R
-	if err := q.Order(order).Limit(p.limit() + 1).Find(&rows).Error; err != nil {
+	if err := q.Find(&rows).Error; err != nil {
 		return nil, "", unavailable(op, err)
 	}
 	next := ""
@@ -242,6 +213,62 @@ func findPage[R any](q *gorm.DB, p Page, by pageOrder, op string, key func(*R) s
 		next = pageToken(cursor)
 	}
 	return rows, next, nil
+}
+
+// pageQuery is q narrowed to the page p in order by, with one row more
+// than the page, whose presence says another page follows.
+func pageQuery(q *gorm.DB, p Page, by pageOrder) (*gorm.DB, error) {
+	after, err := p.cursor()
+	if err != nil {
+		return nil, err
+	}
+	if by.sort != "" && after != "" {
+		var ok bool
+		if after, ok = strings.CutPrefix(after, by.sort+":"); !ok {
+			return nil, invalidf("page_token is not one this server issued for sort=%s", by.sort)
+		}
+	}
+	dir, cmp := "", " > "
+	if by.desc {
+		dir, cmp = " DESC", " < "
+	}
+	order := by.column + dir
+	tie := "id"
+	if by.then != "" {
+		tie = by.then
+	}
+	if by.thenID {
+		order += ", " + tie + dir
+	}
+	if after != "" {
+		switch {
+		case by.thenID:
+			var at time.Time
+			var v any
+			var ok bool
+			if by.then != "" {
+				at, v, ok = parseTextTimeCursor(after)
+			} else {
+				at, v, ok = parseTimeCursor(after)
+			}
+			if !ok {
+				return nil, invalidf("page_token is not one this server issued")
+			}
+			// The bound on the time alone is what an index on it ranges
+			// over; neither database ranges an index over a row value
+			// whose second column the index does not hold.
+			q = q.Where(by.column+cmp[:2]+"= ? AND ("+by.column+", "+tie+")"+cmp+"(?, ?)", at, at, v)
+		case by.integer:
+			n, err := strconv.ParseInt(after, 10, 64)
+			if err != nil {
+				return nil, invalidf("page_token is not one this server issued")
+			}
+			q = q.Where(by.column+cmp+"?", n)
+		default:
+			q = q.Where(by.column+cmp+"?", after)
+		}
+	}
+	return q.Order(order).Limit(p.limit() + 1), nil
 }
 
 // IntegrationInput creates an integration.

@@ -63,7 +63,7 @@ Usage:
                                             list admins, delete one, change one's role
   latchkey admin-token create [--description D] [--expires-in-days N] [--permission P ...]
                                             mint an admin token for yourself, narrowed to the permissions given
-  latchkey admin-token list|revoke ID       list your admin tokens; revoke one
+  latchkey admin-token list|revoke ID       list your admin tokens ("expired": true for 30 days after); revoke one
   latchkey me                               show who your admin token is and what it may do
   latchkey integration create NAME [flags]  create an integration and print its key pair
   latchkey integration update NAME [flags]  change the fields whose flags are given

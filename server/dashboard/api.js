@@ -31,19 +31,29 @@ export function can(permission) {
 }
 
 // ApiError is an error answer of the admin API: its status, its error code
-// and its error_description, and Retry-After in seconds when it gave one.
+// and its error_description, Retry-After in seconds when it gave one, and
+// the permission a 403 insufficient_permissions lacked.
 export class ApiError extends Error {
-  constructor(status, code, description, retryAfter = null) {
+  constructor(status, code, description, retryAfter = null, permission = null) {
     super(description);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.description = description;
     this.retryAfter = retryAfter;
+    this.permission = permission;
   }
 }
 
 let onUnauthorized = () => {};
+let onForbidden = () => {};
+
+// setForbiddenHandler sets what happens when the API refuses a call for a
+// permission the page thought the token had: its role changed (another
+// owner demoted the admin) or its admin token was replaced meanwhile.
+export function setForbiddenHandler(fn) {
+  onForbidden = fn;
+}
 
 // setUnauthorizedHandler sets what happens when the signed-in token stops
 // working (expired, revoked, its admin removed): the app signs out.
@@ -83,8 +93,10 @@ export async function api(method, path, body, token) {
     data?.error ?? `http_${res.status}`,
     data?.error_description || `The server answered ${res.status} ${res.statusText}.`.replace(' .', '.'),
     Number.isFinite(retry) ? retry : null,
+    data?.permission ?? null,
   );
   if (res.status === 401 && !explicit) onUnauthorized(err);
+  if (res.status === 403 && err.code === 'insufficient_permissions' && !explicit) onForbidden(err);
   throw err;
 }
 

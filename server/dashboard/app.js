@@ -1,7 +1,7 @@
 // The latchkey dashboard: sign-in, navigation between the views, and the
 // glue that signs out when the token stops working.
 
-import { api, can, loadMe, me, session, setUnauthorizedHandler } from './api.js';
+import { api, can, loadMe, me, session, setForbiddenHandler, setUnauthorizedHandler } from './api.js';
 import { $, $$, show, describe, setupDialogs, setupConfirm, setupSecrets } from './ui.js';
 import * as integrations from './integrations.js';
 import * as tokens from './tokens.js';
@@ -103,6 +103,12 @@ async function showApp(known = false) {
   }
   show($('#signin'), false);
   show($('#shell'));
+  applyMe();
+  showView(viewFromHash(), undefined, false);
+}
+
+// applyMe shows who is signed in and offers only what its token may do.
+function applyMe() {
   const who = $('#session-who');
   who.textContent = me.bootstrap ? `Bootstrap token · ${me.role}` : `${me.name} · ${me.role}`;
   who.title = me.permissions.length ? `May: ${me.permissions.join(', ')}` : 'This token may only say whose it is';
@@ -113,7 +119,23 @@ async function showApp(known = false) {
     ? `Token ${tok.id}${tok.expires_at ? `, expires ${tok.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, '')} UTC` : ', never expires'}`
     : '';
   for (const el of $$('[data-needs]')) show(el, can(el.dataset.needs));
-  showView(viewFromHash(), undefined, false);
+}
+
+// refreshMe reads what the token may do again after the API refused a
+// call the page offered, and redraws the view to offer only that: once
+// the dialog the refusal is shown in is closed, so that it can be read.
+async function refreshMe() {
+  try {
+    await loadMe();
+  } catch {
+    return; // a 401 signed out already; anything else changes nothing
+  }
+  if ($('#shell').hidden) return;
+  applyMe();
+  const redraw = () => showView(viewFromHash(), undefined, false);
+  const open = $('dialog[open]');
+  if (open) open.addEventListener('close', redraw, { once: true });
+  else redraw();
 }
 
 function signOut(message, kind) {
@@ -180,6 +202,7 @@ function start() {
   setupSecrets();
   for (const v of Object.values(views)) v.init({ go });
   setUnauthorizedHandler((err) => signOut(`You were signed out: ${err.description}.`.replace('..', '.')));
+  setForbiddenHandler(() => refreshMe());
   $('#signin-form').addEventListener('submit', signIn);
   $('#signout').addEventListener('click', () => signOut('You signed out. The token was removed from this tab.', 'info'));
   $('.skip-link').addEventListener('click', (e) => {

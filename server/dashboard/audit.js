@@ -2,7 +2,7 @@
 // integration.
 
 import { api } from './api.js';
-import { $, h, show, when, badge, showError, clearError, fill, cell, loadingRow } from './ui.js';
+import { $, h, show, time, zone, badge, showError, clearError, fill, cell, loadingRow } from './ui.js';
 
 const PAGE = 50;
 let next = '';
@@ -32,7 +32,6 @@ export function init({ go }) {
     $('#audit-integration').focus();
   });
   $('#audit-more').addEventListener('click', () => load({ more: true }));
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'local time';
   $('#audit-time-zone').textContent = `(${zone})`;
 }
 
@@ -120,7 +119,8 @@ function row(e) {
   return h(
     'tr',
     {},
-    h('td', { class: 'cell-title' }, when(e.time)),
+    // The log is read for what happened when: absolute times, in order.
+    h('td', { class: 'cell-title' }, time(e.time, 'never', { stacked: true })),
     cell('Actor', h('span', { class: 'actor' }, badge(e.actor_type, e.actor_type === 'admin' ? 'accent' : 'neutral'), ' ', e.actor)),
     cell('Action', badge(e.action, actionKind(e.action))),
     h(

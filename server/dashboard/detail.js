@@ -1,16 +1,18 @@
 // The detail view of one integration, at #integration/NAME so that its
 // address can be shared: its key pairs with their last use and grace, its
-// settings, who made it, and its recent audit trail; with the actions of
-// the list.
+// settings, who made it, the tokens issued to it recently and its recent
+// audit trail; with the actions of the list.
 
 import { api, can, path } from './api.js';
-import { $, h, put, show, time, ago, when, badge, duration, copyButton, showError, clearError, iconButton, confirmDialog, toast } from './ui.js';
+import { $, h, put, show, both, when, badge, duration, copyButton, showError, clearError, iconButton, confirmDialog, toast, cell, describe } from './ui.js';
 import { afterChange, openForm, openRegenerate, openDelete, toggleEnabled } from './integrations.js';
 
 export const title = 'Integration';
 
 let current = null; // the integration shown
 let name = '';
+const TOKENS = 10; // tokens shown at first, and added by "Show older tokens"
+let tokensNext = ''; // the page token of the older tokens, if any
 
 export function init({ go }) {
   afterChange((deleted) => {
@@ -21,6 +23,7 @@ export function init({ go }) {
   });
   $('#detail-body').addEventListener('click', (e) => {
     if (current && e.target.closest('button[data-action="end-grace"]')) endGrace(current);
+    if (current && e.target.closest('button[data-action="more-tokens"]')) moreTokens(current);
   });
   $('#detail-actions').addEventListener('click', (e) => {
     const btn = e.target.closest('button[data-action]');
@@ -42,7 +45,7 @@ function endGrace(ig) {
     title: 'End the grace period now',
     text: [
       h('strong', {}, `The old pair ${prev.client_id} stops working now`),
-      ', with every access token issued to it, instead of at ', time(prev.expires_at), '. The current pair keeps working.',
+      ', with every access token issued to it, instead of at ', both(prev.expires_at), '. The current pair keeps working.',
     ],
     confirm: 'Revoke the old pair',
     action: async () => {
@@ -66,10 +69,13 @@ export async function load(opts) {
   document.title = `${name} · latchkey admin`;
   let ig;
   let events = [];
+  let tokens;
   try {
-    [ig, events] = await Promise.all([
+    [ig, events, tokens] = await Promise.all([
       api('GET', path`integrations/${name}`),
       can('audit:read') ? api('GET', `audit?${new URLSearchParams({ integration: name, limit: '10' })}`).then((p) => p.items ?? []) : [],
+      // The view is still worth showing without them.
+      api('GET', `${path`integrations/${name}/tokens`}?limit=${TOKENS}`).catch((err) => ({ error: err })),
     ]);
   } catch (err) {
     current = null;
@@ -80,7 +86,70 @@ export async function load(opts) {
     return;
   }
   current = ig;
-  render(ig, events);
+  render(ig, events, tokens);
+}
+
+// moreTokens adds the next page of older tokens to the table.
+async function moreTokens(ig) {
+  const btn = $('#detail-tokens button[data-action="more-tokens"]');
+  btn.disabled = true;
+  try {
+    const page = await api('GET', `${path`integrations/${ig.name}/tokens`}?${new URLSearchParams({ limit: String(TOKENS), page_token: tokensNext })}`);
+    $('#detail-tokens tbody').append(...(page.items ?? []).map((t) => tokenRow(t, ig)));
+    tokensNext = page.next_page_token ?? '';
+    show(btn, tokensNext !== '');
+  } catch (err) {
+    toast(describe(err), 'error');
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// tokensCard shows the newest access tokens of ig: to which pair each
+// went, what it may do, and whether it still works; never a token.
+function tokensCard(ig, page) {
+  const items = page?.items ?? [];
+  tokensNext = page?.next_page_token ?? '';
+  let body;
+  if (page?.error) body = h('p', { class: 'alert' }, `The tokens could not be read: ${describe(page.error)}`);
+  else if (items.length === 0) body = h('p', { class: 'muted' }, 'None stored: no token was issued, or every one has expired and been deleted.');
+  else {
+    body = h(
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { class: 'table' },
+        h('thead', {}, h('tr', {}, ['Issued', 'Key pair', 'Scopes', 'Audience', 'Expires', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, items.map((t) => tokenRow(t, ig))),
+      ),
+    );
+  }
+  return h(
+    'section',
+    { class: 'card', id: 'detail-tokens' },
+    h('h3', {}, 'Tokens issued recently'),
+    body,
+    h('button', { type: 'button', class: 'btn btn-sm more', dataset: { action: 'more-tokens' }, hidden: tokensNext === '' }, 'Show older tokens'),
+  );
+}
+
+function tokenRow(t, ig) {
+  const pair =
+    t.client_id === ig.key_pair?.client_id ? badge('current', 'ok')
+      : t.client_id === ig.previous_key_pair?.client_id ? badge('in grace', 'warn')
+        : badge('revoked', 'neutral');
+  const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
+  return h(
+    'tr',
+    {},
+    cell('Issued', when(t.issued_at)),
+    cell('Key pair', h('span', { class: 'pair-id' }, h('code', { class: 'mono' }, t.client_id), ' ', pair)),
+    cell('Scopes', list(t.scopes)),
+    cell('Audience', list(t.audience)),
+    cell('Expires', when(t.expires_at)),
+    cell('Status', t.active ? badge('Active', 'ok') : badge('Inactive', 'neutral')),
+  );
 }
 
 function pairCard(heading, kp, extra) {
@@ -92,14 +161,14 @@ function pairCard(heading, kp, extra) {
     h(
       'dl',
       { class: 'kv' },
-      h('dt', {}, 'Created'), h('dd', {}, time(kp.created_at), ' (', ago(kp.created_at), ')'),
-      h('dt', {}, 'Last used'), h('dd', {}, kp.last_used_at ? [ago(kp.last_used_at), ' (', time(kp.last_used_at), ')'] : h('span', { class: 'muted' }, 'never')),
+      h('dt', {}, 'Created'), h('dd', {}, both(kp.created_at)),
+      h('dt', {}, 'Last used'), h('dd', {}, both(kp.last_used_at)),
       extra,
     ),
   );
 }
 
-function render(ig, events) {
+function render(ig, events, tokens) {
   const write = can('integrations:write');
   $('#detail-title').textContent = ig.name;
   $('#detail-status').replaceChildren(ig.disabled ? badge('Suspended', 'danger') : badge('Enabled', 'ok'));
@@ -125,7 +194,7 @@ function render(ig, events) {
       ig.key_pair ? pairCard('Current key pair', ig.key_pair) : h('section', { class: 'card pair' }, h('h3', {}, 'Current key pair'), h('p', { class: 'muted' }, 'None: its pair was revoked. Regenerate to give it one.')),
       prev
         ? pairCard('Previous key pair, in its grace period', prev, [
-          h('dt', {}, 'Works until'), h('dd', {}, time(prev.expires_at), ' (', ago(prev.expires_at), ')'),
+          h('dt', {}, 'Works until'), h('dd', {}, both(prev.expires_at)),
           write
             ? [h('dt', {}, h('span', { class: 'visually-hidden' }, 'Action')), h('dd', {}, h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost', dataset: { action: 'end-grace' } }, 'End the grace now'))]
             : null,
@@ -144,10 +213,11 @@ function render(ig, events) {
         h('dt', {}, 'Token lifetime'), h('dd', {}, duration(ig.token_lifetime_seconds), ig.token_lifetime_default ? h('span', { class: 'muted' }, ' (the server’s default)') : null),
         h('dt', {}, 'Token rate'), h('dd', {}, ig.token_rate_per_minute === null ? h('span', { class: 'muted' }, 'the server’s default') : ig.token_rate_per_minute === 0 ? 'no cap' : `${ig.token_rate_per_minute} a minute`),
         h('dt', {}, 'Introspection'), h('dd', {}, ig.can_introspect ? 'allowed' : 'not allowed'),
-        h('dt', {}, 'Created'), h('dd', {}, time(ig.created_at), ' by ', h('strong', {}, ig.created_by || 'unknown')),
-        h('dt', {}, 'Updated'), h('dd', {}, time(ig.updated_at), ' (', ago(ig.updated_at), ')'),
+        h('dt', {}, 'Created'), h('dd', {}, both(ig.created_at), ' by ', h('strong', {}, ig.created_by || 'unknown')),
+        h('dt', {}, 'Updated'), h('dd', {}, both(ig.updated_at)),
       ),
     ),
+    tokensCard(ig, tokens),
     can('audit:read')
       ? h(
         'section',

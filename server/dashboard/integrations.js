@@ -3,7 +3,7 @@
 
 import { api, can, path } from './api.js';
 import {
-  $, h, put, show, time, ago, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
+  $, h, put, show, time, ago, both, when, badge, icon, iconButton, copyButton, duration, showError, clearError, toast, fill, cell,
   loadingRow, openDialog, handleSubmit, showSecrets, confirmDialog, describe, FieldError,
 } from './ui.js';
 
@@ -190,8 +190,8 @@ function row(ig) {
           h(
             'span',
             {},
-            'Old pair ', h('code', { class: 'mono' }, prev.client_id), ' works until ', time(prev.expires_at),
-            ' (', ago(prev.expires_at), '); last used ', ago(prev.last_used_at),
+            'Old pair ', h('code', { class: 'mono' }, prev.client_id), ' works until ', both(prev.expires_at),
+            '; last used ', ago(prev.last_used_at),
           ),
         )
         : null,
@@ -402,7 +402,7 @@ async function submitRegenerate() {
   const oldPair = oldID ? ['The old pair ', h('code', { class: 'mono' }, oldID)] : ['The old pair'];
   const lede =
     pair.previous_expires_at && new Date(pair.previous_expires_at) > new Date()
-      ? ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' keeps working until ', time(pair.previous_expires_at), '.']
+      ? ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' keeps working until ', both(pair.previous_expires_at), '.']
       : ['The new pair for ', h('strong', {}, target.name), ' works now. ', ...oldPair, ' was revoked now, with its access tokens.'];
   showSecretsLater({ title: 'New key pair', lede, pair });
   load();

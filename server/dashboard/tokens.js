@@ -3,7 +3,7 @@
 
 import { api, can, listAll, me, path } from './api.js';
 import {
-  $, h, time, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
+  $, h, both, when, badge, showError, clearError, toast, fill, cell, loadingRow, openDialog, handleSubmit, showSecrets,
   confirmDialog,
 } from './ui.js';
 
@@ -58,7 +58,9 @@ export async function load() {
 }
 
 function row(t, now) {
-  const expired = t.expires_at && Date.parse(t.expires_at) <= now;
+  // The server says whether a token has expired; the page's own clock
+  // may be off.
+  const expired = t.expired ?? (t.expires_at && Date.parse(t.expires_at) <= now);
   return h(
     'tr',
     { dataset: { id: t.id } },
@@ -66,7 +68,7 @@ function row(t, now) {
     cell('ID', h('code', { class: 'mono' }, t.id)),
     cell('Permissions', permissions(t.permissions ?? [])),
     cell('Created', when(t.created_at)),
-    cell('Expires', expired ? badge('Expired', 'danger') : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
+    cell('Expires', expired ? h('span', {}, badge('Expired', 'danger'), ' ', when(t.expires_at)) : t.expires_at ? when(t.expires_at) : badge('Never', 'warn')),
     cell('Last used', when(t.last_used_at)),
     h(
       'td',
@@ -98,7 +100,7 @@ async function submitToken() {
     showSecrets({
       title: 'Admin token generated',
       lede: created.expires_at
-        ? ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It expires ', time(created.expires_at), '.']
+        ? ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It expires ', both(created.expires_at), '.']
         : ['Use it as ', h('code', {}, 'Authorization: Bearer …'), ' or ', h('code', {}, 'LATCHKEY_ADMIN_TOKEN'), '. It never expires.'],
       fields: [{ id: 'secret-admin-token', label: 'Admin token', value: created.token }],
     }),

@@ -35,17 +35,35 @@ export function show(el, visible = true) {
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
+const zoneName = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' });
 
-// time shows an RFC 3339 time in local time, with the exact value in its
-// title; a null time is "never" (or the given word). stacked puts the
-// time of day under the date, for narrow table columns.
+// Every time the page shows is a focusable <time> whose exact UTC value
+// appears beside it on hover and on keyboard focus (a title shows to
+// mouse users only) and is read out with it. Absolute times are in the
+// browser's time zone and say which, so a local 9:00 is never taken for
+// UTC or the other way round.
+
+// time shows an RFC 3339 time in local time with its zone ("Dec 6, 2026,
+// 5:42 PM CET"); a null time is "never" (or the given word). stacked puts
+// the time of day under the date, for narrow table columns.
 export function time(iso, never = 'never', { stacked = false } = {}) {
   if (!iso) return h('span', { class: 'muted' }, never);
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return h('span', {}, iso);
-  const title = `${utcText(d)} (shown in ${zone})`;
-  if (!stacked) return h('time', { datetime: iso, title }, dateTime.format(d));
-  return h('time', { datetime: iso, title, class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d)));
+  const tz = h('span', { class: 'tz' }, zoneAt(d));
+  if (!stacked) return h('time', { datetime: iso, tabindex: '0' }, dateTime.format(d), ' ', tz, exact(d));
+  return h('time', { datetime: iso, tabindex: '0', class: 'stacked' }, h('span', {}, dateOnly.format(d)), ' ', h('span', { class: 'tod' }, timeOnly.format(d), ' ', tz), exact(d));
+}
+
+// exact is the UTC time shown on hover and focus.
+function exact(d) {
+  return h('span', { class: 'utc' }, h('span', { class: 'visually-hidden' }, ', '), utcText(d));
+}
+
+// zoneAt names the page's time zone as it was at d ("CET", "CEST",
+// "GMT+5:30"), daylight saving time included.
+function zoneAt(d) {
+  return zoneName.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? zone;
 }
 
 // zone is the time zone the page shows times in.
@@ -59,7 +77,7 @@ export function utcText(d) {
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
 // ago shows an RFC 3339 time relative to now ("3 minutes ago", "in 1
-// hour"), with the exact UTC time in its title; null is never.
+// hour"), with the exact UTC time on hover and focus; null is never.
 export function ago(iso, never = 'never') {
   if (!iso) return h('span', { class: 'muted' }, never);
   const d = new Date(iso);
@@ -70,7 +88,8 @@ export function ago(iso, never = 'never') {
     [3600, 'minute', 60],
     [86400, 'hour', 3600],
     [86400 * 30, 'day', 86400],
-    [Infinity, 'month', 86400 * 30],
+    [86400 * 365, 'month', 86400 * 30],
+    [Infinity, 'year', 86400 * 365],
   ];
   let text = relative.format(Math.round(secs), 'second');
   for (const [limit, unit, div = 1] of steps) {
@@ -79,11 +98,16 @@ export function ago(iso, never = 'never') {
       break;
     }
   }
-  return h('time', { datetime: iso, title: utcText(d), tabindex: '0' }, text);
+  return h('time', { datetime: iso, tabindex: '0', class: 'rel' }, text, exact(d));
 }
 
-// when is time() for a table cell.
-export const when = (iso, never) => time(iso, never, { stacked: true });
+// when is the time for a table cell or a list: relative, the exact time
+// on hover and focus.
+export const when = (iso, never) => ago(iso, never);
+
+// both is a time that matters to the minute (a grace deadline, an
+// expiry): the local time with its zone, then how far off it is.
+export const both = (iso, never) => (iso ? [time(iso), ' (', ago(iso), ')'] : ago(iso, never));
 
 // duration formats seconds as the largest whole unit.
 export function duration(seconds) {
@@ -123,8 +147,30 @@ export function iconButton(name, label, { class: extra = '', short = label, ...p
 
 // Messages
 
+// permissionWords says what each permission lets an admin do, for the
+// message of a refused call.
+const permissionWords = {
+  'integrations:read': 'see integrations',
+  'integrations:write': 'change integrations (create, edit, suspend, delete, regenerate key pairs)',
+  'admins:read': 'see the admins',
+  'admins:write': 'manage admins',
+  'audit:read': 'read the audit log',
+  'signing-keys:read': 'see the signing keys',
+  'signing-keys:write': 'rotate the signing key',
+  'admin-tokens:read': 'see your admin tokens',
+  'admin-tokens:write': 'generate or revoke admin tokens',
+};
+
 // describe turns an error into the sentence to show.
 export function describe(err) {
+  if (err?.code === 'insufficient_permissions') {
+    // The API's description says why, after "this call needs P: ".
+    const why = err.description?.match(/^this call needs \S+: (.+)$/s)?.[1];
+    const words = permissionWords[err.permission];
+    if (words) {
+      return capitalize(`not allowed: you may not ${words}. That needs the ${err.permission} permission${why ? `, and ${why}` : ''}. Ask an owner if you need it`);
+    }
+  }
   if (err?.status === 429) {
     const s = err.retryAfter;
     const wait = s ? `try again in ${s} second${s === 1 ? '' : 's'}` : 'try again later';

@@ -63,6 +63,18 @@ func active(t *storage.Token, now time.Time) (time.Time, bool) {
 	return exp, true
 }
 
+// Status says until when stored token t works, the earlier of its own
+// expiry and its pair's grace deadline (as introspection reports exp), and
+// whether it is active now, on the Provider's clock.
+func (p *Provider) Status(t *storage.Token) (time.Time, bool) {
+	exp := t.ExpiresAt
+	if o := t.Owner.ExpiresAt; o != nil && o.Before(exp) {
+		exp = *o
+	}
+	_, ok := active(t, p.now())
+	return exp, ok
+}
+
 // Revocable decides whether revoking stored token t ends something: it is
 // unexpired and its pair in term, at the Provider's clock. That is whether
 // it is active, less anything that only holds a token off for a while: a
