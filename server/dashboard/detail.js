@@ -56,6 +56,21 @@ function endGrace(ig) {
   });
 }
 
+// list shows values as chips, or "none".
+const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
+
+// authentication says how ig's pairs authenticate and, for its own keys,
+// which: by kid, as the client and the audit log name them.
+function authentication(ig) {
+  if (ig.token_endpoint_auth_method !== 'private_key_jwt') {
+    const keys = ig.jwks?.keys?.length ?? 0;
+    return ['client secret', keys ? h('span', { class: 'muted' }, ` (${keys} public key${keys === 1 ? '' : 's'} registered ahead of a switch)`) : null];
+  }
+  if (ig.jwks_uri) return ['its own keys, from ', h('code', { class: 'mono' }, ig.jwks_uri)];
+  const kids = (ig.jwks?.keys ?? []).map((k) => k.kid || `${k.kty} key without kid`);
+  return ['its own keys: ', list(kids)];
+}
+
 export function reset() {
   current = null;
   name = '';
@@ -139,7 +154,6 @@ function tokenRow(t, ig) {
     t.client_id === ig.key_pair?.client_id ? badge('current', 'ok')
       : t.client_id === ig.previous_key_pair?.client_id ? badge('in grace', 'warn')
         : badge('revoked', 'neutral');
-  const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
   return h(
     'tr',
     {},
@@ -184,7 +198,6 @@ function render(ig, events, tokens) {
   );
   show($('#detail-actions'));
   const prev = ig.previous_key_pair;
-  const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none'));
   put(
     $('#detail-body'),
     ig.description ? h('p', { class: 'lede' }, ig.description) : null,
@@ -213,6 +226,11 @@ function render(ig, events, tokens) {
         h('dt', {}, 'Token lifetime'), h('dd', {}, duration(ig.token_lifetime_seconds), ig.token_lifetime_default ? h('span', { class: 'muted' }, ' (the server’s default)') : null),
         h('dt', {}, 'Token rate'), h('dd', {}, ig.token_rate_per_minute === null ? h('span', { class: 'muted' }, 'the server’s default') : ig.token_rate_per_minute === 0 ? 'no cap' : `${ig.token_rate_per_minute} a minute`),
         h('dt', {}, 'Introspection'), h('dd', {}, ig.can_introspect ? 'allowed' : 'not allowed'),
+        ig.can_introspect && ig.introspection_audience?.length
+          ? [h('dt', {}, 'Sees tokens for'), h('dd', {}, list(ig.introspection_audience))]
+          : null,
+        h('dt', {}, 'Authentication'), h('dd', {}, authentication(ig)),
+        h('dt', {}, 'DPoP'), h('dd', {}, ig.require_dpop ? 'required: every token is bound to the client’s key' : h('span', { class: 'muted' }, 'optional')),
         h('dt', {}, 'Created'), h('dd', {}, both(ig.created_at), ' by ', h('strong', {}, ig.created_by || 'unknown')),
         h('dt', {}, 'Updated'), h('dd', {}, both(ig.updated_at)),
       ),

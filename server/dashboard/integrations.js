@@ -82,6 +82,7 @@ export function init({ go }) {
   handleSubmit($('#regenerate-form'), submitRegenerate);
   handleSubmit($('#delete-form'), submitDelete);
   $('#regenerate-grace').addEventListener('change', describeRegenerate);
+  $('#ig-auth').addEventListener('change', describeAuth);
   $('#delete-confirm-name').addEventListener('input', () => {
     $('#delete-confirm').disabled = $('#delete-confirm-name').value !== target?.name;
   });
@@ -255,6 +256,11 @@ export function openForm(ig) {
     $('#ig-scopes').value = (ig.scopes ?? []).join(' ');
     $('#ig-audience').value = (ig.audience ?? []).join(' ');
     $('#ig-introspect').checked = ig.can_introspect;
+    $('#ig-intro-aud').value = (ig.introspection_audience ?? []).join(' ');
+    $('#ig-auth').value = ig.token_endpoint_auth_method === 'private_key_jwt' ? 'private_key_jwt' : 'client_secret_basic';
+    $('#ig-jwks').value = ig.jwks ? JSON.stringify(ig.jwks, null, 1) : '';
+    $('#ig-jwks-uri').value = ig.jwks_uri ?? '';
+    $('#ig-dpop').checked = ig.require_dpop;
     // An integration that follows the server's default shows an empty
     // field, which keeps it following; emptying the field goes back to it.
     const secs = ig.token_lifetime_seconds;
@@ -265,7 +271,40 @@ export function openForm(ig) {
       $('#ig-lifetime').value = String(Math.max(1, Math.round(secs / unit)));
     }
   }
+  describeAuth();
   openDialog($('#integration-dialog'), ig ? $('#ig-description') : name);
+}
+
+// describeAuth shows the key fields for private_key_jwt, or when keys are
+// registered already, and warns before a switch deletes secrets.
+export function describeAuth() {
+  const keys = $('#ig-auth').value === 'private_key_jwt';
+  show($('#ig-keys'), keys || $('#ig-jwks').value.trim() !== '' || $('#ig-jwks-uri').value.trim() !== '');
+  show($('#ig-auth-warning'), keys && Boolean(editing) && editing.token_endpoint_auth_method !== 'private_key_jwt');
+}
+
+// keyFields reads the key set and its URL: the set parsed, so that a typo
+// is named at its field before anything is sent.
+function keyFields() {
+  const raw = $('#ig-jwks').value.trim();
+  let jwks = null;
+  if (raw !== '') {
+    try {
+      jwks = JSON.parse(raw);
+    } catch {
+      throw new FieldError($('#ig-jwks'), 'The public keys must be a JSON Web Key Set: {"keys": [ … ]}.');
+    }
+    if (typeof jwks !== 'object' || !Array.isArray(jwks?.keys)) {
+      throw new FieldError($('#ig-jwks'), 'The public keys must be a JSON Web Key Set: {"keys": [ … ]}.');
+    }
+  }
+  const uri = $('#ig-jwks-uri').value.trim() || null;
+  const method = $('#ig-auth').value;
+  if (method === 'private_key_jwt' && !jwks && !uri) {
+    throw new FieldError($('#ig-jwks'), 'Give its public keys, or the URL of its key set.');
+  }
+  if (jwks && uri) throw new FieldError($('#ig-jwks-uri'), 'Give the keys or their URL, not both.');
+  return { method, jwks, uri };
 }
 
 function lifetimeSeconds() {
@@ -280,14 +319,19 @@ async function submitForm() {
     scopes: words($('#ig-scopes').value),
     audience: words($('#ig-audience').value),
     can_introspect: $('#ig-introspect').checked,
+    introspection_audience: words($('#ig-intro-aud').value),
+    require_dpop: $('#ig-dpop').checked,
   };
+  const keys = keyFields();
   const lifetime = lifetimeSeconds();
   if (lifetime !== undefined && !(Number.isInteger(lifetime) && lifetime >= 60 && lifetime <= 30 * 86400)) {
     throw new FieldError($('#ig-lifetime'), 'The token lifetime must be between 1 minute and 30 days.');
   }
   if (!editing) {
     const name = $('#ig-name').value.trim();
-    const body = { name, ...fields };
+    const body = { name, ...fields, token_endpoint_auth_method: keys.method };
+    if (keys.jwks) body.jwks = keys.jwks;
+    if (keys.uri) body.jwks_uri = keys.uri;
     if (lifetime !== undefined) body.token_lifetime_seconds = lifetime;
     const created = await api('POST', 'integrations', body);
     changed();
@@ -305,6 +349,11 @@ async function submitForm() {
   if (fields.scopes.join(' ') !== (editing.scopes ?? []).join(' ')) patch.scopes = fields.scopes;
   if (fields.audience.join(' ') !== (editing.audience ?? []).join(' ')) patch.audience = fields.audience;
   if (fields.can_introspect !== editing.can_introspect) patch.can_introspect = fields.can_introspect;
+  if (fields.introspection_audience.join(' ') !== (editing.introspection_audience ?? []).join(' ')) patch.introspection_audience = fields.introspection_audience;
+  if (fields.require_dpop !== editing.require_dpop) patch.require_dpop = fields.require_dpop;
+  if (keys.method !== (editing.token_endpoint_auth_method === 'private_key_jwt' ? 'private_key_jwt' : 'client_secret_basic')) patch.token_endpoint_auth_method = keys.method;
+  if (JSON.stringify(keys.jwks) !== JSON.stringify(editing.jwks ?? null)) patch.jwks = keys.jwks;
+  if (keys.uri !== (editing.jwks_uri ?? null)) patch.jwks_uri = keys.uri;
   if (lifetime === undefined && !editing.token_lifetime_default) patch.token_lifetime_seconds = null;
   if (lifetime !== undefined && (editing.token_lifetime_default || lifetime !== editing.token_lifetime_seconds)) patch.token_lifetime_seconds = lifetime;
   if (Object.keys(patch).length > 0) {
@@ -341,6 +390,27 @@ const shellQuote = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
 // token endpoint and a curl line that fetches a token with it.
 async function showSecretsLater({ title, lede, pair }) {
   const url = await tokenEndpoint();
+  if (pair.client_secret == null) {
+    // A private_key_jwt pair: nothing secret to show once, only where and how.
+    setTimeout(
+      () =>
+        showSecrets({
+          title,
+          lede: [...lede, ' It has no secret: it signs a client assertion with one of its registered keys.'],
+          secret: false,
+          fields: [
+            { id: 'secret-client-id', label: 'Client ID', value: pair.client_id },
+            { id: 'secret-token-endpoint', label: 'Token endpoint', value: url },
+            {
+              id: 'secret-assertion', label: 'Send with each token request', rows: 2,
+              value: `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer&client_assertion=<a JWT with iss and sub ${pair.client_id}, aud ${url}, a fresh jti and exp within 5 minutes>`,
+            },
+          ],
+        }),
+      0,
+    );
+    return;
+  }
   const curl = `curl -s -u ${shellQuote(`${pair.client_id}:${pair.client_secret}`)} -d grant_type=client_credentials ${shellQuote(url)}`;
   setTimeout(
     () =>
@@ -377,7 +447,9 @@ function describeRegenerate() {
   put(
     $('#regenerate-warning'),
     h('strong', {}, grace === 0 ? 'Everything using the current pair stops working now.' : `The current pair stops working in ${duration(grace)}.`),
-    ' Every integration that uses it must be given the new client ID and secret',
+    target?.token_endpoint_auth_method === 'private_key_jwt'
+      ? ' Every deployment that uses it must be given the new client ID (its keys stay the same)'
+      : ' Every integration that uses it must be given the new client ID and secret',
     grace === 0 ? ', and the access tokens already issued to it stop working too.' : ' before then; its access tokens stop working at the same time.',
     prev
       ? h(

@@ -427,11 +427,16 @@ export function setupConfirm() {
 // copy button (a field with rows is a text area). The dialog cannot be
 // dismissed (Escape, its close button, Done) until the admin ticks "I have
 // stored it": the secret is shown this once. The values are removed from
-// the page when it closes.
-export function showSecrets({ title, lede, fields }) {
+// the page when it closes. Without a secret among the fields (a
+// private_key_jwt pair), nothing is lost by closing it, so neither the
+// warning nor the confirmation is asked for.
+export function showSecrets({ title, lede, fields, secret = true }) {
   const dlg = $('#secret-dialog');
+  dlg.dataset.secret = String(secret);
   $('#secret-title').textContent = title;
   put($('#secret-lede'), lede);
+  show($('#secret-notice'), secret);
+  show($('#secret-stored').closest('.check'), secret);
   $('#secret-stored').checked = false;
   show($('#secret-guard'), false);
   $('#secret-fields').replaceChildren(
@@ -458,7 +463,7 @@ export function setupSecrets() {
   // tryClose closes the dialog once the admin has said the secret is
   // stored; until then it says why it stays open.
   const tryClose = () => {
-    if ($('#secret-stored').checked) {
+    if ($('#secret-stored').checked || dlg.dataset.secret === 'false') {
       dlg.close();
       return;
     }
