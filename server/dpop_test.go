@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,6 +21,7 @@ import (
 	"github.com/latchkey/latchkey/dpop"
 	"github.com/latchkey/latchkey/server"
 	"github.com/latchkey/latchkey/server/oauth/credential"
+	"github.com/latchkey/latchkey/storage"
 )
 
 // tokenURL is the token endpoint as a client addresses it: the issuer's
@@ -329,4 +331,54 @@ func TestDPoPAfterAuthentication(t *testing.T) {
 	bad := craftProof(t, newProofKey(t), map[string]any{"typ": "JWT", "alg": "ES256"}, map[string]any{})
 	status, h, out := e.dpopForm("/oauth2/token", wrong, nil, bad)
 	checkOAuthError(t, status, h, out, http.StatusUnauthorized, "invalid_client")
+}
+
+// TestDPoPReplayAfterPurge: a proof's jti is remembered as long as the
+// proof could be accepted, so the janitor's purge of used jtis does not
+// reopen the window for a replay.
+func TestDPoPReplayAfterPurge(t *testing.T) {
+	e := newOAuthEnv(t)
+	kp := e.createIntegration(map[string]any{"name": "job"})
+	proof := e.proofFor(newProofKey(t), tokenURL)
+	if status, _, out := e.dpopForm("/oauth2/token", kp, nil, proof); status != http.StatusOK {
+		t.Fatalf("first use: status %d, want 200: %v", status, out)
+	}
+	// Still young enough to pass the iat check.
+	e.clock.Advance(dpop.DefaultMaxAge - time.Second)
+	if _, err := e.store.Purge(context.Background(), 1000); err != nil {
+		t.Fatal(err)
+	}
+	status, h, out := e.dpopForm("/oauth2/token", kp, nil, proof)
+	checkOAuthError(t, status, h, out, http.StatusBadRequest, "invalid_dpop_proof")
+}
+
+// TestDPoPRegenerationDuringIssuance: a regeneration that lands between
+// authentication and the token's write makes the token endpoint try once
+// more; the retry must not take the proof it recorded for a replay.
+func TestDPoPRegenerationDuringIssuance(t *testing.T) {
+	e := newOAuthEnv(t)
+	kp := e.createIntegration(map[string]any{"name": "svc"})
+	key := newProofKey(t)
+	proof := e.proofFor(key, tokenURL)
+	regenerated := false
+	// The next reading of the clock is server/oauth deciding whether the
+	// pair it has just read works (see TestRegenerationDuringIssuance).
+	e.clock.beforeNext(func() {
+		_, err := e.store.RegenerateKeyPair(context.Background(), "svc", time.Hour, storage.Actor{Type: "admin", Name: "test"})
+		if err != nil {
+			t.Errorf("regenerate: %v", err)
+		}
+		regenerated = true
+	})
+	status, _, out := e.dpopForm("/oauth2/token", kp, nil, proof)
+	if !regenerated {
+		t.Fatal("the regeneration never ran: the clock was not read during the request")
+	}
+	if status != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Fatalf("a right pair regenerated mid-request: %d %v, want 200 and a DPoP token", status, out)
+	}
+	rs := e.resourceServer()
+	if cnf, _ := e.introspect(rs, out["access_token"].(string))["cnf"].(map[string]any); cnf["jkt"] != thumbprint(t, key) {
+		t.Errorf("cnf = %v, want the proof key's jkt", cnf)
+	}
 }

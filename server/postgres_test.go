@@ -45,7 +45,8 @@ func TestPostgres(t *testing.T) {
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 		"DPoPBoundToken": TestDPoPBoundToken, "DPoPRequired": TestDPoPRequired, "DPoPProofChecks": TestDPoPProofChecks,
 		"DPoPReplayAcrossReplicas": TestDPoPReplayAcrossReplicas, "ResourceIndicators": TestResourceIndicators,
-		"IntrospectionAudience": TestIntrospectionAudience,
+		"IntrospectionAudience": TestIntrospectionAudience, "DPoPReplayAfterPurge": TestDPoPReplayAfterPurge,
+		"DPoPRegenerationDuringIssuance": TestDPoPRegenerationDuringIssuance,
 	}
 	for name, test := range tests {
 		t.Run(name, test)
