@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/latchkey/latchkey/server"
@@ -38,6 +39,9 @@ func TestResourceIndicators(t *testing.T) {
 			e := newOAuthEnv(t, func(o *server.Options) { o.TokenFormat = format })
 			rs := e.resourceServer()
 			kp := e.createIntegration(map[string]any{"name": "job", "audience": []string{invoices, payroll, ledger}})
+			// An audience may hold values that are no URI; asked for as a
+			// resource they are malformed all the same.
+			loose := e.createIntegration(map[string]any{"name": "loose", "audience": []string{"invoices-api", invoices + "#x", "/invoices"}})
 
 			granted := []struct {
 				name  string
@@ -68,18 +72,22 @@ func TestResourceIndicators(t *testing.T) {
 			for i := range 21 {
 				many.Add("resource", fmt.Sprintf("https://r%d.example.com/", i))
 			}
+			const malformed = "absolute URI"
 			refused := []struct {
 				name  string
+				kp    keyPair
 				extra url.Values
 				code  string
+				desc  string // in error_description
 			}{
-				{"outside the allowed audience", url.Values{"resource": {"https://hr.example.com/"}}, "invalid_target"},
-				{"one of two outside", url.Values{"resource": {invoices, "https://hr.example.com/"}}, "invalid_target"},
-				{"relative URI", url.Values{"resource": {"/invoices"}}, "invalid_target"},
-				{"fragment", url.Values{"resource": {invoices + "#x"}}, "invalid_target"},
-				{"empty", url.Values{"resource": {""}}, "invalid_target"},
-				{"space inside", url.Values{"resource": {"https://a b/"}}, "invalid_target"},
-				{"21 values", many, "invalid_request"},
+				{"outside the allowed audience", kp, url.Values{"resource": {"https://hr.example.com/"}}, "invalid_target", "not in this integration's audience"},
+				{"one of two outside", kp, url.Values{"resource": {invoices, "https://hr.example.com/"}}, "invalid_target", "not in this integration's audience"},
+				{"not a URI", loose, url.Values{"resource": {"invoices-api"}}, "invalid_target", malformed},
+				{"relative URI", loose, url.Values{"resource": {"/invoices"}}, "invalid_target", malformed},
+				{"fragment", loose, url.Values{"resource": {invoices + "#x"}}, "invalid_target", malformed},
+				{"empty", kp, url.Values{"resource": {""}}, "invalid_target", malformed},
+				{"space inside", kp, url.Values{"resource": {"https://a b/"}}, "invalid_target", malformed},
+				{"21 values", kp, many, "invalid_request", "At most 20"},
 			}
 			for _, tt := range refused {
 				t.Run(tt.name, func(t *testing.T) {
@@ -87,10 +95,19 @@ func TestResourceIndicators(t *testing.T) {
 					for k, v := range tt.extra {
 						f[k] = v
 					}
-					status, h, out := e.form("/oauth2/token", kp, f)
+					status, h, out := e.form("/oauth2/token", tt.kp, f)
 					checkOAuthError(t, status, h, out, http.StatusBadRequest, tt.code)
+					if d, _ := out["error_description"].(string); !strings.Contains(d, tt.desc) {
+						t.Errorf("error_description = %q, want it to say %q", d, tt.desc)
+					}
 				})
 			}
+			t.Run("the same values as audience", func(t *testing.T) {
+				tok := e.token(loose, url.Values{"audience": {"invoices-api"}})
+				if got := audOf(e.introspect(rs, tok)["aud"]); !slices.Equal(got, []string{"invoices-api"}) {
+					t.Errorf("aud = %v, want [invoices-api]", got)
+				}
+			})
 		})
 	}
 }
