@@ -181,7 +181,7 @@ func requestResources(req fosite.AccessRequester, c *storage.Client) error {
 }
 
 func validResource(v string) bool {
-	if v == "" || len(v) > maxResourceLength {
+	if len(v) > maxResourceLength {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
