@@ -43,7 +43,8 @@ func TestTokenIssueDPoP(t *testing.T) {
 		kp := decodeJSON(t, out)["key_pair"].(map[string]any)
 		return kp["client_id"].(string), kp["client_secret"].(string)
 	}
-	id, secret := pair(mustCLI(t, admin, "integration", "create", "bound", "--require-dpop", "--audience", "https://invoices.example.com/"))
+	id, secret := pair(mustCLI(t, admin, "integration", "create", "bound", "--require-dpop",
+		"--audience", "https://invoices.example.com/", "--audience", "https://payroll.example.com/"))
 	rsID, rsSecret := pair(mustCLI(t, admin, "integration", "create", "api", "--can-introspect"))
 	asBound := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", id, "LATCHKEY_CLIENT_SECRET", secret)
 	asRS := environ("LATCHKEY_ENDPOINT", base, "LATCHKEY_CLIENT_ID", rsID, "LATCHKEY_CLIENT_SECRET", rsSecret)
