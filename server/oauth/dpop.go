@@ -75,7 +75,7 @@ type binding struct {
 // require_dpop gets invalid_dpop_proof without a proof: the request is a
 // well-formed OAuth request, what it lacks is the sender constraint, and
 // that error is the one a DPoP-aware client knows to fix by sending a
-// proof (Keycloak and Okta answer so too).
+// proof.
 func (p *Provider) checkProof(r *http.Request, c *storage.Client, b *binding) error {
 	if b.checked {
 		return nil
