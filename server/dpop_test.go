@@ -382,3 +382,23 @@ func TestDPoPRegenerationDuringIssuance(t *testing.T) {
 		t.Errorf("cnf = %v, want the proof key's jkt", cnf)
 	}
 }
+
+// TestDPoPIssuerWithPath: behind a proxy that serves latchkey under a
+// path, the proof names the public token endpoint, the issuer's URL and
+// path followed by /oauth2/token, as the metadata says.
+func TestDPoPIssuerWithPath(t *testing.T) {
+	const issuer = "https://auth.example.com/latchkey"
+	e := newOAuthEnv(t, func(o *server.Options) { o.Issuer = issuer })
+	kp := e.createIntegration(map[string]any{"name": "job"})
+	_, _, md := e.oauthSend("GET", "/.well-known/oauth-authorization-server", "", nil, keyPair{})
+	endpoint, _ := md["token_endpoint"].(string)
+	if endpoint != issuer+"/oauth2/token" {
+		t.Fatalf("token_endpoint = %q, want %s/oauth2/token", endpoint, issuer)
+	}
+	key := newProofKey(t)
+	if status, _, out := e.dpopForm("/oauth2/token", kp, nil, e.proofFor(key, endpoint)); status != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Errorf("proof for the metadata's token_endpoint: status %d, body %v; want a DPoP token", status, out)
+	}
+	status, h, out := e.dpopForm("/oauth2/token", kp, nil, e.proofFor(key, "https://auth.example.com/oauth2/token"))
+	checkOAuthError(t, status, h, out, http.StatusBadRequest, "invalid_dpop_proof")
+}

@@ -46,7 +46,7 @@ func TestPostgres(t *testing.T) {
 		"DPoPBoundToken": TestDPoPBoundToken, "DPoPRequired": TestDPoPRequired, "DPoPProofChecks": TestDPoPProofChecks,
 		"DPoPReplayAcrossReplicas": TestDPoPReplayAcrossReplicas, "ResourceIndicators": TestResourceIndicators,
 		"IntrospectionAudience": TestIntrospectionAudience, "DPoPReplayAfterPurge": TestDPoPReplayAfterPurge,
-		"DPoPRegenerationDuringIssuance": TestDPoPRegenerationDuringIssuance,
+		"DPoPRegenerationDuringIssuance": TestDPoPRegenerationDuringIssuance, "DPoPIssuerWithPath": TestDPoPIssuerWithPath,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

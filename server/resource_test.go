@@ -152,4 +152,13 @@ func TestIntrospectionAudience(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the issuer listed: tokens granted no audience", func(t *testing.T) {
+		issuerRS := e.createIntegration(map[string]any{"name": "issuer-api", "can_introspect": true,
+			"introspection_audience": []string{oauthIssuer}})
+		if got := e.introspect(issuerRS, e.token(plain, nil)); got["active"] != true || got["aud"] != oauthIssuer {
+			t.Errorf("introspection = %v, want active with aud %s", got, oauthIssuer)
+		}
+		checkInactive(t, e.introspect(issuerRS, e.token(kp, nil)))
+	})
 }
