@@ -78,6 +78,24 @@ func (e CredentialRevokedOwnerType) Valid() bool {
 	}
 }
 
+// Defines values for IntrospectionTokenType.
+const (
+	IntrospectionTokenTypeBearer IntrospectionTokenType = "Bearer"
+	IntrospectionTokenTypeDPoP   IntrospectionTokenType = "DPoP"
+)
+
+// Valid indicates whether the value is a known member of the IntrospectionTokenType enum.
+func (e IntrospectionTokenType) Valid() bool {
+	switch e {
+	case IntrospectionTokenTypeBearer:
+		return true
+	case IntrospectionTokenTypeDPoP:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Permission.
 const (
 	AdminTokensRead   Permission = "admin-tokens:read"
@@ -201,6 +219,24 @@ const (
 func (e TokenRequestGrantType) Valid() bool {
 	switch e {
 	case ClientCredentials:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TokenResponseTokenType.
+const (
+	TokenResponseTokenTypeBearer TokenResponseTokenType = "bearer"
+	TokenResponseTokenTypeDPoP   TokenResponseTokenType = "DPoP"
+)
+
+// Valid indicates whether the value is a known member of the TokenResponseTokenType enum.
+func (e TokenResponseTokenType) Valid() bool {
+	switch e {
+	case TokenResponseTokenTypeBearer:
+		return true
+	case TokenResponseTokenTypeDPoP:
 		return true
 	default:
 		return false
@@ -344,6 +380,8 @@ type AuthMethod string
 
 // AuthorizationServerMetadata defines model for AuthorizationServerMetadata.
 type AuthorizationServerMetadata struct {
+	// DpopSigningAlgValuesSupported The DPoP proof algorithms the token endpoint accepts (RFC 9449 §5.1).
+	DpopSigningAlgValuesSupported             []string `json:"dpop_signing_alg_values_supported"`
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
@@ -650,17 +688,23 @@ type Introspection struct {
 
 	// ClientId The key pair the token was issued to.
 	ClientId *string `json:"client_id,omitempty"`
-	Exp      *int64  `json:"exp,omitempty"`
-	Iat      *int64  `json:"iat,omitempty"`
-	Iss      *string `json:"iss,omitempty"`
-	Jti      *string `json:"jti,omitempty"`
-	Scope    *string `json:"scope,omitempty"`
+
+	// Cnf The key a DPoP-bound token is bound to (RFC 9449 §6.2); absent for a bearer token.
+	Cnf *struct {
+		// Jkt The RFC 7638 SHA-256 thumbprint of the key, base64url.
+		Jkt string `json:"jkt"`
+	} `json:"cnf,omitempty"`
+	Exp   *int64  `json:"exp,omitempty"`
+	Iat   *int64  `json:"iat,omitempty"`
+	Iss   *string `json:"iss,omitempty"`
+	Jti   *string `json:"jti,omitempty"`
+	Scope *string `json:"scope,omitempty"`
 
 	// Sub The integration's name; authorize on this, not on `client_id`.
 	Sub *string `json:"sub,omitempty"`
 
-	// TokenType Examples: Bearer
-	TokenType *string `json:"token_type,omitempty"`
+	// TokenType `Bearer`, or `DPoP` for a DPoP-bound token.
+	TokenType *IntrospectionTokenType `json:"token_type,omitempty"`
 
 	// TokenUse Examples: access_token
 	TokenUse *string `json:"token_use,omitempty"`
@@ -676,6 +720,9 @@ type IntrospectionAud1 = []string
 type Introspection_Aud struct {
 	union json.RawMessage
 }
+
+// IntrospectionTokenType `Bearer`, or `DPoP` for a DPoP-bound token.
+type IntrospectionTokenType string
 
 // IntrospectionAudience A resource server with values here sees at introspection only the tokens whose audience
 // holds one of them (RFC 7662 §4); any other token is `{"active": false}` to it.
@@ -926,6 +973,11 @@ type TokenRequest struct {
 	ClientSecret *string               `json:"client_secret,omitempty"`
 	GrantType    TokenRequestGrantType `json:"grant_type"`
 
+	// Resource RFC 8707 resource indicators, repeatable: each an absolute URI without a fragment,
+	// within the integration's allowed audience (else 400 `invalid_target`). The token's
+	// audience is every `resource` and `audience` value asked for.
+	Resource *[]string `json:"resource,omitempty"`
+
 	// Scope Space-separated scopes; absent, all the integration's scopes.
 	Scope *string `json:"scope,omitempty"`
 }
@@ -944,9 +996,12 @@ type TokenResponse struct {
 	// Scope The granted scopes, space-separated.
 	Scope *string `json:"scope,omitempty"`
 
-	// TokenType Examples: bearer
-	TokenType string `json:"token_type"`
+	// TokenType `bearer`, or `DPoP` for a token bound to the key of the request's DPoP proof.
+	TokenType TokenResponseTokenType `json:"token_type"`
 }
+
+// TokenResponseTokenType `bearer`, or `DPoP` for a token bound to the key of the request's DPoP proof.
+type TokenResponseTokenType string
 
 // AdminName defines model for AdminName.
 type AdminName = string
@@ -1713,7 +1768,9 @@ type ClientInterface interface {
 	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-	// with 200; only a missing `token` parameter is 400 `invalid_request`.
+	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+	// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+	// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 	//
 	// Also answers at `/oauth2/introspect/`.
 	//
@@ -1728,7 +1785,9 @@ type ClientInterface interface {
 	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-	// with 200; only a missing `token` parameter is 400 `invalid_request`.
+	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+	// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+	// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 	//
 	// Also answers at `/oauth2/introspect/`.
 	//
@@ -1771,7 +1830,15 @@ type ClientInterface interface {
 	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 	// `client_secret` in the body), never both. Any other way of presenting credentials (a
 	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-	// the integration is granted; without `audience`, its whole allowed audience.
+	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+	//
+	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+	// request editor sets it), the token is bound to the proof's
+	// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+	// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+	// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+	// replayed, or is missing for an integration with `require_dpop`, is 400
+	// `invalid_dpop_proof` and no token is issued.
 	//
 	// Also answers at `/oauth2/token/`.
 	//
@@ -1786,7 +1853,15 @@ type ClientInterface interface {
 	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 	// `client_secret` in the body), never both. Any other way of presenting credentials (a
 	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-	// the integration is granted; without `audience`, its whole allowed audience.
+	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+	//
+	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+	// request editor sets it), the token is bound to the proof's
+	// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+	// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+	// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+	// replayed, or is missing for an integration with `require_dpop`, is 400
+	// `invalid_dpop_proof` and no token is issued.
 	//
 	// Also answers at `/oauth2/token/`.
 	//
@@ -2410,7 +2485,9 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 // `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-// with 200; only a missing `token` parameter is 400 `invalid_request`.
+// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 //
 // Also answers at `/oauth2/introspect/`.
 //
@@ -2435,7 +2512,9 @@ func (c *Client) IntrospectTokenWithBody(ctx context.Context, contentType string
 // `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-// with 200; only a missing `token` parameter is 400 `invalid_request`.
+// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 //
 // Also answers at `/oauth2/introspect/`.
 //
@@ -2508,7 +2587,15 @@ func (c *Client) RevokeTokenWithFormdataBody(ctx context.Context, body RevokeTok
 // halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 // `client_secret` in the body), never both. Any other way of presenting credentials (a
 // client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-// the integration is granted; without `audience`, its whole allowed audience.
+// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+//
+// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+// request editor sets it), the token is bound to the proof's
+// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+// replayed, or is missing for an integration with `require_dpop`, is 400
+// `invalid_dpop_proof` and no token is issued.
 //
 // Also answers at `/oauth2/token/`.
 //
@@ -2533,7 +2620,15 @@ func (c *Client) IssueTokenWithBody(ctx context.Context, contentType string, bod
 // halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 // `client_secret` in the body), never both. Any other way of presenting credentials (a
 // client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-// the integration is granted; without `audience`, its whole allowed audience.
+// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+//
+// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+// request editor sets it), the token is bound to the proof's
+// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+// replayed, or is missing for an integration with `require_dpop`, is 400
+// `invalid_dpop_proof` and no token is issued.
 //
 // Also answers at `/oauth2/token/`.
 //
@@ -4210,7 +4305,9 @@ type ClientWithResponsesInterface interface {
 	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-	// with 200; only a missing `token` parameter is 400 `invalid_request`.
+	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+	// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+	// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 	//
 	// Also answers at `/oauth2/introspect/`.
 	//
@@ -4225,7 +4322,9 @@ type ClientWithResponsesInterface interface {
 	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-	// with 200; only a missing `token` parameter is 400 `invalid_request`.
+	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+	// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+	// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 	//
 	// Also answers at `/oauth2/introspect/`.
 	//
@@ -4268,7 +4367,15 @@ type ClientWithResponsesInterface interface {
 	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 	// `client_secret` in the body), never both. Any other way of presenting credentials (a
 	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-	// the integration is granted; without `audience`, its whole allowed audience.
+	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+	//
+	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+	// request editor sets it), the token is bound to the proof's
+	// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+	// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+	// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+	// replayed, or is missing for an integration with `require_dpop`, is 400
+	// `invalid_dpop_proof` and no token is issued.
 	//
 	// Also answers at `/oauth2/token/`.
 	//
@@ -4283,7 +4390,15 @@ type ClientWithResponsesInterface interface {
 	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 	// `client_secret` in the body), never both. Any other way of presenting credentials (a
 	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-	// the integration is granted; without `audience`, its whole allowed audience.
+	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+	//
+	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+	// request editor sets it), the token is bound to the proof's
+	// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+	// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+	// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+	// replayed, or is missing for an integration with `require_dpop`, is 400
+	// `invalid_dpop_proof` and no token is issued.
 	//
 	// Also answers at `/oauth2/token/`.
 	//
@@ -7669,7 +7784,9 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 // `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-// with 200; only a missing `token` parameter is 400 `invalid_request`.
+// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 //
 // Also answers at `/oauth2/introspect/`.
 //
@@ -7690,7 +7807,9 @@ func (c *ClientWithResponses) IntrospectTokenWithBodyWithResponse(ctx context.Co
 // `can_introspect` is true (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
-// with 200; only a missing `token` parameter is 400 `invalid_request`.
+// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
+// `introspection_audience` sees as active only the tokens whose `aud` holds one of its
+// values; any other token is `{"active": false}` to it (RFC 7662 §4).
 //
 // Also answers at `/oauth2/introspect/`.
 //
@@ -7751,7 +7870,15 @@ func (c *ClientWithResponses) RevokeTokenWithFormdataBodyWithResponse(ctx contex
 // halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 // `client_secret` in the body), never both. Any other way of presenting credentials (a
 // client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-// the integration is granted; without `audience`, its whole allowed audience.
+// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+//
+// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+// request editor sets it), the token is bound to the proof's
+// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+// replayed, or is missing for an integration with `require_dpop`, is 400
+// `invalid_dpop_proof` and no token is issued.
 //
 // Also answers at `/oauth2/token/`.
 //
@@ -7772,7 +7899,15 @@ func (c *ClientWithResponses) IssueTokenWithBodyWithResponse(ctx context.Context
 // halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
 // `client_secret` in the body), never both. Any other way of presenting credentials (a
 // client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
-// the integration is granted; without `audience`, its whole allowed audience.
+// the integration is granted; without `audience` or `resource`, its whole allowed audience.
+//
+// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
+// request editor sets it), the token is bound to the proof's
+// key: `token_type` is `DPoP`, and a JWT carries `cnf.jkt`. The proof's `htu` is the URL
+// the request was sent to, the issuer followed by the path (`/oauth2/token`, or
+// `/oauth2/token/`); its `htm` is `POST`. A proof that fails a check of RFC 9449 §4.3, is
+// replayed, or is missing for an integration with `require_dpop`, is 400
+// `invalid_dpop_proof` and no token is issued.
 //
 // Also answers at `/oauth2/token/`.
 //

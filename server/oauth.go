@@ -29,7 +29,7 @@ const (
 // oauthForm checks what fosite leaves to its caller before an OAuth
 // endpoint runs: the body is a form (RFC 6749 §4.4.2, RFC 7662 §2.1,
 // RFC 7009 §2.1) within MaxOAuthBodyBytes (which limitBody applies), asking for a bounded number of
-// scopes and audiences, with no parameter repeated (§3.2) and exactly one
+// scopes and audiences, with no parameter but resource repeated (§3.2) and exactly one
 // supported client authentication method (§2.3). Everything here is
 // linear in the body's size and touches no database; a secret whose
 // checksum is wrong is refused here too, so a mistyped or invented secret
@@ -58,7 +58,8 @@ func (s *Server) oauthForm(next http.Handler) http.Handler {
 			return
 		}
 		for k, v := range r.PostForm {
-			if len(v) > 1 {
+			// resource is the one parameter RFC 8707 §2 lets a client repeat.
+			if len(v) > 1 && k != "resource" {
 				s.writeOAuthError(w, r, oauth.InvalidRequest("The parameter %q is repeated.", k))
 				return
 			}
@@ -231,7 +232,9 @@ func (s *Server) admitToken(c *storage.Client) error {
 // handleIntrospect is RFC 7662. Only an integration with can_introspect
 // may call it (401 invalid_client for bad credentials, 403 when not
 // allowed). Any token that is not active, for whatever reason, is
-// {"active": false} with 200, so a caller learns nothing more.
+// {"active": false} with 200, so a caller learns nothing more; to a
+// caller with an introspection_audience, so is every token meant for
+// another audience (§4).
 func (s *Server) handleIntrospect() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -250,7 +253,7 @@ func (s *Server) handleIntrospect() http.Handler {
 			return
 		}
 		// An empty token is one more token that is not active (§2.2).
-		info, err := s.oauth.Introspect(ctx, r.PostForm.Get("token"))
+		info, err := s.oauth.Introspect(ctx, r.PostForm.Get("token"), caller.Integration.IntrospectionAudience)
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
@@ -307,6 +310,9 @@ type metadata struct {
 	ResponseTypesSupported []string `json:"response_types_supported"`
 	ScopesSupported        []string `json:"scopes_supported"`
 	JWKSURI                string   `json:"jwks_uri"`
+	// DPoPSigningAlgs are the DPoP proof algorithms the token endpoint
+	// accepts (RFC 9449 §5.1).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
 }
 
 func (s *Server) handleMetadata() http.Handler {
@@ -322,6 +328,7 @@ func (s *Server) handleMetadata() http.Handler {
 		GrantTypesSupported:             []string{"client_credentials"},
 		ResponseTypesSupported:          []string{},
 		JWKSURI:                         s.opts.Issuer + "/.well-known/jwks.json",
+		DPoPSigningAlgs:                 oauth.DPoPAlgorithms,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scopes, err := s.store.Scopes(r.Context())

@@ -43,6 +43,10 @@ func TestPostgres(t *testing.T) {
 		"AdminKeylessIntegration": TestAdminKeylessIntegration,
 		"AuthorizationMatrix":     TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
+		"DPoPBoundToken": TestDPoPBoundToken, "DPoPRequired": TestDPoPRequired, "DPoPProofChecks": TestDPoPProofChecks,
+		"DPoPReplayAcrossReplicas": TestDPoPReplayAcrossReplicas, "ResourceIndicators": TestResourceIndicators,
+		"IntrospectionAudience": TestIntrospectionAudience, "DPoPReplayAfterPurge": TestDPoPReplayAfterPurge,
+		"DPoPRegenerationDuringIssuance": TestDPoPRegenerationDuringIssuance, "DPoPIssuerWithPath": TestDPoPIssuerWithPath,
 	}
 	for name, test := range tests {
 		t.Run(name, test)

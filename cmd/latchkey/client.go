@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/latchkey/latchkey/dpop"
 )
 
 // apiClient talks to a running latchkey for the management commands.
@@ -360,14 +365,16 @@ func keyFlags(given map[string]bool, file, uri string) (map[string]any, error) {
 }
 
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const use = "usage: latchkey token issue [--scope S] [--audience A] | latchkey token introspect TOKEN|-"
+	const use = "usage: latchkey token issue [--scope S] [--audience A] [--resource URI] [--dpop-key FILE] | latchkey token introspect TOKEN|-"
 	sub, args, fs, client, err := command("token", use, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	var scopes, audience listFlag
+	var scopes, audience, resources listFlag
 	fs.Var(&scopes, "scope", "scope to ask for; repeat or space-separate (issue)")
 	fs.Var(&audience, "audience", "audience to ask for (issue)")
+	fs.Var(&resources, "resource", "resource indicator (RFC 8707) to ask for; repeat for several (issue)")
+	dpopKey := fs.String("dpop-key", "", "PEM private key (EC P-256, Ed25519 or RSA) whose DPoP proof binds the token (issue)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -378,7 +385,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{"LATCHKEY_CLIENT_ID and LATCHKEY_CLIENT_SECRET must be set to the key pair to use"}
 	}
 	form := url.Values{}
-	var path string
+	var path, proof string
 	switch {
 	case sub == "issue" && len(pos) == 0:
 		path = "/oauth2/token"
@@ -388,6 +395,14 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		if len(audience) > 0 {
 			form.Set("audience", audience.String())
+		}
+		for _, r := range resources {
+			form.Add("resource", r)
+		}
+		if *dpopKey != "" {
+			if proof, err = tokenProof(ctx, c, *dpopKey); err != nil {
+				return err
+			}
 		}
 	case sub == "introspect" && len(pos) == 1:
 		path = "/oauth2/introspect"
@@ -406,7 +421,12 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{use}
 	}
 	b, err := c.do(ctx, http.MethodPost, path, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded",
-		func(r *http.Request) { r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret)) })
+		func(r *http.Request) {
+			r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+			if proof != "" {
+				r.Header.Set("DPoP", proof)
+			}
+		})
 	if err != nil {
 		return err
 	}
@@ -427,6 +447,60 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	return nil
+}
+
+// tokenProof makes the DPoP proof (RFC 9449 §4) of a token request, signed
+// with the private key in the PEM file keyFile. Its htu is the token
+// endpoint the server's metadata names: the server checks it against its
+// public URL, which differs from --endpoint behind a proxy or a port
+// forward.
+func tokenProof(ctx context.Context, c *apiClient, keyFile string) (string, error) {
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("--dpop-key: %v", err)}
+	}
+	key, err := parsePrivateKey(b)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("--dpop-key %s: %v", keyFile, err)}
+	}
+	md, err := c.do(ctx, http.MethodGet, "/.well-known/oauth-authorization-server", nil, "", nil)
+	if err != nil {
+		return "", fmt.Errorf("read the server's metadata for the token endpoint's URL: %w", err)
+	}
+	var m struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if err := json.Unmarshal(md, &m); err != nil || m.TokenEndpoint == "" {
+		return "", errors.New("the server's metadata names no token_endpoint")
+	}
+	return dpop.NewProof(key, http.MethodPost, m.TokenEndpoint, "", "", time.Now())
+}
+
+// parsePrivateKey reads the first PEM block of b: PKCS #8 (what `openssl
+// genpkey` writes), or SEC 1 EC or PKCS #1 RSA.
+func parsePrivateKey(b []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block; want a private key, e.g. from openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("a %T cannot sign", key)
+	}
+	return signer, nil
 }
 
 // errInactive is token introspect's answer for a token that is not active,

@@ -69,7 +69,8 @@ Usage:
   latchkey integration update NAME [flags]  change the fields whose flags are given
   latchkey integration list|get NAME|regenerate NAME|delete NAME
   latchkey integration disable|enable NAME  suspend an integration (its key pairs and tokens are refused) or resume it
-  latchkey token issue [flags]              get an access token with a key pair
+  latchkey token issue [flags]              get an access token with a key pair; --dpop-key FILE binds it
+                                            to that key (DPoP), --resource URI aims it at an API
   latchkey token introspect TOKEN|-         introspect a token (- reads it from stdin) as a resource server;
                                             exits 1 if it is not active
   latchkey keys list|rotate                 list signing keys; make a new active signing key

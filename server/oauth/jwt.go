@@ -198,6 +198,8 @@ type accessTokenClaims struct {
 	ID       string           `json:"jti"`
 	IssuedAt *jwt.NumericDate `json:"iat"`
 	Expiry   *jwt.NumericDate `json:"exp"`
+	// Cnf binds a DPoP token to its key (RFC 9449 §6.1).
+	Cnf *Confirmation `json:"cnf,omitempty"`
 }
 
 // tokenStrategy issues opaque (lk_at_) or JWT access tokens, as
@@ -258,6 +260,9 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		Scope: strings.Join(r.GetGrantedScopes(), " "), ID: r.GetID(),
 		IssuedAt: jwt.NewNumericDate(r.GetRequestedAt()),
 		Expiry:   jwt.NewNumericDate(sess.GetExpiresAt(fosite.AccessToken)),
+	}
+	if jkt := jktOf(sess); jkt != "" {
+		claims.Cnf = &Confirmation{JKT: jkt}
 	}
 	token, err := jwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -191,6 +192,9 @@ func (g *grant) HandleTokenEndpointRequest(ctx context.Context, req fosite.Acces
 	if err := g.p.authenticated(ctx, c, false); err != nil {
 		return err
 	}
+	if err := requestResources(req, c); err != nil {
+		return err
+	}
 	if err := g.ClientCredentialsGrantHandler.HandleTokenEndpointRequest(ctx, req); err != nil {
 		return err
 	}
@@ -227,7 +231,20 @@ func (g *grant) PopulateTokenEndpointResponse(ctx context.Context, req fosite.Ac
 	// never promise more than the grace deadline leaves.
 	resp.SetExpiresIn(req.GetSession().GetExpiresAt(fosite.AccessToken).Sub(req.GetRequestedAt()))
 	resp.SetScopes(req.GetGrantedScopes())
+	if jktOf(req.GetSession()) != "" {
+		resp.SetTokenType("DPoP") // RFC 9449 §5
+	}
 	return nil
+}
+
+// jktOf is the thumbprint the token of session s is bound to, or "".
+func jktOf(s fosite.Session) string {
+	ds, ok := s.(*fosite.DefaultSession)
+	if !ok {
+		return ""
+	}
+	jkt, _ := ds.Extra[sessionJKT].(string)
+	return jkt
 }
 
 // Token answers a client-credentials token request (RFC 6749 §4.4): it
@@ -239,10 +256,15 @@ func (g *grant) PopulateTokenEndpointResponse(ctx context.Context, req fosite.Ac
 // write makes the write fail; authenticating again sees the pair's new
 // state (revoked, or a grace deadline to respect), so Token tries once
 // more. admit is asked again then.
+//
+// A request with a DPoP proof (RFC 9449 §5) gets a token bound to the
+// proof's key; its proof is checked once the client is authenticated, and
+// its jti recorded once admit has let it through.
 func (p *Provider) Token(ctx context.Context, w http.ResponseWriter, r *http.Request, admit func(*storage.Client) error) error {
-	req, resp, err := p.issue(ctx, r, admit)
+	var b binding
+	req, resp, err := p.issue(ctx, r, admit, &b)
 	if errors.Is(err, storage.ErrKeyPairChanged) {
-		req, resp, err = p.issue(ctx, r, admit)
+		req, resp, err = p.issue(ctx, r, admit, &b)
 	}
 	if err != nil {
 		return err
@@ -251,13 +273,27 @@ func (p *Provider) Token(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return nil
 }
 
-func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*storage.Client) error) (fosite.AccessRequester, fosite.AccessResponder, error) {
-	req, err := p.f.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
+func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*storage.Client) error, b *binding) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	sess := new(fosite.DefaultSession)
+	req, err := p.f.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := admit(clientOf(req.GetClient())); err != nil {
+	c := clientOf(req.GetClient())
+	if err := p.checkProof(r, c, b); err != nil {
 		return nil, nil, err
+	}
+	if err := admit(c); err != nil {
+		return nil, nil, err
+	}
+	if err := p.recordProof(ctx, b); err != nil {
+		return nil, nil, err
+	}
+	if b.jkt != "" {
+		if sess.Extra == nil {
+			sess.Extra = map[string]any{}
+		}
+		sess.Extra[sessionJKT] = b.jkt
 	}
 	resp, err := p.f.NewAccessResponse(ctx, req)
 	if err != nil {
@@ -319,11 +355,26 @@ type Introspection struct {
 	Jti       string `json:"jti"`
 	TokenType string `json:"token_type"`
 	TokenUse  string `json:"token_use"`
+	// Cnf names the key a DPoP-bound token is bound to (RFC 9449 §6.2);
+	// absent for a bearer token.
+	Cnf *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the "cnf" member of a DPoP-bound token (RFC 7800 §3.1,
+// RFC 9449 §6.1): the RFC 7638 thumbprint of its key.
+type Confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // Introspect describes token if it is active, and returns nil if it is not,
 // for whatever reason. Only a database failure is an error.
-func (p *Provider) Introspect(ctx context.Context, token string) (*Introspection, error) {
+//
+// visible, when not empty, is the caller's introspection_audience: a
+// token whose aud holds none of its values is answered as not active, so
+// a resource server learns nothing of the tokens meant for others (RFC
+// 7662 §4). aud is the token's as introspection reports it, the issuer
+// for a token granted no audience.
+func (p *Provider) Introspect(ctx context.Context, token string, visible []string) (*Introspection, error) {
 	if token == "" {
 		return nil, nil
 	}
@@ -335,15 +386,18 @@ func (p *Provider) Introspect(ctx context.Context, token string) (*Introspection
 		return nil, nil
 	}
 	c := clientOf(ar.GetClient())
-	var aud any = p.opts.Issuer
-	switch g := ar.GetGrantedAudience(); len(g) {
-	case 0:
-	case 1:
-		aud = g[0]
-	default:
-		aud = []string(g)
+	granted := []string(ar.GetGrantedAudience())
+	if len(granted) == 0 {
+		granted = []string{p.opts.Issuer}
 	}
-	return &Introspection{
+	if len(visible) > 0 && !slices.ContainsFunc(granted, func(a string) bool { return slices.Contains(visible, a) }) {
+		return nil, nil
+	}
+	var aud any = granted
+	if len(granted) == 1 {
+		aud = granted[0]
+	}
+	info := &Introspection{
 		Active:    true,
 		ClientID:  c.ClientID,
 		Sub:       c.Integration.Name,
@@ -355,7 +409,12 @@ func (p *Provider) Introspect(ctx context.Context, token string) (*Introspection
 		Jti:       ar.GetID(),
 		TokenType: "Bearer",
 		TokenUse:  "access_token",
-	}, nil
+	}
+	if jkt := jktOf(ar.GetSession()); jkt != "" {
+		info.TokenType = "DPoP"
+		info.Cnf = &Confirmation{JKT: jkt}
+	}
+	return info, nil
 }
 
 // ErrForeignToken is wrapped by Revoke's error when the token belongs to

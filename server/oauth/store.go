@@ -115,6 +115,7 @@ func (f fositeStore) CreateAccessTokenSession(ctx context.Context, signature str
 	}
 	if ds, ok := req.GetSession().(*fosite.DefaultSession); ok {
 		t.KeyID, _ = ds.Extra[sessionKeyID].(string)
+		t.JKT, _ = ds.Extra[sessionJKT].(string)
 	}
 	err := f.p.store.CreateToken(ctx, t, f.p.now())
 	if errors.Is(err, storage.ErrKeyPairChanged) {
@@ -147,6 +148,12 @@ func (f fositeStore) GetAccessTokenSession(ctx context.Context, signature string
 	session.SetExpiresAt(fosite.AccessToken, exp)
 	if ds, ok := session.(*fosite.DefaultSession); ok {
 		ds.Subject = t.Owner.Integration.Name
+		if t.JKT != "" {
+			if ds.Extra == nil {
+				ds.Extra = map[string]any{}
+			}
+			ds.Extra[sessionJKT] = t.JKT
+		}
 	}
 	return &fosite.Request{
 		ID:                t.RequestID,
