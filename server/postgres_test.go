@@ -41,7 +41,10 @@ func TestPostgres(t *testing.T) {
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch,
 		"AdminKeylessIntegration": TestAdminKeylessIntegration,
-		"AuthorizationMatrix":     TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
+		"PrivateKeyJWTAlgorithms": TestPrivateKeyJWTAlgorithms, "PrivateKeyJWTChecks": TestPrivateKeyJWTChecks,
+		"PrivateKeyJWTEndpoints": TestPrivateKeyJWTEndpoints, "PrivateKeyJWTFailureLimits": TestPrivateKeyJWTFailureLimits,
+		"PrivateKeyJWTRotation": TestPrivateKeyJWTRotation, "JWKSURIFetchAndCache": TestJWKSURIFetchAndCache,
+		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
 	for name, test := range tests {

@@ -300,7 +300,7 @@ func (p *Provider) clientKeys(ctx context.Context, c *storage.Client, kid string
 		set, err := p.jwks.get(ctx, uri, kid)
 		if err != nil {
 			p.opts.Logger.WarnContext(ctx, "jwks_uri: no key set", "integration", c.Integration.Name, "err", err)
-			return nil, badAssertion("the key set at the integration's jwks_uri could not be fetched: %s.", truncated(err.Error()))
+			return nil, badAssertion("the key set at the integration's jwks_uri could not be fetched: %s.", err)
 		}
 		return set, nil
 	}

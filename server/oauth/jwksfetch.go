@@ -107,10 +107,17 @@ func dialControl(allowPrivate bool) func(network, address string, _ syscall.RawC
 			return err
 		}
 		if !publicAddr(ip) {
-			return fmt.Errorf("jwks_uri resolves to %s, which is not a public address (jwks_fetch_allow_private is off)", ip)
+			return &privateAddrError{ip}
 		}
 		return nil
 	}
+}
+
+// privateAddrError is a refused connection to an address that is not public.
+type privateAddrError struct{ ip netip.Addr }
+
+func (e *privateAddrError) Error() string {
+	return fmt.Sprintf("jwks_uri resolves to %s, which is not a public address (jwks_fetch_allow_private is off)", e.ip)
 }
 
 // nonPublic are ranges beyond netip's predicates that never hold a
@@ -248,6 +255,10 @@ func (f *jwksFetcher) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySe
 	req.Header.Set("User-Agent", "latchkey")
 	resp, err := f.client.Do(req)
 	if err != nil {
+		var pe *privateAddrError
+		if errors.As(err, &pe) {
+			return nil, 0, pe
+		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
