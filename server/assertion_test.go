@@ -182,6 +182,37 @@ func TestPrivateKeyJWTAlgorithms(t *testing.T) {
 	}
 }
 
+// TestPrivateKeyJWTEd25519Alg: RFC 9864's fully-specified alg Ed25519,
+// which oauth4webapi sends for Ed25519 keys, is EdDSA with an Ed25519 key;
+// it fits no other key type.
+func TestPrivateKeyJWTEd25519Alg(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	ed := newSigner(t, "EdDSA", "ed")
+	ec := newSigner(t, "ES256", "ec")
+	kp := e.keyless("fully-specified", ed, ec)
+	sign := func(kid string, key ed25519.PrivateKey) string {
+		b64 := base64.RawURLEncoding.EncodeToString
+		h, _ := json.Marshal(map[string]string{"alg": "Ed25519", "kid": kid})
+		c, _ := json.Marshal(e.claimsFor(kp.ID))
+		input := b64(h) + "." + b64(c)
+		return input + "." + b64(ed25519.Sign(key, []byte(input)))
+	}
+	if status, out := e.assertionToken(sign("ed", ed.key.(ed25519.PrivateKey))); status != http.StatusOK {
+		t.Fatalf("alg Ed25519: %d %v", status, out)
+	}
+	if status, out := e.assertionToken(sign("", ed.key.(ed25519.PrivateKey))); status != http.StatusOK {
+		t.Fatalf("alg Ed25519 without kid: %d %v", status, out)
+	}
+	if status, out := e.assertionToken(sign("ec", ed.key.(ed25519.PrivateKey))); status != http.StatusUnauthorized {
+		t.Errorf("alg Ed25519 naming an EC key: %d %v", status, out)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	if status, out := e.assertionToken(sign("ed", other)); status != http.StatusUnauthorized {
+		t.Errorf("alg Ed25519 with another key: %d %v", status, out)
+	}
+}
+
 // TestPrivateKeyJWTChecks sends an assertion failing each check of RFC
 // 7523 §3 (and latchkey's bounds) to the token endpoint: each is refused
 // with the RFC 6749 §5.2 error naming the check, no token is issued, and

@@ -344,7 +344,7 @@ type metadata struct {
 
 func (s *Server) handleMetadata() http.Handler {
 	methods := []string{storage.AuthClientSecretBasic, storage.AuthClientSecretPost, storage.AuthPrivateKeyJWT}
-	algs := storage.ClientAssertionAlgorithms
+	algs := oauth.AssertionAlgorithms
 	base := metadata{
 		TokenEndpointAuthSigningAlgs:         algs,
 		IntrospectionEndpointAuthSigningAlgs: algs,

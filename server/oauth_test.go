@@ -725,7 +725,7 @@ func TestMetadata(t *testing.T) {
 		return out
 	}
 	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
-	algs := []string{"ES256", "EdDSA", "PS256", "RS256"}
+	algs := []string{"ES256", "Ed25519", "EdDSA", "PS256", "RS256"}
 	tests := []struct {
 		field string
 		got   any

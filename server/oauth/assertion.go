@@ -42,6 +42,23 @@ import (
 // (RFC 7523 §2.2).
 const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
+// algEd25519 is RFC 9864's fully-specified name for EdDSA with Ed25519,
+// which clients following it (oauth4webapi among them) put in alg where
+// older ones put EdDSA. go-jose does not know it, so it is verified here.
+const algEd25519 = "Ed25519"
+
+// AssertionAlgorithms are the alg values a client assertion may have: the
+// storage.ClientAssertionAlgorithms and Ed25519.
+var AssertionAlgorithms = append(slices.Clone(storage.ClientAssertionAlgorithms), algEd25519)
+
+// keyFits reports whether k can verify an assertion signed with alg.
+func keyFits(k *jose.JSONWebKey, alg string) bool {
+	if alg == algEd25519 {
+		alg = "EdDSA"
+	}
+	return slices.Contains(storage.KeyAlgorithms(k), alg)
+}
+
 // MaxAssertionBytes bounds a client assertion before any of it is decoded.
 // A signed assertion with an RSA-8192 signature and every claim is under
 // 2 KiB.
@@ -157,8 +174,12 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 	if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err != nil || json.Unmarshal(b, &h) != nil {
 		return fail(FailureBadAssertion, badAssertion("its header is not base64url-encoded JSON."))
 	}
-	if !slices.Contains(storage.ClientAssertionAlgorithms, h.Alg) {
-		return fail(FailureBadAssertion, badAssertion("alg %q is not accepted; use one of %s.", truncated(h.Alg), strings.Join(storage.ClientAssertionAlgorithms, ", ")))
+	if !slices.Contains(AssertionAlgorithms, h.Alg) {
+		return fail(FailureBadAssertion, badAssertion("alg %q is not accepted; use one of %s.", truncated(h.Alg), strings.Join(AssertionAlgorithms, ", ")))
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return fail(FailureBadAssertion, badAssertion("its signature is not base64url."))
 	}
 	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
 	if err != nil {
@@ -183,7 +204,7 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		// Verifying against a key of the same type costs what verifying
 		// against a registered one does, so timing does not tell which
 		// client IDs exist.
-		_, _ = jws.Verify(dummyKey(h.Alg))
+		verifies(jws, parts, sig, h.Alg, dummyKey(h.Alg))
 		return fail(FailureUnknownClient, badAssertion("no working key pair has the client ID in sub."))
 	}
 	if err != nil {
@@ -239,7 +260,7 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 	}
 	verified := false
 	for _, k := range keys {
-		if _, err := jws.Verify(k.Key); err == nil {
+		if verifies(jws, parts, sig, h.Alg, k.Key) {
 			verified = true
 			break
 		}
@@ -282,7 +303,7 @@ func candidateKeys(set *jose.JSONWebKeySet, h assertionHeader) []jose.JSONWebKey
 		if h.Kid != "" && k.KeyID != h.Kid {
 			continue
 		}
-		if slices.Contains(storage.KeyAlgorithms(&k), h.Alg) {
+		if keyFits(&k, h.Alg) {
 			out = append(out, k)
 		}
 		if len(out) == storage.MaxJWKSKeys {
@@ -375,13 +396,24 @@ func (k *keySetCache) get(stored string) (*jose.JSONWebKeySet, error) {
 	return set, nil
 }
 
+// verifies reports whether the assertion jws (split into parts, with its
+// decoded signature sig) is signed with key under alg.
+func verifies(jws *jose.JSONWebSignature, parts []string, sig []byte, alg string, key any) bool {
+	if alg == algEd25519 {
+		pub, ok := key.(ed25519.PublicKey)
+		return ok && ed25519.Verify(pub, []byte(parts[0]+"."+parts[1]), sig)
+	}
+	_, err := jws.Verify(key)
+	return err == nil
+}
+
 // dummyKeys are public keys no client holds, one per algorithm family,
 // made once, when first needed.
 var dummyKeys = sync.OnceValue(func() map[string]any {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ed, _, _ := ed25519.GenerateKey(rand.Reader)
 	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
-	return map[string]any{"ES256": &ec.PublicKey, "EdDSA": ed, "RS256": &rs.PublicKey, "PS256": &rs.PublicKey}
+	return map[string]any{"ES256": &ec.PublicKey, "EdDSA": ed, algEd25519: ed, "RS256": &rs.PublicKey, "PS256": &rs.PublicKey}
 })
 
 func dummyKey(alg string) any { return dummyKeys()[alg] }
