@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -332,6 +333,14 @@ func TestPrivateKeyJWTChecks(t *testing.T) {
 	if authFailures(t, e)-before != 1 {
 		t.Errorf("a secret for a keyless integration was not counted as a failure")
 	}
+	m := scrape(t, e.srv.URL)
+	wantSample(t, m, `latchkey_client_auth_failures_total{reason="replayed_assertion"}`, "1")
+	wantSample(t, m, `latchkey_client_auth_failures_total{reason="wrong_method"}`, "2")
+	for _, r := range []string{"bad_assertion", "unknown_client"} {
+		if _, ok := m[`latchkey_client_auth_failures_total{reason="`+r+`"}`]; !ok {
+			t.Errorf("no failure counted with reason %s", r)
+		}
+	}
 	// A fresh assertion by the same client still works after all that.
 	if status, out := e.assertionToken(good.sign(t, e.claimsFor(kp.ID), nil)); status != http.StatusOK {
 		t.Errorf("valid assertion after the failures: %d %v", status, out)
@@ -379,6 +388,7 @@ func TestPrivateKeyJWTEndpoints(t *testing.T) {
 func TestPrivateKeyJWTFailureLimits(t *testing.T) {
 	e := newEnv(t, func(o *server.Options) {
 		o.ClientAuthLimit = server.RateLimit{PerMinute: 1, Burst: 3, MaxDelay: time.Millisecond}
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	s := newSigner(t, "ES256", "k")
 	forged := signer{alg: "ES256", kid: "k", key: newSigner(t, "ES256", "").key}
@@ -408,5 +418,32 @@ func TestPrivateKeyJWTFailureLimits(t *testing.T) {
 	}
 	if last != http.StatusTooManyRequests {
 		t.Errorf("replays were never slowed: last %d", last)
+	}
+
+	// From many addresses, one try each: forged assertions for a known
+	// client ID spend that client ID's bucket, as wrong secrets do; replays
+	// do not, being no guesses at its key.
+	from := func(addr, assertion string) {
+		f := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {assertionType}, "client_assertion": {assertion}}
+		req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", addr)
+		e.do(req)
+	}
+	clientLimited := func() string { return scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="client"}`] }
+	third := e.keyless("many-addresses", s)
+	replay := s.sign(t, e.claimsFor(third.ID), nil)
+	from("192.0.2.1", replay)
+	for i := range 6 {
+		from("192.0.2."+strconv.Itoa(10+i), replay)
+	}
+	if got := clientLimited(); got != "0" {
+		t.Errorf("replays from six addresses held by the client limit %s times, want 0", got)
+	}
+	for i := range 6 {
+		from("198.51.100."+strconv.Itoa(10+i), forged.sign(t, e.claimsFor(third.ID), nil))
+	}
+	if got := clientLimited(); got == "0" || got == "" {
+		t.Errorf("forged assertions from six addresses never held by the client limit")
 	}
 }

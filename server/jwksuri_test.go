@@ -146,22 +146,35 @@ func TestJWKSURIBounds(t *testing.T) {
 	e.failOnServerErrors()
 	a := newSigner(t, "ES256", "a")
 
-	big := newKeyHost(t, a)
-	big.body = []byte(`{"keys":[],"pad":"` + strings.Repeat("x", 17<<10) + `"}`)
-	kp := e.createIntegration(map[string]any{"name": "big", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": big.url()})
+	// An answer that never ends: only the first 16 KiB and a byte are
+	// read, well within the timeout.
+	var fetches atomic.Int64
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write([]byte(`{"keys":[],"pad":"`))
+		chunk := []byte(strings.Repeat("x", 32<<10))
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(endless.Close)
+	kp := e.createIntegration(map[string]any{"name": "big", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": endless.URL + "/jwks.json"})
+	start := time.Now()
 	status, out := e.assertionToken(a.sign(t, e.claimsFor(kp.ID), nil))
-	if desc, _ := out["error_description"].(string); status != http.StatusUnauthorized || !strings.Contains(desc, "larger than 16384") {
-		t.Errorf("oversized set: %d %v", status, out)
+	if desc, _ := out["error_description"].(string); status != http.StatusUnauthorized || !strings.Contains(desc, "larger than 16384") || time.Since(start) > 2*time.Second {
+		t.Errorf("endless set: %d %v after %v", status, out, time.Since(start))
 	}
 	e.assertionToken(a.sign(t, e.claimsFor(kp.ID), nil))
-	if n := big.fetches.Load(); n != 1 {
+	if n := fetches.Load(); n != 1 {
 		t.Errorf("fetches of a failing URI within 30 s: %d, want 1", n)
 	}
 
 	slow := newKeyHost(t, a)
 	slow.delay = 8 * time.Second
 	kp = e.createIntegration(map[string]any{"name": "slow", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": slow.url()})
-	start := time.Now()
+	start = time.Now()
 	status, out = e.assertionToken(a.sign(t, e.claimsFor(kp.ID), nil))
 	if took := time.Since(start); status != http.StatusUnauthorized || took > 7*time.Second || took < 4*time.Second {
 		t.Errorf("slow set: %d %v after %v, want 401 after the 5 s timeout", status, out, took)
