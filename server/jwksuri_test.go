@@ -192,19 +192,17 @@ func TestJWKSURIPrivateAddress(t *testing.T) {
 	}))
 	t.Cleanup(host.Close)
 	plain := newKeyHost(t, a)
-	for name, uri := range map[string]string{
-		"loopback https": host.URL + "/jwks.json",
-		"localhost name": strings.Replace(host.URL, "127.0.0.1", "localhost", 1) + "/jwks.json",
-		"http":           plain.url(),
+	for _, tc := range []struct{ name, uri, why string }{
+		{"loopback https", host.URL + "/jwks.json", "not a public address"},
+		{"localhost name", strings.Replace(host.URL, "127.0.0.1", "localhost", 1) + "/jwks.json", "not a public address"},
+		// Refused for its scheme before any address is looked at.
+		{"http", plain.url(), "not https"},
 	} {
-		kp := e.createIntegration(map[string]any{"name": strings.ReplaceAll(name, " ", "-"), "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri})
+		kp := e.createIntegration(map[string]any{"name": strings.ReplaceAll(tc.name, " ", "-"), "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": tc.uri})
 		status, out := e.assertionToken(a.sign(t, e.claimsFor(kp.ID), nil))
 		desc, _ := out["error_description"].(string)
-		if status != http.StatusUnauthorized || !strings.Contains(desc, "jwks_uri") {
-			t.Errorf("%s: %d %v, want 401 naming jwks_uri", name, status, out)
-		}
-		if !strings.Contains(desc, "not a public address") && !strings.Contains(desc, "not https") {
-			t.Errorf("%s: description %q does not say why", name, desc)
+		if status != http.StatusUnauthorized || !strings.Contains(desc, "jwks_uri") || !strings.Contains(desc, tc.why) {
+			t.Errorf("%s: %d %v, want 401 naming jwks_uri and %q", tc.name, status, out, tc.why)
 		}
 	}
 	if n := plain.fetches.Load(); n != 0 {
