@@ -447,3 +447,46 @@ func TestPrivateKeyJWTFailureLimits(t *testing.T) {
 		t.Errorf("forged assertions from six addresses never held by the client limit")
 	}
 }
+
+// TestPrivateKeyJWTRegenerationRace: a regeneration that commits while a
+// token request with an assertion is under way makes the server
+// authenticate the request again; the assertion it already spent is not
+// taken for a replay then. The regeneration is made to happen at each
+// reading of the clock in turn, so one of them falls between the
+// authentication and the token's write.
+func TestPrivateKeyJWTRegenerationRace(t *testing.T) {
+	e := newEnv(t)
+	e.failOnServerErrors()
+	s := newSigner(t, "ES256", "k")
+	for k := 1; k <= 20; k++ {
+		name := "race-" + strconv.Itoa(k)
+		kp := e.keyless(name, s)
+		assertion := s.sign(t, e.claimsFor(kp.ID), nil)
+		fired := make(chan struct{})
+		var at func(n int) func()
+		at = func(n int) func() {
+			return func() {
+				if n > 1 {
+					e.clock.beforeNext(at(n - 1))
+					return
+				}
+				e.regenerate(name, 60)
+				close(fired)
+			}
+		}
+		e.clock.beforeNext(at(k))
+		status, out := e.assertionToken(assertion)
+		if status != http.StatusOK {
+			t.Fatalf("regeneration at clock reading %d of the request: %d %v", k, status, out)
+		}
+		select {
+		case <-fired:
+		default:
+			e.clock.beforeNext(nil)
+			if k == 1 {
+				t.Fatal("the regeneration never ran")
+			}
+			return // past the request's last reading
+		}
+	}
+}

@@ -44,6 +44,7 @@ func TestPostgres(t *testing.T) {
 		"PrivateKeyJWTAlgorithms": TestPrivateKeyJWTAlgorithms, "PrivateKeyJWTChecks": TestPrivateKeyJWTChecks,
 		"PrivateKeyJWTEndpoints": TestPrivateKeyJWTEndpoints, "PrivateKeyJWTFailureLimits": TestPrivateKeyJWTFailureLimits,
 		"PrivateKeyJWTRotation": TestPrivateKeyJWTRotation, "JWKSURIFetchAndCache": TestJWKSURIFetchAndCache,
+		"PrivateKeyJWTEd25519Alg": TestPrivateKeyJWTEd25519Alg, "PrivateKeyJWTRegenerationRace": TestPrivateKeyJWTRegenerationRace,
 		"AuthorizationMatrix": TestAuthorizationMatrix, "AdminTokenPermissions": TestAdminTokenPermissions,
 		"LastOwner": TestLastOwner, "LastOwnerConcurrent": TestLastOwnerConcurrent,
 	}
