@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,6 +153,44 @@ func BenchmarkFailedClientAuth(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkFailedAssertion is BenchmarkFailedClientAuth for client
+// assertions: a forged one for a known client ID (a lookup and a failed
+// verification) and one for an unknown client ID (a lookup and a
+// verification against a stand-in key) must cost the same, for each
+// algorithm, or the time of a 401 tells which client IDs exist.
+func BenchmarkFailedAssertion(b *testing.B) {
+	e := newEnv(b)
+	e.clock.Live()
+	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
+		s := newSigner(b, alg, "")
+		forger := signer{alg: alg, key: newSigner(b, alg, "").key}
+		if alg == "RS256" {
+			k, _ := rsa.GenerateKey(rand.Reader, 2048)
+			forger.key = k
+		}
+		kp := e.keyless("bench-"+strings.ToLower(alg), s)
+		for _, c := range []struct{ name, id string }{{"known-id", kp.ID}, {"unknown-id", credential.NewClientID()}} {
+			b.Run(alg+"-"+c.name, func(b *testing.B) {
+				body := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {assertionType},
+					"client_assertion": {forger.sign(b, e.claimsFor(c.id), nil)}}.Encode()
+				for b.Loop() {
+					req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					resp, err := benchClient.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusUnauthorized {
+						b.Fatalf("status %d, want 401", resp.StatusCode)
+					}
+				}
+			})
+		}
 	}
 }
 
