@@ -269,6 +269,13 @@ func TestPrivateKeyJWTChecks(t *testing.T) {
 		{name: "no iss", assertion: good.sign(t, with(func(c map[string]any) { delete(c, "iss") }), nil), want: "iss and sub are required"},
 		{name: "client_id differs", assertion: good.sign(t, e.claimsFor(kp.ID), nil), form: url.Values{"client_id": {secretKP.ID}}, want: "client_id"},
 		{name: "unknown client", assertion: good.sign(t, e.claimsFor("lk_ci_aaaaaaaaaaaaaaaaaaaaaaaaaa"), nil), want: "no working key pair"},
+		// Bad claims are told the same for a client ID that exists and one
+		// that does not.
+		{name: "expired, unknown client", assertion: good.sign(t, func() map[string]any {
+			c := e.claimsFor("lk_ci_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+			c["exp"] = now.Add(-time.Minute).Unix()
+			return c
+		}(), nil), want: "expired"},
 		{name: "expired", assertion: good.sign(t, with(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }), nil), want: "expired"},
 		{name: "exp too far ahead", assertion: good.sign(t, with(func(c map[string]any) { c["exp"] = now.Add(10 * time.Minute).Unix() }), nil), want: "minutes ahead"},
 		{name: "no exp", assertion: good.sign(t, with(func(c map[string]any) { delete(c, "exp") }), nil), want: "exp is required"},

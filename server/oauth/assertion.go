@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -199,8 +200,16 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		return fail(FailureBadAssertion, badAssertion("the client_id parameter is not the assertion's sub."))
 	}
 
+	// The claims are checked before the lookup and reported after it, so
+	// a known and an unknown client ID get the same answer for the same
+	// bad claims, at the same cost.
+	now := p.now()
+	exp, claimErr := p.checkClaims(r, &cl, now)
 	c, err := p.store.GetClient(ctx, cl.Sub)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && !inTerm(c, p.now())) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && !inTerm(c, now)) {
+		if claimErr != nil {
+			return fail(FailureUnknownClient, claimErr)
+		}
 		// Verifying against a key of the same type costs what verifying
 		// against a registered one does, so timing does not tell which
 		// client IDs exist.
@@ -214,37 +223,8 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 	if c.Integration.TokenEndpointAuthMethod != storage.AuthPrivateKeyJWT {
 		return fail(FailureWrongMethod, fosite.ErrInvalidClient.WithHint("This integration authenticates with its client secret (client_secret_basic or client_secret_post), not a client assertion."))
 	}
-
-	now := p.now()
-	if !slices.ContainsFunc(cl.Aud, p.acceptsAudience(r)) {
-		return fail(FailureBadAssertion, badAssertion("aud must contain the issuer %q or the URL of the endpoint called.", p.opts.Issuer))
-	}
-	if cl.Exp == nil {
-		return fail(FailureBadAssertion, badAssertion("exp is required."))
-	}
-	exp, ok := numericDate(*cl.Exp)
-	switch {
-	case !ok:
-		return fail(FailureBadAssertion, badAssertion("exp is not a NumericDate."))
-	case !exp.Add(assertionLeeway).After(now):
-		return fail(FailureBadAssertion, badAssertion("it expired (exp is in the past)."))
-	case exp.After(now.Add(assertionMaxAhead + assertionLeeway)):
-		return fail(FailureBadAssertion, badAssertion("exp is more than %d minutes ahead; make assertions short-lived.", int(assertionMaxAhead/time.Minute)))
-	}
-	for name, n := range map[string]*json.Number{"nbf": cl.Nbf, "iat": cl.Iat} {
-		if n == nil {
-			continue
-		}
-		t, ok := numericDate(*n)
-		if !ok {
-			return fail(FailureBadAssertion, badAssertion("%s is not a NumericDate.", name))
-		}
-		if t.After(now.Add(assertionLeeway)) {
-			return fail(FailureBadAssertion, badAssertion("%s is in the future.", name))
-		}
-	}
-	if cl.Jti == "" || len(cl.Jti) > storage.MaxJTILen {
-		return fail(FailureBadAssertion, badAssertion("jti is required, of at most %d bytes.", storage.MaxJTILen))
+	if claimErr != nil {
+		return fail(FailureBadAssertion, claimErr)
 	}
 
 	set, err := p.clientKeys(ctx, c, h.Kid)
@@ -276,6 +256,42 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		return nil, err
 	}
 	return client{c}, nil
+}
+
+// checkClaims checks the claims of RFC 7523 §3 that need no key: aud,
+// exp, nbf, iat and jti, on the clock reading now. It returns exp.
+func (p *Provider) checkClaims(r *http.Request, cl *assertionClaims, now time.Time) (time.Time, error) {
+	if !slices.ContainsFunc(cl.Aud, p.acceptsAudience(r)) {
+		return time.Time{}, badAssertion("aud must contain the issuer %q or the URL of the endpoint called.", p.opts.Issuer)
+	}
+	if cl.Exp == nil {
+		return time.Time{}, badAssertion("exp is required.")
+	}
+	exp, ok := numericDate(*cl.Exp)
+	switch {
+	case !ok:
+		return time.Time{}, badAssertion("exp is not a NumericDate.")
+	case !exp.Add(assertionLeeway).After(now):
+		return time.Time{}, badAssertion("it expired (exp is in the past).")
+	case exp.After(now.Add(assertionMaxAhead + assertionLeeway)):
+		return time.Time{}, badAssertion("exp is more than %d minutes ahead; make assertions short-lived.", int(assertionMaxAhead/time.Minute))
+	}
+	for name, n := range map[string]*json.Number{"nbf": cl.Nbf, "iat": cl.Iat} {
+		if n == nil {
+			continue
+		}
+		t, ok := numericDate(*n)
+		if !ok {
+			return time.Time{}, badAssertion("%s is not a NumericDate.", name)
+		}
+		if t.After(now.Add(assertionLeeway)) {
+			return time.Time{}, badAssertion("%s is in the future.", name)
+		}
+	}
+	if cl.Jti == "" || len(cl.Jti) > storage.MaxJTILen {
+		return time.Time{}, badAssertion("jti is required, of at most %d bytes.", storage.MaxJTILen)
+	}
+	return exp, nil
 }
 
 // acceptsAudience returns whether an aud value names this server for
@@ -412,8 +428,18 @@ func verifies(jws *jose.JSONWebSignature, parts []string, sig []byte, alg string
 var dummyKeys = sync.OnceValue(func() map[string]any {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ed, _, _ := ed25519.GenerateKey(rand.Reader)
-	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
-	return map[string]any{"ES256": &ec.PublicKey, "EdDSA": ed, algEd25519: ed, "RS256": &rs.PublicKey, "PS256": &rs.PublicKey}
+	// Making an RSA key would cost the request that first needs it a
+	// tenth of a second; verifying against any 2048-bit modulus costs
+	// what verifying against a real one does.
+	n := make([]byte, 0, 256)
+	for i := byte(0); len(n) < 256; i++ {
+		sum := sha256.Sum256([]byte{'l', 'k', i})
+		n = append(n, sum[:]...)
+	}
+	n[0] |= 0x80
+	n[255] |= 1
+	rs := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537}
+	return map[string]any{"ES256": &ec.PublicKey, "EdDSA": ed, algEd25519: ed, "RS256": rs, "PS256": rs}
 })
 
 func dummyKey(alg string) any { return dummyKeys()[alg] }
