@@ -343,7 +343,7 @@ func TestPrivateKeyJWTChecks(t *testing.T) {
 	m := scrape(t, e.srv.URL)
 	wantSample(t, m, `latchkey_client_auth_failures_total{reason="replayed_assertion"}`, "1")
 	wantSample(t, m, `latchkey_client_auth_failures_total{reason="wrong_method"}`, "2")
-	for _, r := range []string{"bad_assertion", "unknown_client"} {
+	for _, r := range []string{"bad_assertion", "malformed_assertion", "unknown_client"} {
 		if _, ok := m[`latchkey_client_auth_failures_total{reason="`+r+`"}`]; !ok {
 			t.Errorf("no failure counted with reason %s", r)
 		}
@@ -430,8 +430,9 @@ func TestPrivateKeyJWTFailureLimits(t *testing.T) {
 	// From many addresses, one try each: forged assertions for a known
 	// client ID spend that client ID's bucket, as wrong secrets do; replays
 	// do not, being no guesses at its key.
-	from := func(addr, assertion string) {
-		f := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {assertionType}, "client_assertion": {assertion}}
+	from := func(addr, assertion string, clientID string) {
+		f := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {assertionType},
+			"client_assertion": {assertion}, "client_id": {clientID}}
 		req, _ := http.NewRequest("POST", e.srv.URL+"/oauth2/token", strings.NewReader(f.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("X-Forwarded-For", addr)
@@ -440,15 +441,23 @@ func TestPrivateKeyJWTFailureLimits(t *testing.T) {
 	clientLimited := func() string { return scrape(t, e.srv.URL)[`latchkey_rate_limited_total{limit="client"}`] }
 	third := e.keyless("many-addresses", s)
 	replay := s.sign(t, e.claimsFor(third.ID), nil)
-	from("192.0.2.1", replay)
+	from("192.0.2.1", replay, third.ID)
 	for i := range 6 {
-		from("192.0.2."+strconv.Itoa(10+i), replay)
+		from("192.0.2."+strconv.Itoa(10+i), replay, third.ID)
 	}
 	if got := clientLimited(); got != "0" {
 		t.Errorf("replays from six addresses held by the client limit %s times, want 0", got)
 	}
+	// Nor do assertions refused before their client is looked up: anyone
+	// can make those up, for any client ID.
 	for i := range 6 {
-		from("198.51.100."+strconv.Itoa(10+i), forged.sign(t, e.claimsFor(third.ID), nil))
+		from("203.0.113."+strconv.Itoa(10+i), "not.an."+strconv.Itoa(i), third.ID)
+	}
+	if got := clientLimited(); got != "0" {
+		t.Errorf("malformed assertions from six addresses held by the client limit %s times, want 0", got)
+	}
+	for i := range 6 {
+		from("198.51.100."+strconv.Itoa(10+i), forged.sign(t, e.claimsFor(third.ID), nil), third.ID)
 	}
 	if got := clientLimited(); got == "0" || got == "" {
 		t.Errorf("forged assertions from six addresses never held by the client limit")

@@ -145,7 +145,7 @@ func checkClientAssertion(r *http.Request) error {
 		return oauth.InvalidRequest("client_assertion_type is set but client_assertion is missing.")
 	}
 	if len(assertion) > oauth.MaxAssertionBytes {
-		ri.authFailure = oauth.FailureBadAssertion
+		ri.authFailure = oauth.FailureMalformedAssertion
 		return oauth.InvalidClient("The client assertion is not valid: it is larger than %d bytes.", oauth.MaxAssertionBytes)
 	}
 	ri.clientID = r.PostForm.Get("client_id")

@@ -24,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
 
+	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
 
@@ -76,6 +77,10 @@ const (
 
 // Why a client assertion failed, as Options.OnFailure is told.
 const (
+	// FailureMalformedAssertion: the assertion failed a check made before
+	// its client is looked up (its form, alg, iss and sub). Whose it is is
+	// not known, so it counts against the address alone.
+	FailureMalformedAssertion = "malformed_assertion"
 	// FailureBadAssertion: the assertion names a working key pair and
 	// fails a check: a wrong claim, a key not registered, a bad signature.
 	// It counts like a wrong secret.
@@ -159,45 +164,45 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 	}
 	raw := form.Get("client_assertion")
 	if typ := form.Get("client_assertion_type"); typ != ClientAssertionType {
-		return fail(FailureBadAssertion, fosite.ErrInvalidClient.WithHintf("client_assertion_type must be %q.", ClientAssertionType))
+		return fail(FailureMalformedAssertion, fosite.ErrInvalidClient.WithHintf("client_assertion_type must be %q.", ClientAssertionType))
 	}
 	if raw == "" {
 		return nil, fosite.ErrInvalidRequest.WithHint("client_assertion_type is set but client_assertion is missing.")
 	}
 	if len(raw) > MaxAssertionBytes {
-		return fail(FailureBadAssertion, badAssertion("it is larger than %d bytes.", MaxAssertionBytes))
+		return fail(FailureMalformedAssertion, badAssertion("it is larger than %d bytes.", MaxAssertionBytes))
 	}
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return fail(FailureBadAssertion, badAssertion("it is not a JWS in compact serialization (three base64url parts)."))
+		return fail(FailureMalformedAssertion, badAssertion("it is not a JWS in compact serialization (three base64url parts)."))
 	}
 	var h assertionHeader
 	if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err != nil || json.Unmarshal(b, &h) != nil {
-		return fail(FailureBadAssertion, badAssertion("its header is not base64url-encoded JSON."))
+		return fail(FailureMalformedAssertion, badAssertion("its header is not base64url-encoded JSON."))
 	}
 	if !slices.Contains(AssertionAlgorithms, h.Alg) {
-		return fail(FailureBadAssertion, badAssertion("alg %q is not accepted; use one of %s.", truncated(h.Alg), strings.Join(AssertionAlgorithms, ", ")))
+		return fail(FailureMalformedAssertion, badAssertion("alg %q is not accepted; use one of %s.", truncated(h.Alg), strings.Join(AssertionAlgorithms, ", ")))
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return fail(FailureBadAssertion, badAssertion("its signature is not base64url."))
+		return fail(FailureMalformedAssertion, badAssertion("its signature is not base64url."))
 	}
 	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
 	if err != nil {
-		return fail(FailureBadAssertion, badAssertion("it is not a well-formed JWS: %s.", truncated(err.Error())))
+		return fail(FailureMalformedAssertion, badAssertion("it is not a well-formed JWS: %s.", truncated(err.Error())))
 	}
 	var cl assertionClaims
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &cl); err != nil {
-		return fail(FailureBadAssertion, badAssertion("its claims are not a JSON object of the registered claim types."))
+		return fail(FailureMalformedAssertion, badAssertion("its claims are not a JSON object of the registered claim types."))
 	}
 	if cl.Iss == "" || cl.Sub == "" {
-		return fail(FailureBadAssertion, badAssertion("iss and sub are required and must both be the client ID."))
+		return fail(FailureMalformedAssertion, badAssertion("iss and sub are required and must both be the client ID."))
 	}
 	if cl.Iss != cl.Sub {
-		return fail(FailureBadAssertion, badAssertion("iss and sub differ; both must be the client ID."))
+		return fail(FailureMalformedAssertion, badAssertion("iss and sub differ; both must be the client ID."))
 	}
 	if id := form.Get("client_id"); id != "" && id != cl.Sub {
-		return fail(FailureBadAssertion, badAssertion("the client_id parameter is not the assertion's sub."))
+		return fail(FailureMalformedAssertion, badAssertion("the client_id parameter is not the assertion's sub."))
 	}
 
 	// The claims are checked before the lookup and reported after it, so
@@ -205,7 +210,11 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 	// bad claims, at the same cost.
 	now := p.now()
 	exp, claimErr := p.checkClaims(r, &cl, now)
-	c, err := p.store.GetClient(ctx, cl.Sub)
+	// A sub not shaped like a client ID is looked up nowhere.
+	c, err := (*storage.Client)(nil), storage.ErrNotFound
+	if credential.ValidClientID(cl.Sub) {
+		c, err = p.store.GetClient(ctx, cl.Sub)
+	}
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && !inTerm(c, now)) {
 		if claimErr != nil {
 			return fail(FailureUnknownClient, claimErr)
