@@ -96,6 +96,21 @@ func (e IntrospectionTokenType) Valid() bool {
 	}
 }
 
+// Defines values for IntrospectionRequestClientAssertionType.
+const (
+	IntrospectionRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer IntrospectionRequestClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// Valid indicates whether the value is a known member of the IntrospectionRequestClientAssertionType enum.
+func (e IntrospectionRequestClientAssertionType) Valid() bool {
+	switch e {
+	case IntrospectionRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Permission.
 const (
 	AdminTokensRead   Permission = "admin-tokens:read"
@@ -129,6 +144,21 @@ func (e Permission) Valid() bool {
 	case SigningKeysRead:
 		return true
 	case SigningKeysWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RevocationRequestClientAssertionType.
+const (
+	RevocationRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer RevocationRequestClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// Valid indicates whether the value is a known member of the RevocationRequestClientAssertionType enum.
+func (e RevocationRequestClientAssertionType) Valid() bool {
+	switch e {
+	case RevocationRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer:
 		return true
 	default:
 		return false
@@ -204,6 +234,21 @@ func (e SigningKeyStatus) Valid() bool {
 	case Active:
 		return true
 	case Retired:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TokenRequestClientAssertionType.
+const (
+	TokenRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer TokenRequestClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// Valid indicates whether the value is a known member of the TokenRequestClientAssertionType enum.
+func (e TokenRequestClientAssertionType) Valid() bool {
+	switch e {
+	case TokenRequestClientAssertionTypeUrnIetfParamsOauthClientAssertionTypeJwtBearer:
 		return true
 	default:
 		return false
@@ -381,20 +426,25 @@ type AuthMethod string
 // AuthorizationServerMetadata defines model for AuthorizationServerMetadata.
 type AuthorizationServerMetadata struct {
 	// DpopSigningAlgValuesSupported The DPoP proof algorithms the token endpoint accepts (RFC 9449 §5.1).
-	DpopSigningAlgValuesSupported             []string `json:"dpop_signing_alg_values_supported"`
-	GrantTypesSupported                       []string `json:"grant_types_supported"`
-	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
-	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
-	Issuer                                    string   `json:"issuer"`
-	JwksUri                                   string   `json:"jwks_uri"`
+	DpopSigningAlgValuesSupported                      []string `json:"dpop_signing_alg_values_supported"`
+	GrantTypesSupported                                []string `json:"grant_types_supported"`
+	IntrospectionEndpoint                              string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethodsSupported          []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	Issuer                                             string   `json:"issuer"`
+	JwksUri                                            string   `json:"jwks_uri"`
 
 	// ResponseTypesSupported Empty; latchkey has no authorization endpoint.
-	ResponseTypesSupported                 []string `json:"response_types_supported"`
-	RevocationEndpoint                     string   `json:"revocation_endpoint"`
-	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
-	ScopesSupported                        []string `json:"scopes_supported"`
-	TokenEndpoint                          string   `json:"token_endpoint"`
-	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	ResponseTypesSupported                          []string `json:"response_types_supported"`
+	RevocationEndpoint                              string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported          []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthSigningAlgValuesSupported []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	ScopesSupported                                 []string `json:"scopes_supported"`
+	TokenEndpoint                                   string   `json:"token_endpoint"`
+	TokenEndpointAuthMethodsSupported               []string `json:"token_endpoint_auth_methods_supported"`
+
+	// TokenEndpointAuthSigningAlgValuesSupported The algorithms of `private_key_jwt` client assertions.
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 }
 
 // ClientID Examples: lk_ci_abcdefghijklmnopqrstuvwxyz
@@ -730,7 +780,16 @@ type IntrospectionAudience = []string
 
 // IntrospectionRequest defines model for IntrospectionRequest.
 type IntrospectionRequest struct {
-	// ClientId `client_secret_post` only.
+	// ClientAssertion `private_key_jwt` only: a JWS in compact serialization signed with one of the
+	// integration's registered keys (ES256, EdDSA, RS256 or PS256), with `iss` = `sub` =
+	// the client ID, `aud` holding the issuer or this endpoint's URL, `exp` at most 5
+	// minutes ahead and a `jti` never used before.
+	ClientAssertion *string `json:"client_assertion,omitempty"`
+
+	// ClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+	ClientAssertionType *IntrospectionRequestClientAssertionType `json:"client_assertion_type,omitempty"`
+
+	// ClientId `client_secret_post`; with `private_key_jwt` optional, and then the assertion's `sub`.
 	ClientId *string `json:"client_id,omitempty"`
 
 	// ClientSecret `client_secret_post` only.
@@ -738,6 +797,9 @@ type IntrospectionRequest struct {
 	Token         string  `json:"token"`
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
 }
+
+// IntrospectionRequestClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+type IntrospectionRequestClientAssertionType string
 
 // JWK A public JSON Web Key (RFC 7517).
 type JWK struct {
@@ -887,7 +949,16 @@ type Permission string
 
 // RevocationRequest defines model for RevocationRequest.
 type RevocationRequest struct {
-	// ClientId `client_secret_post` only.
+	// ClientAssertion `private_key_jwt` only: a JWS in compact serialization signed with one of the
+	// integration's registered keys (ES256, EdDSA, RS256 or PS256), with `iss` = `sub` =
+	// the client ID, `aud` holding the issuer or this endpoint's URL, `exp` at most 5
+	// minutes ahead and a `jti` never used before.
+	ClientAssertion *string `json:"client_assertion,omitempty"`
+
+	// ClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+	ClientAssertionType *RevocationRequestClientAssertionType `json:"client_assertion_type,omitempty"`
+
+	// ClientId `client_secret_post`; with `private_key_jwt` optional, and then the assertion's `sub`.
 	ClientId *string `json:"client_id,omitempty"`
 
 	// ClientSecret `client_secret_post` only.
@@ -895,6 +966,9 @@ type RevocationRequest struct {
 	Token         string  `json:"token"`
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
 }
+
+// RevocationRequestClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+type RevocationRequestClientAssertionType string
 
 // Role `owner`: everything. `operator`: integrations and their key pairs, the audit log, its
 // own admin tokens. `auditor`: reads everything an owner can read, never a secret, and
@@ -966,7 +1040,16 @@ type TokenRequest struct {
 	// Audience Space-separated audience values, within the integration's allowed audience.
 	Audience *string `json:"audience,omitempty"`
 
-	// ClientId `client_secret_post` only.
+	// ClientAssertion `private_key_jwt` only: a JWS in compact serialization signed with one of the
+	// integration's registered keys (ES256, EdDSA, RS256 or PS256), with `iss` = `sub` =
+	// the client ID, `aud` holding the issuer or this endpoint's URL, `exp` at most 5
+	// minutes ahead and a `jti` never used before.
+	ClientAssertion *string `json:"client_assertion,omitempty"`
+
+	// ClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+	ClientAssertionType *TokenRequestClientAssertionType `json:"client_assertion_type,omitempty"`
+
+	// ClientId `client_secret_post`; with `private_key_jwt` optional, and then the assertion's `sub`.
 	ClientId *string `json:"client_id,omitempty"`
 
 	// ClientSecret `client_secret_post` only.
@@ -981,6 +1064,9 @@ type TokenRequest struct {
 	// Scope Space-separated scopes; absent, all the integration's scopes.
 	Scope *string `json:"scope,omitempty"`
 }
+
+// TokenRequestClientAssertionType `private_key_jwt` (RFC 7523 §2.2) only, with `client_assertion`.
+type TokenRequestClientAssertionType string
 
 // TokenRequestGrantType defines model for TokenRequest.GrantType.
 type TokenRequestGrantType string
@@ -1765,7 +1851,8 @@ type ClientInterface interface {
 	// IntrospectTokenWithBody Introspect a token
 	//
 	// RFC 7662. The caller authenticates with the key pair of an integration whose
-	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+	// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+	// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -1782,7 +1869,8 @@ type ClientInterface interface {
 	// IntrospectTokenWithFormdataBody Introspect a token
 	//
 	// RFC 7662. The caller authenticates with the key pair of an integration whose
-	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+	// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+	// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -1798,7 +1886,9 @@ type ClientInterface interface {
 
 	// RevokeTokenWithBody Revoke an access token
 	//
-	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+	// authenticating as at the token endpoint; a client assertion's `aud` may be this
+	// endpoint's URL.
 	// Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 	// token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 	// stays active.
@@ -1812,7 +1902,9 @@ type ClientInterface interface {
 
 	// RevokeTokenWithFormdataBody Revoke an access token
 	//
-	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+	// authenticating as at the token endpoint; a client assertion's `aud` may be this
+	// endpoint's URL.
 	// Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 	// token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 	// stays active.
@@ -1827,9 +1919,12 @@ type ClientInterface interface {
 	// IssueTokenWithBody Issue an access token (client credentials grant)
 	//
 	// RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-	// `client_secret` in the body), never both. Any other way of presenting credentials (a
-	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+	// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+	// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+	// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+	// once. Any other way of presenting credentials (an assertion for a secret integration, a
+	// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+	// failing any RFC 7523 §3 check. Without `scope`, every scope of
 	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
 	//
 	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -1850,9 +1945,12 @@ type ClientInterface interface {
 	// IssueTokenWithFormdataBody Issue an access token (client credentials grant)
 	//
 	// RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-	// `client_secret` in the body), never both. Any other way of presenting credentials (a
-	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+	// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+	// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+	// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+	// once. Any other way of presenting credentials (an assertion for a secret integration, a
+	// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+	// failing any RFC 7523 §3 check. Without `scope`, every scope of
 	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
 	//
 	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -2482,7 +2580,8 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 // IntrospectTokenWithBody Introspect a token
 //
 // RFC 7662. The caller authenticates with the key pair of an integration whose
-// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 // with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -2509,7 +2608,8 @@ func (c *Client) IntrospectTokenWithBody(ctx context.Context, contentType string
 // IntrospectTokenWithFormdataBody Introspect a token
 //
 // RFC 7662. The caller authenticates with the key pair of an integration whose
-// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 // with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -2535,7 +2635,9 @@ func (c *Client) IntrospectTokenWithFormdataBody(ctx context.Context, body Intro
 
 // RevokeTokenWithBody Revoke an access token
 //
-// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+// authenticating as at the token endpoint; a client assertion's `aud` may be this
+// endpoint's URL.
 // Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 // token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 // stays active.
@@ -2559,7 +2661,9 @@ func (c *Client) RevokeTokenWithBody(ctx context.Context, contentType string, bo
 
 // RevokeTokenWithFormdataBody Revoke an access token
 //
-// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+// authenticating as at the token endpoint; a client assertion's `aud` may be this
+// endpoint's URL.
 // Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 // token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 // stays active.
@@ -2584,9 +2688,12 @@ func (c *Client) RevokeTokenWithFormdataBody(ctx context.Context, body RevokeTok
 // IssueTokenWithBody Issue an access token (client credentials grant)
 //
 // RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-// `client_secret` in the body), never both. Any other way of presenting credentials (a
-// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+// once. Any other way of presenting credentials (an assertion for a secret integration, a
+// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+// failing any RFC 7523 §3 check. Without `scope`, every scope of
 // the integration is granted; without `audience` or `resource`, its whole allowed audience.
 //
 // With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -2617,9 +2724,12 @@ func (c *Client) IssueTokenWithBody(ctx context.Context, contentType string, bod
 // IssueTokenWithFormdataBody Issue an access token (client credentials grant)
 //
 // RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-// `client_secret` in the body), never both. Any other way of presenting credentials (a
-// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+// once. Any other way of presenting credentials (an assertion for a secret integration, a
+// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+// failing any RFC 7523 §3 check. Without `scope`, every scope of
 // the integration is granted; without `audience` or `resource`, its whole allowed audience.
 //
 // With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -4302,7 +4412,8 @@ type ClientWithResponsesInterface interface {
 	// IntrospectTokenWithBodyWithResponse Introspect a token
 	//
 	// RFC 7662. The caller authenticates with the key pair of an integration whose
-	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+	// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+	// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -4319,7 +4430,8 @@ type ClientWithResponsesInterface interface {
 	// IntrospectTokenWithFormdataBodyWithResponse Introspect a token
 	//
 	// RFC 7662. The caller authenticates with the key pair of an integration whose
-	// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+	// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+	// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 	// `unauthorized_client` when it may not introspect). A token that is not active, for
 	// whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 	// with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -4335,7 +4447,9 @@ type ClientWithResponsesInterface interface {
 
 	// RevokeTokenWithBodyWithResponse Revoke an access token
 	//
-	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+	// authenticating as at the token endpoint; a client assertion's `aud` may be this
+	// endpoint's URL.
 	// Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 	// token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 	// stays active.
@@ -4349,7 +4463,9 @@ type ClientWithResponsesInterface interface {
 
 	// RevokeTokenWithFormdataBodyWithResponse Revoke an access token
 	//
-	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+	// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+	// authenticating as at the token endpoint; a client assertion's `aud` may be this
+	// endpoint's URL.
 	// Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 	// token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 	// stays active.
@@ -4364,9 +4480,12 @@ type ClientWithResponsesInterface interface {
 	// IssueTokenWithBodyWithResponse Issue an access token (client credentials grant)
 	//
 	// RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-	// `client_secret` in the body), never both. Any other way of presenting credentials (a
-	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+	// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+	// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+	// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+	// once. Any other way of presenting credentials (an assertion for a secret integration, a
+	// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+	// failing any RFC 7523 §3 check. Without `scope`, every scope of
 	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
 	//
 	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -4387,9 +4506,12 @@ type ClientWithResponsesInterface interface {
 	// IssueTokenWithFormdataBodyWithResponse Issue an access token (client credentials grant)
 	//
 	// RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-	// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-	// `client_secret` in the body), never both. Any other way of presenting credentials (a
-	// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+	// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+	// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+	// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+	// once. Any other way of presenting credentials (an assertion for a secret integration, a
+	// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+	// failing any RFC 7523 §3 check. Without `scope`, every scope of
 	// the integration is granted; without `audience` or `resource`, its whole allowed audience.
 	//
 	// With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -7781,7 +7903,8 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 // IntrospectTokenWithBodyWithResponse Introspect a token
 //
 // RFC 7662. The caller authenticates with the key pair of an integration whose
-// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 // with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -7804,7 +7927,8 @@ func (c *ClientWithResponses) IntrospectTokenWithBodyWithResponse(ctx context.Co
 // IntrospectTokenWithFormdataBodyWithResponse Introspect a token
 //
 // RFC 7662. The caller authenticates with the key pair of an integration whose
-// `can_introspect` is true (401 `invalid_client` for bad credentials, 403
+// `can_introspect` is true, with its secret or, for a `private_key_jwt` integration, a
+// client assertion whose `aud` may be this endpoint's URL (401 `invalid_client` for bad credentials, 403
 // `unauthorized_client` when it may not introspect). A token that is not active, for
 // whatever reason (unknown, expired, revoked, malformed, empty), is `{"active": false}`
 // with 200; only a missing `token` parameter is 400 `invalid_request`. A caller with an
@@ -7826,7 +7950,9 @@ func (c *ClientWithResponses) IntrospectTokenWithFormdataBodyWithResponse(ctx co
 
 // RevokeTokenWithBodyWithResponse Revoke an access token
 //
-// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+// authenticating as at the token endpoint; a client assertion's `aud` may be this
+// endpoint's URL.
 // Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 // token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 // stays active.
@@ -7846,7 +7972,9 @@ func (c *ClientWithResponses) RevokeTokenWithBodyWithResponse(ctx context.Contex
 
 // RevokeTokenWithFormdataBodyWithResponse Revoke an access token
 //
-// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs).
+// RFC 7009. An integration revokes its own tokens (those issued to any of its key pairs),
+// authenticating as at the token endpoint; a client assertion's `aud` may be this
+// endpoint's URL.
 // Unknown, expired and already revoked tokens are answered 200 too. Another integration's
 // token is refused with 400 `unauthorized_client`, counts as a failed authentication, and
 // stays active.
@@ -7867,9 +7995,12 @@ func (c *ClientWithResponses) RevokeTokenWithFormdataBodyWithResponse(ctx contex
 // IssueTokenWithBodyWithResponse Issue an access token (client credentials grant)
 //
 // RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-// `client_secret` in the body), never both. Any other way of presenting credentials (a
-// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+// once. Any other way of presenting credentials (an assertion for a secret integration, a
+// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+// failing any RFC 7523 §3 check. Without `scope`, every scope of
 // the integration is granted; without `audience` or `resource`, its whole allowed audience.
 //
 // With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a
@@ -7896,9 +8027,12 @@ func (c *ClientWithResponses) IssueTokenWithBodyWithResponse(ctx context.Context
 // IssueTokenWithFormdataBodyWithResponse Issue an access token (client credentials grant)
 //
 // RFC 6749 §4.4. The client authenticates with `client_secret_basic` (HTTP Basic, both
-// halves form-encoded as RFC 6749 §2.3.1 says) or `client_secret_post` (`client_id` and
-// `client_secret` in the body), never both. Any other way of presenting credentials (a
-// client assertion, none at all) is 401 `invalid_client`. Without `scope`, every scope of
+// halves form-encoded as RFC 6749 §2.3.1 says), `client_secret_post` (`client_id` and
+// `client_secret` in the body) or, for a `private_key_jwt` integration, a client
+// assertion (RFC 7523 §2.2: `client_assertion_type` and `client_assertion`), never two at
+// once. Any other way of presenting credentials (an assertion for a secret integration, a
+// secret for a keyless one, none at all) is 401 `invalid_client`, as is an assertion
+// failing any RFC 7523 §3 check. Without `scope`, every scope of
 // the integration is granted; without `audience` or `resource`, its whole allowed audience.
 //
 // With a `DPoP` header holding one proof (RFC 9449 §4; with the generated client, a

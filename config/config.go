@@ -142,6 +142,11 @@ type Config struct {
 	// the per-client metrics; off by default because every integration
 	// then becomes a set of time series.
 	MetricsIntegrationLabel bool
+	// JWKSFetchAllowPrivate lets a private_key_jwt integration's jwks_uri
+	// be http and on a loopback, private or link-local address; off, such
+	// a URI is never fetched, so an admin cannot point the server at its
+	// own network.
+	JWKSFetchAllowPrivate bool
 	// MetricsToken, when set, lets a scraper that sends it as a bearer
 	// token read /metrics on the public listener from anywhere; without
 	// it, only loopback callers and the admin listener may.
@@ -490,6 +495,8 @@ func settings() []setting {
 			func(c *Config) *int { return &c.IntegrationTokenBurst }, 1000, 1, maxRateLimit, acceptedBurst),
 		boolean("metrics_integration_label", "label per-client metrics with the integration name (one set of series per integration)",
 			func(c *Config) *bool { return &c.MetricsIntegrationLabel }),
+		boolean("jwks_fetch_allow_private", "fetch private_key_jwt jwks_uri key sets over http and from loopback, private and link-local addresses (development only)",
+			func(c *Config) *bool { return &c.JWKSFetchAllowPrivate }),
 		token("metrics_token", "bearer `token` that reads /metrics from anywhere (empty: loopback and admin_listen only)",
 			func(c *Config) *string { return &c.MetricsToken }),
 		count("max_connections", "most open connections on the listener; past it the longest-idle keep-alive is closed, else the new connection is answered 503 (0: sized from the open-file limit)",

@@ -174,6 +174,7 @@ func TestLoadEverySourceSetsEveryKey(t *testing.T) {
 		IntegrationTokenRate:        0,
 		IntegrationTokenBurst:       50,
 		MetricsIntegrationLabel:     true,
+		JWKSFetchAllowPrivate:       true,
 		MaxConnections:              5000,
 		MaxBodiesInFlight:           16,
 		IdleTimeout:                 620 * time.Second,
@@ -209,6 +210,7 @@ rate_limit_admin_failures_burst: 3
 integration_token_rate: 0
 integration_token_burst: 50
 metrics_integration_label: true
+jwks_fetch_allow_private: true
 max_connections: 5000
 max_bodies_in_flight: 16
 idle_timeout: 620s
@@ -255,6 +257,7 @@ idle_timeout: 620s
 				"LATCHKEY_INTEGRATION_TOKEN_RATE":          "0",
 				"LATCHKEY_INTEGRATION_TOKEN_BURST":         "50",
 				"LATCHKEY_METRICS_INTEGRATION_LABEL":       "true",
+				"LATCHKEY_JWKS_FETCH_ALLOW_PRIVATE":        "true",
 				"LATCHKEY_MAX_CONNECTIONS":                 "5000",
 				"LATCHKEY_MAX_BODIES_IN_FLIGHT":            "16",
 				"LATCHKEY_IDLE_TIMEOUT":                    "10m20s",
@@ -293,6 +296,7 @@ idle_timeout: 620s
 				"--integration-token-rate", "0",
 				"--integration-token-burst=50",
 				"--metrics-integration-label",
+				"--jwks-fetch-allow-private",
 				"--max-connections", "5000",
 				"--max-bodies-in-flight=16",
 				"--idle-timeout", "620s",
@@ -643,6 +647,7 @@ func TestInvalidValues(t *testing.T) {
 		{name: "integration_token_rate too many", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_RATE": "1000001"}, key: "integration_token_rate", accepted: "up to 1000000"},
 		{name: "integration_token_burst zero", env: map[string]string{"LATCHKEY_INTEGRATION_TOKEN_BURST": "0"}, key: "integration_token_burst", accepted: "from 1 up to"},
 		{name: "integration_token_burst unparsable", args: []string{"--integration-token-burst", "big"}, key: "integration_token_burst", accepted: "from 1 up to"},
+		{name: "jwks_fetch_allow_private", env: map[string]string{"LATCHKEY_JWKS_FETCH_ALLOW_PRIVATE": "yes"}, key: "jwks_fetch_allow_private", accepted: "true, false, 1, 0"},
 		{name: "metrics_integration_label", env: map[string]string{"LATCHKEY_METRICS_INTEGRATION_LABEL": "sometimes"}, key: "metrics_integration_label", accepted: "true, false, 1, 0"},
 		{name: "max_connections negative", args: []string{"--max-connections=-1"}, key: "max_connections", accepted: "0 (sized from the open-file limit) or a whole number up to 1000000"},
 		{name: "max_connections too many", env: map[string]string{"LATCHKEY_MAX_CONNECTIONS": "1000001"}, key: "max_connections", accepted: "0 (sized from the open-file limit)"},

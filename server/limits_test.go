@@ -310,8 +310,8 @@ func mistyped(secret string) string {
 	return secret[:len(secret)-1] + last
 }
 
-// TestUnsupportedAuthMethodsAreFailures: a client assertion (no client
-// uses private_key_jwt), two methods at once, no credentials and a secret
+// TestUnsupportedAuthMethodsAreFailures: a client assertion that is no
+// JWS (alg none, no signature), two methods at once, no credentials and a secret
 // with a bad checksum are each 401 invalid_client, answered alike whether
 // the client ID is live or not, and counted like wrong secrets.
 func TestUnsupportedAuthMethodsAreFailures(t *testing.T) {

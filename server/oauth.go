@@ -91,15 +91,14 @@ func countValues(vs []string) int {
 
 // checkClientCredentials refuses, with invalid_client, every way of
 // presenting client credentials latchkey does not take: none at all, two
-// methods at once (§2.3), a client assertion (RFC 7523 §2.2; no client has
-// private_key_jwt), and a secret that is not even shaped like one of ours.
-// Each counts as a failed authentication, so none of them is a side door
-// around the failure limits.
+// methods at once (§2.3), an assertion of another type than RFC 7523's or
+// too large to be one, and a secret that is not even shaped like one of
+// ours. Each counts as a failed authentication, so none of them is a side
+// door around the failure limits.
 func checkClientCredentials(r *http.Request) error {
 	ri := infoFrom(r.Context())
 	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
-		ri.authFailure = "unsupported_method"
-		return oauth.InvalidClient("Client assertions are not accepted: authenticate with the client ID and secret (client_secret_basic or client_secret_post).")
+		return checkClientAssertion(r)
 	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -130,6 +129,30 @@ func checkClientCredentials(r *http.Request) error {
 	return nil
 }
 
+// checkClientAssertion is checkClientCredentials for a request carrying a
+// client assertion (RFC 7523 §2.2); server/oauth checks the assertion.
+func checkClientAssertion(r *http.Request) error {
+	ri := infoFrom(r.Context())
+	if _, _, basic := r.BasicAuth(); basic || r.PostForm.Has("client_secret") {
+		ri.authFailure = "unsupported_method"
+		return oauth.InvalidClient("Use one client authentication method: a client assertion, HTTP Basic or client_secret, not several.")
+	}
+	if typ := r.PostForm.Get("client_assertion_type"); typ != oauth.ClientAssertionType {
+		ri.authFailure = "unsupported_method"
+		return oauth.InvalidClient("client_assertion_type must be %q (RFC 7523 §2.2).", oauth.ClientAssertionType)
+	}
+	assertion := r.PostForm.Get("client_assertion")
+	if assertion == "" {
+		return oauth.InvalidRequest("client_assertion_type is set but client_assertion is missing.")
+	}
+	if len(assertion) > oauth.MaxAssertionBytes {
+		ri.authFailure = oauth.FailureMalformedAssertion
+		return oauth.InvalidClient("The client assertion is not valid: it is larger than %d bytes.", oauth.MaxAssertionBytes)
+	}
+	ri.clientID = r.PostForm.Get("client_id")
+	return nil
+}
+
 // clientFailed counts a failed client authentication in the metrics and
 // the failure limits, and holds the answer as long as the limits say. It
 // reports whether it has answered the request itself, with 429 slow_down;
@@ -139,13 +162,18 @@ func (s *Server) clientFailed(w http.ResponseWriter, r *http.Request) bool {
 	if ri.authFailure == "" {
 		ri.authFailure = "invalid_client"
 	}
-	// A wrong secret for a working key pair is what guessing looks like;
-	// only those count against the client ID itself. A suspended
-	// integration's own requests are no guesses, but whose they are is
-	// known.
-	known := ri.authFailure == oauth.FailureWrongSecret
+	// A wrong secret or a bad assertion for a working key pair is what
+	// guessing looks like; only those count against the client ID itself.
+	// A suspended integration's own requests are no guesses, nor is a
+	// replayed assertion, which was right once (the address replaying it
+	// pays for it), but whose they are is known.
+	known := false
+	switch ri.authFailure {
+	case oauth.FailureWrongSecret, oauth.FailureBadAssertion, oauth.FailureWrongMethod:
+		known = true
+	}
 	integration := ""
-	if known || ri.authFailure == oauth.FailureDisabledClient {
+	if known || ri.authFailure == oauth.FailureDisabledClient || ri.authFailure == oauth.FailureReplayedAssertion {
 		integration = ri.integration
 	}
 	s.metrics.authFailed(ri.authFailure, integration)
@@ -181,7 +209,7 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		if s.clientFailed(w, r) {
 			return
 		}
-		if _, _, basic := r.BasicAuth(); basic || !r.PostForm.Has("client_id") {
+		if _, _, basic := r.BasicAuth(); basic || (!r.PostForm.Has("client_id") && !r.PostForm.Has("client_assertion")) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="latchkey", charset="UTF-8"`)
 		}
 	}
@@ -304,7 +332,12 @@ type metadata struct {
 	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpoint              string   `json:"revocation_endpoint"`
 	RevocationEndpointAuthMethods   []string `json:"revocation_endpoint_auth_methods_supported"`
-	GrantTypesSupported             []string `json:"grant_types_supported"`
+	// The signing algorithms of private_key_jwt client assertions
+	// (RFC 8414 §2), for each endpoint that takes them.
+	TokenEndpointAuthSigningAlgs         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionEndpointAuthSigningAlgs []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthSigningAlgs    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	GrantTypesSupported                  []string `json:"grant_types_supported"`
 	// ResponseTypesSupported is REQUIRED by RFC 8414 §2; latchkey has no
 	// authorization endpoint, so it supports none.
 	ResponseTypesSupported []string `json:"response_types_supported"`
@@ -316,19 +349,23 @@ type metadata struct {
 }
 
 func (s *Server) handleMetadata() http.Handler {
-	methods := []string{"client_secret_basic", "client_secret_post"}
+	methods := []string{storage.AuthClientSecretBasic, storage.AuthClientSecretPost, storage.AuthPrivateKeyJWT}
+	algs := oauth.AssertionAlgorithms
 	base := metadata{
-		Issuer:                          s.opts.Issuer,
-		TokenEndpoint:                   s.opts.Issuer + "/oauth2/token",
-		TokenEndpointAuthMethods:        methods,
-		IntrospectionEndpoint:           s.opts.Issuer + "/oauth2/introspect",
-		IntrospectionEndpointAuthMethod: methods,
-		RevocationEndpoint:              s.opts.Issuer + "/oauth2/revoke",
-		RevocationEndpointAuthMethods:   methods,
-		GrantTypesSupported:             []string{"client_credentials"},
-		ResponseTypesSupported:          []string{},
-		JWKSURI:                         s.opts.Issuer + "/.well-known/jwks.json",
-		DPoPSigningAlgs:                 oauth.DPoPAlgorithms,
+		TokenEndpointAuthSigningAlgs:         algs,
+		IntrospectionEndpointAuthSigningAlgs: algs,
+		RevocationEndpointAuthSigningAlgs:    algs,
+		Issuer:                               s.opts.Issuer,
+		TokenEndpoint:                        s.opts.Issuer + "/oauth2/token",
+		TokenEndpointAuthMethods:             methods,
+		IntrospectionEndpoint:                s.opts.Issuer + "/oauth2/introspect",
+		IntrospectionEndpointAuthMethod:      methods,
+		RevocationEndpoint:                   s.opts.Issuer + "/oauth2/revoke",
+		RevocationEndpointAuthMethods:        methods,
+		GrantTypesSupported:                  []string{"client_credentials"},
+		ResponseTypesSupported:               []string{},
+		JWKSURI:                              s.opts.Issuer + "/.well-known/jwks.json",
+		DPoPSigningAlgs:                      oauth.DPoPAlgorithms,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scopes, err := s.store.Scopes(r.Context())

@@ -724,7 +724,8 @@ func TestMetadata(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
-	methods := []string{"client_secret_basic", "client_secret_post"}
+	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	algs := []string{"ES256", "Ed25519", "EdDSA", "PS256", "RS256"}
 	tests := []struct {
 		field string
 		got   any
@@ -737,6 +738,9 @@ func TestMetadata(t *testing.T) {
 		{"token_endpoint_auth_methods_supported", strs(md["token_endpoint_auth_methods_supported"]), methods},
 		{"introspection_endpoint_auth_methods_supported", strs(md["introspection_endpoint_auth_methods_supported"]), methods},
 		{"revocation_endpoint_auth_methods_supported", strs(md["revocation_endpoint_auth_methods_supported"]), methods},
+		{"token_endpoint_auth_signing_alg_values_supported", strs(md["token_endpoint_auth_signing_alg_values_supported"]), algs},
+		{"introspection_endpoint_auth_signing_alg_values_supported", strs(md["introspection_endpoint_auth_signing_alg_values_supported"]), algs},
+		{"revocation_endpoint_auth_signing_alg_values_supported", strs(md["revocation_endpoint_auth_signing_alg_values_supported"]), algs},
 		{"grant_types_supported", strs(md["grant_types_supported"]), []string{"client_credentials"}},
 		{"scopes_supported", strs(md["scopes_supported"]), []string{"billing", "read", "write"}},
 		{"response_types_supported is an array", strs(md["response_types_supported"]) != nil, true},

@@ -66,6 +66,10 @@ type Options struct {
 	// MetricsIntegrationLabel labels per-client metrics with the
 	// integration's name.
 	MetricsIntegrationLabel bool
+	// JWKSFetchAllowPrivate lets private_key_jwt integrations' jwks_uri be
+	// http and on loopback, private or link-local addresses; off, only
+	// https on public addresses is fetched.
+	JWKSFetchAllowPrivate bool
 	// MaxBodiesInFlight caps the requests receiving a body over 4 KiB at
 	// once; zero means DefaultMaxBodiesInFlight.
 	MaxBodiesInFlight int
@@ -154,8 +158,16 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Server, error) 
 		Issuer: o.Issuer, TokenLifetime: o.TokenLifetime, Secrets: o.Secrets,
 		IssueJWTs: o.TokenFormat == "jwt", SigningAlgorithm: o.SigningAlgorithm,
 		Now: s.now, Logger: s.log,
-		OnClient:  func(ctx context.Context, c *storage.Client) { infoFrom(ctx).integration = c.Integration.Name },
-		OnFailure: func(ctx context.Context, reason string) { infoFrom(ctx).authFailure = reason },
+		OnClient: func(ctx context.Context, c *storage.Client) {
+			ri := infoFrom(ctx)
+			ri.integration = c.Integration.Name
+			if ri.clientID == "" {
+				// An assertion names its client inside it.
+				ri.clientID = c.ClientID
+			}
+		},
+		OnFailure:             func(ctx context.Context, reason string) { infoFrom(ctx).authFailure = reason },
+		JWKSFetchAllowPrivate: o.JWKSFetchAllowPrivate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

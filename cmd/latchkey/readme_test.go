@@ -82,3 +82,51 @@ done
 		}
 	}
 }
+
+// TestREADMEKeyless runs the README's private_key_jwt example, as
+// README.md has it, twice against one server: with openssl it makes a
+// key, registers it, signs assertions in bash and gets a token; the
+// replayed assertion is refused.
+func TestREADMEKeyless(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl", "basenc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("LATCHKEY_TEST_WALKTHROUGH") == "1" {
+				t.Fatalf("the README's keyless example needs %s", tool)
+			}
+			t.Skipf("the README's keyless example needs %s", tool)
+		}
+	}
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Keyless integrations (private_key_jwt)\n")
+	if !ok {
+		t.Fatal("README.md has no keyless section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) != 1 {
+		t.Fatalf("want one sh block in the keyless section, got %d", len(blocks))
+	}
+	const boot = "keyless-bootstrap-token-change-me-0123456789"
+	sv := startServing(t, environ("LATCHKEY_DATABASE", "sqlite://"+filepath.Join(t.TempDir(), "keyless.db"),
+		"LATCHKEY_BOOTSTRAP_TOKEN", boot))
+	// LK and ADMIN come from the walk-through; the bootstrap admin may
+	// create integrations.
+	script := "set -euo pipefail\nLK=" + sv.base + "\nADMIN=" + boot + "\n" + blocks[0][1]
+	for run := 1; run <= 2; run++ {
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, out)
+		}
+		for _, want := range []string{`"access_token": "lk_at_`, `"token_type": "bearer"`,
+			`{"token_type":"bearer","error":null}`, `{"token_type":null,"error":"invalid_client"}`} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("run %d: the output has no %s:\n%s", run, want, out)
+			}
+		}
+	}
+}

@@ -318,6 +318,7 @@ func newServer(ctx context.Context, o *opened) (*server.Server, error) {
 		AdminAuthLimit:          server.RateLimit{PerMinute: cfg.RateLimitAdminFailures, Burst: cfg.RateLimitAdminFailuresBurst},
 		IssuanceLimit:           server.IssuanceLimit{PerMinute: cfg.IntegrationTokenRate, Burst: cfg.IntegrationTokenBurst},
 		MetricsIntegrationLabel: cfg.MetricsIntegrationLabel,
+		JWKSFetchAllowPrivate:   cfg.JWKSFetchAllowPrivate,
 		MetricsToken:            cfg.MetricsToken,
 		MaxBodiesInFlight:       cfg.MaxBodiesInFlight,
 	})

@@ -61,6 +61,9 @@ type Options struct {
 	// is checked; OnFailure why authentication failed. Both may be nil.
 	OnClient  func(context.Context, *storage.Client)
 	OnFailure func(ctx context.Context, reason string)
+	// JWKSFetchAllowPrivate lets a jwks_uri be http, and on a loopback,
+	// private or link-local address: for development and tests only.
+	JWKSFetchAllowPrivate bool
 }
 
 // Provider serves the OAuth operations latchkey offers: the
@@ -74,6 +77,10 @@ type Provider struct {
 	// secrets checks client secrets: a malformed one fails on its
 	// checksum alone.
 	secrets *credential.Hasher
+	// jwks fetches the key sets of private_key_jwt integrations with a
+	// jwks_uri; parsedKeys keeps registered key sets parsed.
+	jwks       *jwksFetcher
+	parsedKeys keySetCache
 }
 
 // New builds the Provider. A signing key is made if none exists, whatever
@@ -103,6 +110,7 @@ func New(ctx context.Context, store *storage.Store, o Options) (*Provider, error
 	if _, err := store.EnsureSigningKey(ctx, o.SigningAlgorithm); err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
+	p.jwks = newJWKSFetcher(p.now, o.JWKSFetchAllowPrivate)
 	p.keys = newKeyring(store, p.now, o.Logger)
 	if err := p.keys.reload(ctx); err != nil {
 		return nil, fmt.Errorf("oauth: load signing keys: %w", err)
@@ -134,6 +142,9 @@ func (p *Provider) fosite() *fosite.Fosite {
 		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
 		// Only access tokens exist; never look a token up as a refresh token.
 		DisableRefreshTokenValidation: true,
+		// Client assertions are checked by latchkey (assertion.go says
+		// why); secrets by fosite.
+		ClientAuthenticationStrategy: p.authenticateClient,
 	}
 	p.strategy = &tokenStrategy{
 		prefixedHMACStrategy: &prefixedHMACStrategy{
@@ -168,6 +179,11 @@ func (n notingHasher) Hash(ctx context.Context, data []byte) ([]byte, error) {
 }
 
 func (n notingHasher) Compare(ctx context.Context, hash, data []byte) error {
+	if len(hash) == 0 {
+		// A private_key_jwt key pair has no secret to compare with.
+		n.p.opts.OnFailure(ctx, FailureWrongMethod)
+		return errKeylessSecret
+	}
 	err := n.p.secrets.Compare(ctx, hash, data)
 	if err != nil {
 		n.p.opts.OnFailure(ctx, FailureWrongSecret)
@@ -261,6 +277,7 @@ func jktOf(s fosite.Session) string {
 // proof's key; its proof is checked once the client is authenticated, and
 // its jti recorded once admit has let it through.
 func (p *Provider) Token(ctx context.Context, w http.ResponseWriter, r *http.Request, admit func(*storage.Client) error) error {
+	ctx = withAssertionMemo(ctx)
 	var b binding
 	req, resp, err := p.issue(ctx, r, admit, &b)
 	if errors.Is(err, storage.ErrKeyPairChanged) {
@@ -303,7 +320,7 @@ func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*stora
 }
 
 // AuthenticateClient returns the working key pair whose credentials r
-// carries (client_secret_basic or client_secret_post), for a request that
+// carries (client_secret_basic, client_secret_post or private_key_jwt), for a request that
 // is not a token request, and records its use.
 func (p *Provider) AuthenticateClient(ctx context.Context, r *http.Request) (*storage.Client, error) {
 	c, err := p.f.AuthenticateClient(ctx, r, r.PostForm)

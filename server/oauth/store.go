@@ -88,14 +88,19 @@ func (f fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, e
 	return nil, err
 }
 
-// ClientAssertionJWTValid is part of fosite.ClientManager; latchkey takes no
-// JWT client assertions, so no jti is ever known.
+// ClientAssertionJWTValid is part of fosite.ClientManager. It finds every
+// jti valid: asking first and recording after would let two replicas
+// both accept one jti, so SetClientAssertionJWT's insert is the check.
 func (fositeStore) ClientAssertionJWTValid(context.Context, string) error { return nil }
 
-// SetClientAssertionJWT is part of fosite.ClientManager; see
-// ClientAssertionJWTValid.
-func (fositeStore) SetClientAssertionJWT(context.Context, string, time.Time) error {
-	return errors.New("client assertions are not supported")
+// SetClientAssertionJWT records jti as used until exp on every replica,
+// and is fosite.ErrJTIKnown if it was used already (RFC 7523 §3 item 7).
+func (f fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	err := f.p.store.UseJTI(ctx, jti, exp)
+	if errors.Is(err, storage.ErrReplay) {
+		return fosite.ErrJTIKnown.WithWrap(err)
+	}
+	return err
 }
 
 // CreateAccessTokenSession stores an issued token under its signature; the
