@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/latchkey/latchkey/resource"
 	"github.com/latchkey/latchkey/server"
 )
 
@@ -38,17 +41,14 @@ func needInterop(t *testing.T, module string) string {
 	return node
 }
 
-// TestInteropOAuth4WebAPI has Node's oauth4webapi, unmodified, discover a
-// real latchkey server, authenticate with private_key_jwt and get a
-// client-credentials token, for each key type; the token is active at
-// introspection.
-func TestInteropOAuth4WebAPI(t *testing.T) {
-	node := needInterop(t, "oauth4webapi")
-	e := newEnv(t)
+// issuerReplica starts a second replica on e's database, listening where
+// its issuer says, and returns that issuer: oauth4webapi wants the issuer
+// to be the URL it discovered from. The clock goes live, as the library
+// signs with the real one.
+func (e *env) issuerReplica(t *testing.T) string {
+	t.Helper()
 	e.failOnServerErrors()
-	e.clock.Live() // the library signs with the real clock
-	// oauth4webapi wants the issuer to be the URL it discovered from: a
-	// second replica on the same database, listening where its issuer says.
+	e.clock.Live()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +63,36 @@ func TestInteropOAuth4WebAPI(t *testing.T) {
 	hs := &http.Server{Handler: validated(t, s.Handler(), nil), ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
+	return issuer
+}
+
+// runNode runs an interop script with env added and returns its output.
+func runNode(t *testing.T, node, script string, env ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = interopDir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("node %s: %v\n%s%s", script, err, out, stderr)
+	}
+	return out
+}
+
+// TestInteropOAuth4WebAPI has Node's oauth4webapi, unmodified, discover a
+// real latchkey server, authenticate with private_key_jwt and get a
+// client-credentials token, for each key type; the token is active at
+// introspection.
+func TestInteropOAuth4WebAPI(t *testing.T) {
+	node := needInterop(t, "oauth4webapi")
+	e := newEnv(t)
+	issuer := e.issuerReplica(t)
 	rs := e.resourceServer()
 
 	for _, alg := range []string{"ES256", "EdDSA", "PS256", "RS256"} {
@@ -78,19 +108,7 @@ func TestInteropOAuth4WebAPI(t *testing.T) {
 			if err := os.WriteFile(keyFile, priv, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, "private_key_jwt.mjs")
-			cmd.Dir = interopDir
-			cmd.Env = append(os.Environ(), "ISSUER="+issuer, "CLIENT_ID="+kp.ID, "KEY_FILE="+keyFile, "SCOPE=read")
-			out, err := cmd.Output()
-			if err != nil {
-				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = ee.Stderr
-				}
-				t.Fatalf("node: %v\n%s%s", err, out, stderr)
-			}
+			out := runNode(t, node, "private_key_jwt.mjs", "ISSUER="+issuer, "CLIENT_ID="+kp.ID, "KEY_FILE="+keyFile, "SCOPE=read")
 			var resp struct {
 				AccessToken string `json:"access_token"`
 				TokenType   string `json:"token_type"`
@@ -104,5 +122,64 @@ func TestInteropOAuth4WebAPI(t *testing.T) {
 				t.Errorf("introspection of oauth4webapi's token: %v", info)
 			}
 		})
+	}
+}
+
+// TestInteropOAuth4WebAPIDPoP has Node's oauth4webapi, unmodified, get a
+// DPoP-bound token from a real latchkey with a key pair it generates, and
+// call an API behind latchkey's resource package with it; the same token
+// without the library's key is refused there.
+func TestInteropOAuth4WebAPIDPoP(t *testing.T) {
+	node := needInterop(t, "oauth4webapi")
+	e := newEnv(t)
+	issuer := e.issuerReplica(t)
+	const audience = "https://invoices.example.com/"
+	rs := e.resourceServer()
+	kp := e.createIntegration(map[string]any{"name": "node-dpop", "require_dpop": true, "audience": []string{audience}})
+
+	var seen []string // the tokens the API was called with
+	v, err := resource.New(resource.Options{Issuer: issuer, Audience: audience, ClientID: rs.ID, ClientSecret: rs.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := resource.FromContext(r.Context())
+		fmt.Fprintf(w, "invoices for %s, bound to %s", c.Subject, c.JKT)
+	})))
+	t.Cleanup(api.Close)
+	recording := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		seen = append(seen, tok)
+		r.URL.Host, r.URL.Scheme = "", ""
+		api.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(recording.Close)
+
+	out := runNode(t, node, "dpop.mjs", "ISSUER="+issuer, "CLIENT_ID="+kp.ID, "CLIENT_SECRET="+kp.Secret,
+		"RESOURCE_URL="+recording.URL+"/v1/invoices")
+	var got struct {
+		TokenType string `json:"token_type"`
+		Status    int    `json:"status"`
+		Body      string `json:"body"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	if !strings.EqualFold(got.TokenType, "DPoP") || got.Status != http.StatusOK || !strings.Contains(got.Body, "invoices for node-dpop, bound to ") {
+		t.Fatalf("oauth4webapi with DPoP: %+v", got)
+	}
+	if len(seen) != 1 {
+		t.Fatalf("the API saw %d requests, want 1", len(seen))
+	}
+	// The token alone, as a thief would have it from a log.
+	req, _ := http.NewRequest("GET", api.URL+"/v1/invoices", nil)
+	req.Header.Set("Authorization", "Bearer "+seen[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the stolen token as Bearer: %d, want 401", resp.StatusCode)
 	}
 }
