@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,6 +31,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+
+	"github.com/latchkey/latchkey/internal/jwtclaim"
 )
 
 // Error codes of RFC 9449 §7.1 and §8.
@@ -375,7 +376,7 @@ func Verify(proof string, o VerifyOptions) (*Proof, error) {
 		return nil, invalid("htu does not match the request URL")
 	}
 	// Check 11: iat within the window (§11.1).
-	iat, ok := numericDate(c.IAT)
+	iat, ok := jwtclaim.NumericDate(c.IAT)
 	if !ok {
 		return nil, invalid("iat is missing or not a number")
 	}
@@ -437,23 +438,6 @@ func keyFitsAlg(jwk *jose.JSONWebKey, alg string) error {
 		return invalid("jwk header is not a public key of an accepted kind")
 	}
 	return nil
-}
-
-// numericDate reads a JWT NumericDate (RFC 7519 §2), which may have a
-// fraction.
-func numericDate(n json.Number) (time.Time, bool) {
-	if n == "" {
-		return time.Time{}, false
-	}
-	if i, err := n.Int64(); err == nil {
-		return time.Unix(i, 0), true
-	}
-	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e12 {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true
 }
 
 // sameHTU reports whether a proof's htu names the request URL: both

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -22,8 +21,10 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
+	"github.com/latchkey/latchkey/internal/jwtclaim"
 	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
 )
@@ -123,28 +124,11 @@ type assertionHeader struct {
 type assertionClaims struct {
 	Iss string       `json:"iss"`
 	Sub string       `json:"sub"`
-	Aud audience     `json:"aud"`
+	Aud jwt.Audience `json:"aud"`
 	Exp *json.Number `json:"exp"`
 	Nbf *json.Number `json:"nbf"`
 	Iat *json.Number `json:"iat"`
 	Jti string       `json:"jti"`
-}
-
-// audience is a JWT aud: one string or an array of them (RFC 7519 §4.1.3).
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if json.Unmarshal(b, &one) == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
 }
 
 func badAssertion(format string, args ...any) error {
@@ -276,7 +260,7 @@ func (p *Provider) checkClaims(r *http.Request, cl *assertionClaims, now time.Ti
 	if cl.Exp == nil {
 		return time.Time{}, badAssertion("exp is required.")
 	}
-	exp, ok := numericDate(*cl.Exp)
+	exp, ok := jwtclaim.NumericDate(*cl.Exp)
 	switch {
 	case !ok:
 		return time.Time{}, badAssertion("exp is not a NumericDate.")
@@ -289,7 +273,7 @@ func (p *Provider) checkClaims(r *http.Request, cl *assertionClaims, now time.Ti
 		if n == nil {
 			continue
 		}
-		t, ok := numericDate(*n)
+		t, ok := jwtclaim.NumericDate(*n)
 		if !ok {
 			return time.Time{}, badAssertion("%s is not a NumericDate.", name)
 		}
@@ -452,20 +436,6 @@ var dummyKeys = sync.OnceValue(func() map[string]any {
 })
 
 func dummyKey(alg string) any { return dummyKeys()[alg] }
-
-// numericDate reads a JWT NumericDate (RFC 7519 §2), which may have a
-// fraction.
-func numericDate(n json.Number) (time.Time, bool) {
-	if i, err := n.Int64(); err == nil {
-		return time.Unix(i, 0), true
-	}
-	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e12 {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true
-}
 
 // truncated keeps what a stranger sent short in an error description.
 func truncated(s string) string {
