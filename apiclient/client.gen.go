@@ -420,7 +420,9 @@ type AuditEventList struct {
 
 // AuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
 // secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
-// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret. A secret
+// integration with keys registered takes such JWTs as well as its secret, so that it can move
+// to `private_key_jwt` without downtime.
 type AuthMethod string
 
 // AuthorizationServerMetadata defines model for AuthorizationServerMetadata.
@@ -548,7 +550,9 @@ type Integration struct {
 
 	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
 	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
-	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret. A secret
+	// integration with keys registered takes such JWTs as well as its secret, so that it can move
+	// to `private_key_jwt` without downtime.
 	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 
 	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`
@@ -598,7 +602,9 @@ type IntegrationCreate struct {
 
 	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
 	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
-	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret. A secret
+	// integration with keys registered takes such JWTs as well as its secret, so that it can move
+	// to `private_key_jwt` without downtime.
 	TokenEndpointAuthMethod *AuthMethod `json:"token_endpoint_auth_method,omitempty"`
 
 	// TokenLifetimeSeconds Absent or null, the server's `token_lifetime`.
@@ -637,7 +643,9 @@ type IntegrationCreated struct {
 
 	// TokenEndpointAuthMethod How the integration's key pairs authenticate (RFC 7591 §2). Both secret methods accept the
 	// secret by HTTP Basic or in the form. `private_key_jwt` (RFC 7523 §2.2) takes a JWT signed by
-	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret.
+	// one of the keys in `jwks` or at `jwks_uri`, and its key pairs have no secret. A secret
+	// integration with keys registered takes such JWTs as well as its secret, so that it can move
+	// to `private_key_jwt` without downtime.
 	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 
 	// TokenLifetimeDefault True when the integration sets no lifetime of its own, so that `token_lifetime_seconds`

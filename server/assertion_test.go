@@ -506,3 +506,28 @@ func TestPrivateKeyJWTRegenerationRace(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateKeyJWTMigration moves a secret integration to its own keys
+// without a moment in which old or new code is refused: keys registered
+// while it still uses its secret, assertions and the secret both work;
+// the switch then deletes the secret, and the assertions go on.
+func TestPrivateKeyJWTMigration(t *testing.T) {
+	e := newEnv(t)
+	s := newSigner(t, "ES256", "2026-12")
+	kp := e.createIntegration(map[string]any{"name": "mover"})
+	if status, out := e.assertionToken(s.sign(t, e.claimsFor(kp.ID), nil)); status != http.StatusUnauthorized {
+		t.Fatalf("an assertion before any key is registered: %d %v, want 401", status, out)
+	}
+	e.mustAdmin("PATCH", "/admin/integrations/mover", map[string]any{"jwks": jwksOf(s)}, http.StatusOK)
+	e.token(kp, nil) // old code, still on the secret
+	if status, out := e.assertionToken(s.sign(t, e.claimsFor(kp.ID), nil)); status != http.StatusOK {
+		t.Fatalf("new code's assertion with keys registered, before the switch: %d %v", status, out)
+	}
+	e.mustAdmin("PATCH", "/admin/integrations/mover", map[string]any{"token_endpoint_auth_method": "private_key_jwt"}, http.StatusOK)
+	if status, _, out := e.form("/oauth2/token", kp, url.Values{"grant_type": {"client_credentials"}}); status != http.StatusUnauthorized {
+		t.Errorf("the secret after the switch: %d %v, want 401", status, out)
+	}
+	if status, out := e.assertionToken(s.sign(t, e.claimsFor(kp.ID), nil)); status != http.StatusOK {
+		t.Errorf("an assertion after the switch: %d %v", status, out)
+	}
+}

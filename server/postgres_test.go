@@ -40,7 +40,7 @@ func TestPostgres(t *testing.T) {
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch, "IntegrationTokens": TestIntegrationTokens,
-		"AdminKeylessIntegration": TestAdminKeylessIntegration,
+		"AdminKeylessIntegration": TestAdminKeylessIntegration, "PrivateKeyJWTMigration": TestPrivateKeyJWTMigration,
 		"PrivateKeyJWTAlgorithms": TestPrivateKeyJWTAlgorithms, "PrivateKeyJWTChecks": TestPrivateKeyJWTChecks,
 		"PrivateKeyJWTEndpoints": TestPrivateKeyJWTEndpoints, "PrivateKeyJWTFailureLimits": TestPrivateKeyJWTFailureLimits,
 		"PrivateKeyJWTRotation": TestPrivateKeyJWTRotation, "JWKSURIFetchAndCache": TestJWKSURIFetchAndCache,

@@ -64,7 +64,7 @@ const list = (xs) => (xs?.length ? h('div', { class: 'chips' }, xs.map((x) => h(
 function authentication(ig) {
   if (ig.token_endpoint_auth_method !== 'private_key_jwt') {
     const keys = ig.jwks?.keys?.length ?? 0;
-    return ['client secret', keys ? h('span', { class: 'muted' }, ` (${keys} public key${keys === 1 ? '' : 's'} registered ahead of a switch)`) : null];
+    return ['client secret', keys ? h('span', { class: 'muted' }, ` and its own keys (${keys} registered; switch to keys to retire the secret)`) : null];
   }
   if (ig.jwks_uri) return ['its own keys, from ', h('code', { class: 'mono' }, ig.jwks_uri)];
   const kids = (ig.jwks?.keys ?? []).map((k) => k.kid || `${k.kty} key without kid`);

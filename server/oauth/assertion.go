@@ -92,7 +92,8 @@ const (
 	// address; it counts against the address that replays it.
 	FailureReplayedAssertion = "replayed_assertion"
 	// FailureWrongMethod: a secret for a private_key_jwt integration, or an
-	// assertion for a secret one. It counts like a wrong secret.
+	// assertion for a secret one with no keys registered. It counts like a
+	// wrong secret.
 	FailureWrongMethod = "wrong_method"
 )
 
@@ -213,8 +214,12 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		return nil, err
 	}
 	p.opts.OnClient(ctx, c)
-	if c.Integration.TokenEndpointAuthMethod != storage.AuthPrivateKeyJWT {
-		return fail(FailureWrongMethod, fosite.ErrInvalidClient.WithHint("This integration authenticates with its client secret (client_secret_basic or client_secret_post), not a client assertion."))
+	// A secret integration with keys registered takes assertions too: that
+	// is the move to private_key_jwt without downtime (register the keys,
+	// deploy the clients that sign, then switch, which deletes the
+	// secrets), with old and new code working at every step.
+	if c.Integration.TokenEndpointAuthMethod != storage.AuthPrivateKeyJWT && c.Integration.JWKS == "" && c.Integration.JWKSURI == "" {
+		return fail(FailureWrongMethod, fosite.ErrInvalidClient.WithHint("This integration authenticates with its client secret (client_secret_basic or client_secret_post) and has no keys registered, so it takes no client assertion."))
 	}
 	if claimErr != nil {
 		return fail(FailureBadAssertion, claimErr)
