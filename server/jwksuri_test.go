@@ -22,6 +22,9 @@ type keyHost struct {
 	body    []byte
 	header  string // Cache-Control
 	delay   time.Duration
+	status  int           // answered instead of the set, when not 0
+	entered chan struct{} // when not nil, told of each fetch, which then
+	gate    chan struct{} // waits for gate to close
 }
 
 func newKeyHost(t *testing.T, ss ...signer) *keyHost {
@@ -31,8 +34,16 @@ func newKeyHost(t *testing.T, ss ...signer) *keyHost {
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.fetches.Add(1)
 		h.mu.Lock()
-		body, cc, delay := h.body, h.header, h.delay
+		body, cc, delay, status, entered, gate := h.body, h.header, h.delay, h.status, h.entered, h.gate
 		h.mu.Unlock()
+		if entered != nil {
+			entered <- struct{}{}
+			<-gate
+		}
+		if status != 0 {
+			w.WriteHeader(status)
+			return
+		}
 		if delay > 0 {
 			select {
 			case <-time.After(delay):
@@ -250,5 +261,81 @@ func TestPrivateKeyJWTRotation(t *testing.T) {
 	status, out := b.assertionToken(once)
 	if desc, _ := out["error_description"].(string); status != http.StatusUnauthorized || !strings.Contains(desc, "used already") {
 		t.Errorf("replay on b: %d %v", status, out)
+	}
+}
+
+// TestJWKSURIAvailability: what happens at the client's key host never
+// refuses a correct assertion that latchkey could still check. A set whose
+// refetch fails is used for an hour past its expiry; a request whose kid
+// the fresh set holds never waits for another request's fetch; a key
+// rotated in without a kid is found by fetching again.
+func TestJWKSURIAvailability(t *testing.T) {
+	e := newEnv(t, allowPrivate)
+	a := newSigner(t, "ES256", "a")
+	host := newKeyHost(t, a)
+	kp := e.createIntegration(map[string]any{"name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": host.url()})
+	token := func(s signer) int {
+		status, _ := e.assertionToken(s.sign(t, e.claimsFor(kp.ID), nil))
+		return status
+	}
+	if got := token(a); got != http.StatusOK {
+		t.Fatalf("first token: %d", got)
+	}
+
+	// The key host is down past the set's expiry (5 min without max-age).
+	host.mu.Lock()
+	host.status = http.StatusServiceUnavailable
+	host.mu.Unlock()
+	e.clock.Advance(6 * time.Minute)
+	if got := token(a); got != http.StatusOK {
+		t.Errorf("key host down just past the set's expiry: %d, want 200 on the set fetched before", got)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if got := token(a); got != http.StatusUnauthorized {
+		t.Errorf("key host down for two hours: %d, want 401", got)
+	}
+	host.mu.Lock()
+	host.status = 0
+	host.mu.Unlock()
+	e.clock.Advance(31 * time.Second)
+	if got := token(a); got != http.StatusOK {
+		t.Fatalf("key host back: %d", got)
+	}
+
+	// A made-up kid's refetch hangs at the key host; the known kid's
+	// request does not wait for it.
+	e.clock.Advance(31 * time.Second)
+	host.mu.Lock()
+	host.entered, host.gate = make(chan struct{}), make(chan struct{})
+	entered, gate := host.entered, host.gate
+	host.mu.Unlock()
+	stranger := make(chan int)
+	go func() { stranger <- token(newSigner(t, "ES256", "made-up")) }()
+	<-entered
+	known := make(chan int)
+	go func() { known <- token(a) }()
+	select {
+	case got := <-known:
+		if got != http.StatusOK {
+			t.Errorf("known kid during another request's fetch: %d", got)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("a request whose kid the fresh set holds waited for a stranger's fetch")
+		<-known
+	}
+	close(gate)
+	if got := <-stranger; got != http.StatusUnauthorized {
+		t.Errorf("made-up kid: %d, want 401", got)
+	}
+	host.mu.Lock()
+	host.entered, host.gate = nil, nil
+	host.mu.Unlock()
+
+	// Rotation to a key without kid, within the old set's freshness.
+	b := newSigner(t, "ES256", "")
+	host.set(b)
+	e.clock.Advance(31 * time.Second)
+	if got := token(b); got != http.StatusOK {
+		t.Errorf("a key without kid rotated in at the URI: %d, want 200", got)
 	}
 }

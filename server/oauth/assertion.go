@@ -225,26 +225,20 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		return fail(FailureBadAssertion, claimErr)
 	}
 
-	set, err := p.clientKeys(ctx, c, h.Kid)
+	set, err := p.clientKeys(ctx, c, h.Kid, false)
+	if err == nil {
+		err = verifyWith(set, h, jws, parts, sig)
+	}
+	if err != nil && c.Integration.JWKSURI != "" {
+		// A key rotated in at the URI, with no kid or a kid reused, is
+		// found only by fetching again, at the fetcher's pace; a set that
+		// did not change is not tried twice.
+		if again, err2 := p.clientKeys(ctx, c, h.Kid, true); err2 == nil && again != set {
+			err = verifyWith(again, h, jws, parts, sig)
+		}
+	}
 	if err != nil {
 		return fail(FailureBadAssertion, err)
-	}
-	keys := candidateKeys(set, h)
-	if len(keys) == 0 {
-		if h.Kid != "" {
-			return fail(FailureBadAssertion, badAssertion("no registered key has kid %q and fits alg %s.", truncated(h.Kid), h.Alg))
-		}
-		return fail(FailureBadAssertion, badAssertion("no registered key fits alg %s.", h.Alg))
-	}
-	verified := false
-	for _, k := range keys {
-		if verifies(jws, parts, sig, h.Alg, k.Key) {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		return fail(FailureBadAssertion, badAssertion("the signature does not verify with any registered key."))
 	}
 
 	if err := p.useJTI(ctx, raw, c.ClientID, cl.Jti, exp); err != nil {
@@ -327,12 +321,30 @@ func candidateKeys(set *jose.JSONWebKeySet, h assertionHeader) []jose.JSONWebKey
 	return out
 }
 
+// verifyWith verifies the assertion's signature with one of the keys of
+// set its header allows.
+func verifyWith(set *jose.JSONWebKeySet, h assertionHeader, jws *jose.JSONWebSignature, parts []string, sig []byte) error {
+	keys := candidateKeys(set, h)
+	if len(keys) == 0 {
+		if h.Kid != "" {
+			return badAssertion("no registered key has kid %q and fits alg %s.", truncated(h.Kid), h.Alg)
+		}
+		return badAssertion("no registered key fits alg %s.", h.Alg)
+	}
+	for _, k := range keys {
+		if verifies(jws, parts, sig, h.Alg, k.Key) {
+			return nil
+		}
+	}
+	return badAssertion("the signature does not verify with any registered key.")
+}
+
 // clientKeys returns the public keys of c's integration: its registered
 // set or, with a jwks_uri, the set fetched from there (again when kid is
 // one the cached set lacks, at the fetcher's pace).
-func (p *Provider) clientKeys(ctx context.Context, c *storage.Client, kid string) (*jose.JSONWebKeySet, error) {
+func (p *Provider) clientKeys(ctx context.Context, c *storage.Client, kid string, refresh bool) (*jose.JSONWebKeySet, error) {
 	if uri := c.Integration.JWKSURI; uri != "" {
-		set, err := p.jwks.get(ctx, uri, kid)
+		set, err := p.jwks.get(ctx, uri, kid, refresh)
 		if err != nil {
 			p.opts.Logger.WarnContext(ctx, "jwks_uri: no key set", "integration", c.Integration.Name, "err", err)
 			return nil, badAssertion("the key set at the integration's jwks_uri could not be fetched: %s.", err)

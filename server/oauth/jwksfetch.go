@@ -35,6 +35,9 @@ const (
 	// jwksRefetchEvery is how often an unknown kid, or a failed fetch, may
 	// cause another fetch of one URI.
 	jwksRefetchEvery = 30 * time.Second
+	// jwksStaleFor is how long past its expiry a set is used while its
+	// URI fails to answer.
+	jwksStaleFor = time.Hour
 	// jwksMaxURIs bounds the cache; past it, the entry that expires first
 	// is dropped.
 	jwksMaxURIs = 1024
@@ -51,8 +54,9 @@ type jwksFetcher struct {
 	entries map[string]*jwksEntry
 }
 
-// jwksEntry is one URI's set. done is closed when the fetch in flight
-// ends; until then set and err are the previous fetch's.
+// jwksEntry is one URI's set: the last one fetched, until when it is
+// fresh, and the last fetch's error, if it failed. done is closed when the
+// fetch in flight ends.
 type jwksEntry struct {
 	set       *jose.JSONWebKeySet
 	err       error
@@ -149,73 +153,83 @@ func publicAddr(ip netip.Addr) bool {
 	return true
 }
 
-// get returns the key set at uri: the cached one while it is fresh and,
-// when kid is set, holds kid; otherwise a fetched one, at most once per
-// jwksRefetchEvery when the cached set is fresh or the last fetch failed.
-func (f *jwksFetcher) get(ctx context.Context, uri, kid string) (*jose.JSONWebKeySet, error) {
+// get returns the key set at uri for an assertion with kid. A set that is
+// fresh and holds kid is returned at once, even while another request's
+// fetch is in flight, so a stranger's made-up kid never makes the
+// integration's own requests wait. Otherwise the set is fetched: when
+// there is none or it expired, and, at most once per jwksRefetchEvery,
+// when kid is not in it or the caller asks again (refresh: no key
+// verified, as when a key without kid was rotated in). A set whose fetch
+// fails is used for up to jwksStaleFor past its expiry, so an outage at
+// the client's key host is not one at latchkey; a key removed there still
+// goes at expiry, as the fetch that succeeds replaces the set.
+func (f *jwksFetcher) get(ctx context.Context, uri, kid string, refresh bool) (*jose.JSONWebKeySet, error) {
 	if err := f.checkURI(uri); err != nil {
 		return nil, err
 	}
 	for {
 		f.mu.Lock()
-		e := f.entries[uri]
 		now := f.now()
-		if e != nil && e.done != nil {
-			done := e.done
-			f.mu.Unlock()
-			select {
-			case <-done:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		if e != nil && !f.needFetch(e, kid, now) {
-			f.mu.Unlock()
-			return e.set, e.err
-		}
+		e := f.entries[uri]
 		if e == nil {
 			f.evict()
 			e = &jwksEntry{}
 			f.entries[uri] = e
 		}
-		e.done = make(chan struct{})
-		e.fetchedAt = now
-		f.mu.Unlock()
-
-		// The fetch outlives the request that started it: the others
-		// waiting on it would otherwise fail with that request.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
-		set, age, err := f.fetch(fctx, uri)
-		cancel()
-
-		f.mu.Lock()
-		if err == nil {
-			e.set, e.err, e.expires = set, nil, f.now().Add(age)
-		} else if e.set == nil || !f.now().Before(e.expires) {
-			e.set, e.err = nil, err
+		fresh := e.set != nil && now.Before(e.expires)
+		holds := e.set != nil && (kid == "" || len(e.set.Key(kid)) > 0)
+		if fresh && holds && !refresh {
+			f.mu.Unlock()
+			return e.set, nil
 		}
-		close(e.done)
-		e.done = nil
-		set, err = e.set, e.err
+		if done := e.done; done != nil {
+			f.mu.Unlock()
+			select {
+			case <-done:
+				refresh = false // that fetch was as good as one of our own
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if e.fetchedAt.IsZero() || now.Sub(e.fetchedAt) >= jwksRefetchEvery {
+			e.done = make(chan struct{})
+			e.fetchedAt = now
+			f.mu.Unlock()
+			f.refetch(ctx, uri, e)
+			refresh = false
+			continue
+		}
+		// No fetch now: what there is, which the caller may find lacks kid.
+		set, err := e.set, e.err
 		f.mu.Unlock()
-		return set, err
+		if set != nil {
+			return set, nil
+		}
+		return nil, err
 	}
 }
 
-// needFetch says whether e is to be fetched again for an assertion with
-// kid, f.mu held.
-func (f *jwksFetcher) needFetch(e *jwksEntry, kid string, now time.Time) bool {
-	paced := now.Sub(e.fetchedAt) >= jwksRefetchEvery
+// refetch fetches e's set, whose fetch the caller has marked in flight
+// (e.done), and records the outcome.
+func (f *jwksFetcher) refetch(ctx context.Context, uri string, e *jwksEntry) {
+	// The fetch outlives the request that started it: the others waiting
+	// on it would otherwise fail with that request.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
+	set, age, err := f.fetch(fctx, uri)
+	cancel()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	e.err = err
 	switch {
-	case e.err != nil:
-		return paced
-	case !now.Before(e.expires):
-		return true
-	case kid != "" && len(e.set.Key(kid)) == 0:
-		return paced
+	case err == nil:
+		e.set, e.expires = set, now.Add(age)
+	case e.set != nil && !now.Before(e.expires.Add(jwksStaleFor)):
+		e.set = nil
 	}
-	return false
+	close(e.done)
+	e.done = nil
 }
 
 // evict drops the entry that expires first when the cache is full, f.mu
