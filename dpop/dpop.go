@@ -564,6 +564,21 @@ func joseReason(err error) string {
 	return strings.TrimPrefix(err.Error(), "go-jose/go-jose: ")
 }
 
+// RequestPath is the path of r as the client sent it, which its proof's
+// htu names: r.URL may have been rewritten since (a handler mounted under
+// http.StripPrefix, a route served under a canonical path), r.RequestURI
+// is what arrived. Joined to the public base URL of the server (scheme and
+// host as clients address it, behind a proxy too) it is the URL to verify
+// a proof against.
+func RequestPath(r *http.Request) string {
+	if r.RequestURI != "" {
+		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
+			return u.EscapedPath()
+		}
+	}
+	return r.URL.EscapedPath()
+}
+
 // FromHeader returns the one DPoP proof in h. A request with no DPoP
 // header, several, or one holding a list, gets an *Error: RFC 9449 §4.3
 // check 1 allows exactly one.

@@ -334,3 +334,30 @@ func TestReplayWithNonPositiveDurations(t *testing.T) {
 	}
 	refused(t, "replay", call(t, srv, "GET", "/", "DPoP "+bound, p), http.StatusUnauthorized, `error="invalid_dpop_proof"`)
 }
+
+// TestBoundTokenUnderStripPrefix: an API mounted under http.StripPrefix
+// verifies proofs against the URL the client called, prefix included.
+func TestBoundTokenUnderStripPrefix(t *testing.T) {
+	iss := newIssuer(t)
+	holderKey(t)
+	v, err := resource.New(iss.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	bound := iss.mint(t, map[string]any{"cnf": map[string]string{"jkt": jkt(t, holder)}})
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/invoices", nil)
+	req.Header.Set("Authorization", "DPoP "+bound)
+	req.Header.Set("DPoP", proofAt(t, holder, "GET", srv.URL+"/api/v1/invoices", bound, iss.clock.Now()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("bound token under StripPrefix: %d %v", resp.StatusCode, resp.Header.Values("WWW-Authenticate"))
+	}
+}

@@ -445,13 +445,13 @@ func (v *Verifier) verifyProof(r *http.Request, token string) (*dpop.Proof, erro
 // requestURL is the URL the client addressed, as htu names it.
 func (v *Verifier) requestURL(r *http.Request) string {
 	if v.o.PublicURL != "" {
-		return v.o.PublicURL + r.URL.EscapedPath()
+		return v.o.PublicURL + dpop.RequestPath(r)
 	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + r.URL.EscapedPath()
+	return scheme + "://" + r.Host + dpop.RequestPath(r)
 }
 
 // writeError answers as RFC 6750 §3 and RFC 9449 §7.1 say: a challenge for

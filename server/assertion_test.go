@@ -531,3 +531,19 @@ func TestPrivateKeyJWTMigration(t *testing.T) {
 		t.Errorf("an assertion after the switch: %d %v", status, out)
 	}
 }
+
+// TestPrivateKeyJWTAliasAudience: an assertion sent to an endpoint's
+// trailing-slash alias may name, as aud, the URL it was sent to or the
+// canonical one.
+func TestPrivateKeyJWTAliasAudience(t *testing.T) {
+	e := newEnv(t)
+	s := newSigner(t, "ES256", "")
+	kp := e.keyless("rs", s)
+	for _, aud := range []string{"http://127.0.0.1/oauth2/introspect/", "http://127.0.0.1/oauth2/introspect"} {
+		c := e.claimsFor(kp.ID)
+		c["aud"] = aud
+		if status, out := e.assertionCall("/oauth2/introspect/", s.sign(t, c, nil), url.Values{"token": {"x"}}); status != http.StatusOK {
+			t.Errorf("aud %s at /oauth2/introspect/: %d %v", aud, status, out)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
+	"github.com/latchkey/latchkey/dpop"
 	"github.com/latchkey/latchkey/internal/jwtclaim"
 	"github.com/latchkey/latchkey/server/oauth/credential"
 	"github.com/latchkey/latchkey/storage"
@@ -290,15 +291,18 @@ func (p *Provider) checkClaims(r *http.Request, cl *assertionClaims, now time.Ti
 // request r: the issuer, the token endpoint (always), or the endpoint r
 // was sent to, whichever of the three OAuth endpoints that is.
 func (p *Provider) acceptsAudience(r *http.Request) func(string) bool {
-	path := strings.TrimSuffix(r.URL.Path, "/")
-	endpoint := ""
-	switch path {
+	// The endpoint as the client called it, a trailing-slash alias
+	// included (as a DPoP proof's htu names it), or its canonical URL.
+	called := dpop.RequestPath(r)
+	canonical := strings.TrimSuffix(called, "/")
+	switch canonical {
 	case "/oauth2/token", "/oauth2/introspect", "/oauth2/revoke":
-		endpoint = p.opts.Issuer + path
+	default:
+		called, canonical = "/oauth2/token", "/oauth2/token"
 	}
 	token := p.opts.Issuer + "/oauth2/token"
 	return func(a string) bool {
-		return a == p.opts.Issuer || a == token || (endpoint != "" && a == endpoint)
+		return a == p.opts.Issuer || a == token || a == p.opts.Issuer+canonical || a == p.opts.Issuer+called
 	}
 }
 

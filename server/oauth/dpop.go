@@ -93,7 +93,7 @@ func (p *Provider) checkProof(r *http.Request, c *storage.Client, b *binding) er
 	}
 	now := p.now()
 	proof, err := dpop.Verify(raw, dpop.VerifyOptions{
-		Method: http.MethodPost, URL: p.opts.Issuer + requestPath(r), Now: now,
+		Method: http.MethodPost, URL: p.opts.Issuer + dpop.RequestPath(r), Now: now,
 		MaxAge: dpopMaxAge, Leeway: dpopLeeway, Algs: DPoPAlgorithms,
 	})
 	if err != nil {
@@ -135,19 +135,6 @@ func proofError(err error) error {
 		return InvalidDPoPProof(de.Description + ".")
 	}
 	return err
-}
-
-// requestPath is the path the client addressed, as it sent it: the
-// trailing-slash aliases of the OAuth endpoints are served under the
-// canonical path (r.URL), but their proof's htu names the alias. Joined
-// to the issuer it is the URL as the client saw it, behind a proxy too.
-func requestPath(r *http.Request) string {
-	if r.RequestURI != "" {
-		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
-			return u.EscapedPath()
-		}
-	}
-	return r.URL.EscapedPath()
 }
 
 // maxResourceLength bounds a resource value, as an allowed audience value
