@@ -547,3 +547,41 @@ func TestPrivateKeyJWTAliasAudience(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateKeyJWTIssuanceCap: an assertion refused for the issuance cap
+// is given back, so the client's retry of the same request succeeds once
+// the cap allows; a replayed assertion is refused before the cap, so
+// replays of a captured one never use up the integration's tokens.
+func TestPrivateKeyJWTIssuanceCap(t *testing.T) {
+	e := capped(t)
+	s := newSigner(t, "ES256", "")
+	kp := e.createIntegration(map[string]any{"name": "signer", "token_endpoint_auth_method": "private_key_jwt",
+		"jwks": jwksOf(s), "token_rate_per_minute": 6}) // one at once, then one every 10 s
+	assertion := func() string {
+		c := e.claimsFor(kp.ID)
+		c["exp"] = e.clock.Now().Add(4 * time.Minute).Unix()
+		return s.sign(t, c, nil)
+	}
+	first := assertion()
+	if status, out := e.assertionToken(first); status != http.StatusOK {
+		t.Fatalf("first token: %d %v", status, out)
+	}
+	second := assertion()
+	if status, out := e.assertionToken(second); status != http.StatusTooManyRequests {
+		t.Fatalf("second token at once: %d %v, want 429", status, out)
+	}
+	e.clock.Advance(10 * time.Second)
+	if status, out := e.assertionToken(second); status != http.StatusOK {
+		t.Errorf("the same request retried once the cap allows: %d %v, want 200", status, out)
+	}
+
+	e.clock.Advance(10 * time.Second)
+	for range 3 {
+		if status, out := e.assertionToken(first); status != http.StatusUnauthorized {
+			t.Errorf("a replayed assertion: %d %v, want 401", status, out)
+		}
+	}
+	if status, out := e.assertionToken(assertion()); status != http.StatusOK {
+		t.Errorf("a fresh assertion after replays: %d %v, want 200: the replays used up the cap", status, out)
+	}
+}

@@ -40,7 +40,7 @@ func TestPostgres(t *testing.T) {
 		"AuditFilterErrors": TestAuditFilterErrors, "AuditUpdateChanges": TestAuditUpdateChanges,
 		"AuthFailureAudit": TestAuthFailureAudit, "AuthFailureAuditBounded": TestAuthFailureAuditBounded,
 		"EndGrace": TestEndGrace, "IntegrationSearch": TestIntegrationSearch, "IntegrationTokens": TestIntegrationTokens,
-		"AdminKeylessIntegration": TestAdminKeylessIntegration, "PrivateKeyJWTMigration": TestPrivateKeyJWTMigration,
+		"AdminKeylessIntegration": TestAdminKeylessIntegration, "PrivateKeyJWTMigration": TestPrivateKeyJWTMigration, "PrivateKeyJWTIssuanceCap": TestPrivateKeyJWTIssuanceCap,
 		"PrivateKeyJWTAlgorithms": TestPrivateKeyJWTAlgorithms, "PrivateKeyJWTChecks": TestPrivateKeyJWTChecks,
 		"PrivateKeyJWTEndpoints": TestPrivateKeyJWTEndpoints, "PrivateKeyJWTFailureLimits": TestPrivateKeyJWTFailureLimits,
 		"PrivateKeyJWTRotation": TestPrivateKeyJWTRotation, "JWKSURIFetchAndCache": TestJWKSURIFetchAndCache,

@@ -247,3 +247,13 @@ func (s *Store) UseJTI(ctx context.Context, jti string, expiresAt time.Time) err
 	}
 	return nil
 }
+
+// ForgetJTI forgets a jti UseJTI recorded, for a request that used it and
+// was then refused, so that it may be sent again; forgetting what is not
+// there succeeds.
+func (s *Store) ForgetJTI(ctx context.Context, jti string) error {
+	if _, err := s.exec(ctx, nil, `DELETE FROM used_jtis WHERE jti = $1`, jti); err != nil {
+		return fmt.Errorf("forget jti: %w: %w", ErrUnavailable, err)
+	}
+	return nil
+}

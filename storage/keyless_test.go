@@ -269,6 +269,17 @@ func testUseJTI(t *testing.T, s *Store, clk *fakeClock) {
 		t.Errorf("oversized jti = %v, want ErrInvalid", err)
 	}
 
+	// A jti given back may be used again, once.
+	if err := other.ForgetJTI(ctx, "a:client:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseJTI(ctx, "a:client:1", exp); err != nil {
+		t.Errorf("a jti given back = %v, want usable again", err)
+	}
+	if err := s.UseJTI(ctx, "a:client:1", exp); !errors.Is(err, ErrReplay) {
+		t.Errorf("then again = %v, want ErrReplay", err)
+	}
+
 	// Two replicas racing with one jti: exactly one wins.
 	errs := make(chan error, 2)
 	for _, st := range []*Store{s, other} {

@@ -242,10 +242,16 @@ func (p *Provider) checkAssertion(ctx context.Context, r *http.Request, form url
 		return fail(FailureBadAssertion, err)
 	}
 
-	if err := p.useJTI(ctx, raw, c.ClientID, cl.Jti, exp); err != nil {
-		if errors.Is(err, fosite.ErrJTIKnown) {
-			return fail(FailureReplayedAssertion, fosite.ErrInvalidClient.WithHint("The client assertion was used already: its jti must be new for every request (RFC 7523 §3)."))
+	jti := spentJTI{key: "a:" + c.ClientID + ":" + cl.Jti, until: exp.Add(assertionLeeway)}
+	if pending, ok := ctx.Value(pendingJTIKey{}).(*spentJTI); ok {
+		// Token spends it (spendAssertion) after the DPoP proof's check,
+		// and gives it back if the request is refused after that.
+		if pending.key != jti.key {
+			*pending = jti
 		}
+		return client{c}, nil
+	}
+	if err := p.spendAssertion(ctx, &jti); err != nil {
 		return nil, err
 	}
 	return client{c}, nil
@@ -361,38 +367,51 @@ func (p *Provider) clientKeys(ctx context.Context, c *storage.Client, kid string
 	return p.parsedKeys.get(c.Integration.JWKS)
 }
 
-// assertionMemo is kept in the context of one token request, which
-// authenticates its client a second time when a regeneration races it:
-// the assertion it already spent is not a replay then.
-type assertionMemo struct {
-	mu    sync.Mutex
-	spent map[string]bool
+// spentJTI is an assertion's jti as recorded in used_jtis, until when,
+// and whether it has been.
+type spentJTI struct {
+	key      string
+	until    time.Time
+	recorded bool
 }
 
-type assertionMemoKey struct{}
+// pendingJTIKey marks the context of a token request: Token records its
+// assertion's jti, not the client authentication.
+type pendingJTIKey struct{}
 
-func withAssertionMemo(ctx context.Context) context.Context {
-	return context.WithValue(ctx, assertionMemoKey{}, &assertionMemo{spent: map[string]bool{}})
-}
-
-// useJTI records the assertion's jti as used, on every replica, until the
-// assertion has expired (RFC 7523 §3 item 7).
-func (p *Provider) useJTI(ctx context.Context, raw, clientID, jti string, exp time.Time) error {
-	memo, _ := ctx.Value(assertionMemoKey{}).(*assertionMemo)
-	if memo != nil {
-		memo.mu.Lock()
-		defer memo.mu.Unlock()
-		if memo.spent[raw] {
-			return nil
-		}
+// spendAssertion records the assertion's jti as used, on every replica,
+// until the assertion has expired (RFC 7523 §3 item 7), once: Token's
+// retry after a racing regeneration authenticates the same assertion
+// again, which is no replay.
+func (p *Provider) spendAssertion(ctx context.Context, jti *spentJTI) error {
+	if jti.key == "" || jti.recorded {
+		return nil
 	}
-	if err := (fositeStore{p}).SetClientAssertionJWT(ctx, "a:"+clientID+":"+jti, exp.Add(assertionLeeway)); err != nil {
+	err := p.store.UseJTI(ctx, jti.key, jti.until)
+	if errors.Is(err, storage.ErrReplay) {
+		p.opts.OnFailure(ctx, FailureReplayedAssertion)
+		return fosite.ErrInvalidClient.WithHint("The client assertion was used already: its jti must be new for every request (RFC 7523 §3).")
+	}
+	if err != nil {
 		return err
 	}
-	if memo != nil {
-		memo.spent[raw] = true
-	}
+	jti.recorded = true
 	return nil
+}
+
+// giveBackAssertion forgets the jti of an assertion spent by a request
+// that was refused after all (the issuance cap, its DPoP proof, a failed
+// write), so the client may send it again. Failing to is logged: the
+// client then needs a new assertion, as it would anyway after 5 minutes.
+func (p *Provider) giveBackAssertion(ctx context.Context, jti *spentJTI) {
+	if !jti.recorded {
+		return
+	}
+	if err := p.store.ForgetJTI(context.WithoutCancel(ctx), jti.key); err != nil {
+		p.opts.Logger.WarnContext(ctx, "client assertion: could not give back its jti", "err", err)
+		return
+	}
+	jti.recorded = false
 }
 
 // keySetCache keeps registered key sets parsed, by their stored text: a

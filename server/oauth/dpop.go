@@ -67,6 +67,9 @@ type binding struct {
 	jtiKey   string
 	until    time.Time
 	recorded bool
+	// assertion is the client assertion's jti, if the client sent one,
+	// recorded after the proof's.
+	assertion spentJTI
 }
 
 // checkProof verifies the request's DPoP proof, if it has one, for client

@@ -275,10 +275,11 @@ func jktOf(s fosite.Session) string {
 //
 // A request with a DPoP proof (RFC 9449 §5) gets a token bound to the
 // proof's key; its proof is checked once the client is authenticated, and
-// its jti recorded once admit has let it through.
+// its jti recorded once admit has let it through, as is a client
+// assertion's.
 func (p *Provider) Token(ctx context.Context, w http.ResponseWriter, r *http.Request, admit func(*storage.Client) error) error {
-	ctx = withAssertionMemo(ctx)
 	var b binding
+	ctx = context.WithValue(ctx, pendingJTIKey{}, &b.assertion)
 	req, resp, err := p.issue(ctx, r, admit, &b)
 	if errors.Is(err, storage.ErrKeyPairChanged) {
 		req, resp, err = p.issue(ctx, r, admit, &b)
@@ -300,11 +301,23 @@ func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*stora
 	if err := p.checkProof(r, c, b); err != nil {
 		return nil, nil, err
 	}
-	if err := admit(c); err != nil {
+	// The assertion is spent before admit, so that a replayed one never
+	// takes from the integration's issuance cap, and given back if the
+	// request is refused after all, so that it can be retried as it is.
+	if err := p.spendAssertion(ctx, &b.assertion); err != nil {
 		return nil, nil, err
 	}
-	if err := p.recordProof(ctx, b); err != nil {
+	refused := func(err error) (fosite.AccessRequester, fosite.AccessResponder, error) {
+		if !errors.Is(err, storage.ErrKeyPairChanged) {
+			p.giveBackAssertion(ctx, &b.assertion)
+		}
 		return nil, nil, err
+	}
+	if err := admit(c); err != nil {
+		return refused(err)
+	}
+	if err := p.recordProof(ctx, b); err != nil {
+		return refused(err)
 	}
 	if b.jkt != "" {
 		if sess.Extra == nil {
@@ -314,7 +327,9 @@ func (p *Provider) issue(ctx context.Context, r *http.Request, admit func(*stora
 	}
 	resp, err := p.f.NewAccessResponse(ctx, req)
 	if err != nil {
-		return nil, nil, err
+		// A regeneration racing the request (ErrKeyPairChanged) keeps it:
+		// Token tries again with it.
+		return refused(err)
 	}
 	return req, resp, nil
 }

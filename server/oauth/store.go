@@ -95,6 +95,9 @@ func (fositeStore) ClientAssertionJWTValid(context.Context, string) error { retu
 
 // SetClientAssertionJWT records jti as used until exp on every replica,
 // and is fosite.ErrJTIKnown if it was used already (RFC 7523 §3 item 7).
+// It serves fosite's own assertion check, which latchkey does not run
+// (see assertion.go, which records jtis with spendAssertion); it is here
+// so that one, if ever reached, cannot accept a replay.
 func (f fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	err := f.p.store.UseJTI(ctx, jti, exp)
 	if errors.Is(err, storage.ErrReplay) {
