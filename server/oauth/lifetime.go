@@ -39,11 +39,15 @@ func (p *Provider) Lifetime(ig *storage.Integration) time.Duration {
 // integration's Lifetime, and never after the pair's grace deadline, since
 // a pair's tokens die with it.
 func (p *Provider) expiry(c *storage.Client, now time.Time) time.Time {
-	exp := now.Add(p.Lifetime(&c.Integration))
-	if c.ExpiresAt != nil && c.ExpiresAt.Before(exp) {
-		exp = *c.ExpiresAt
+	return earlier(now.Add(p.Lifetime(&c.Integration)), c.ExpiresAt)
+}
+
+// earlier is t, or deadline when that is set and comes first.
+func earlier(t time.Time, deadline *time.Time) time.Time {
+	if deadline != nil && deadline.Before(t) {
+		return *deadline
 	}
-	return exp
+	return t
 }
 
 // active decides whether stored token t is active at now and, if so, until
@@ -56,23 +60,15 @@ func active(t *storage.Token, now time.Time) (time.Time, bool) {
 	if !t.ExpiresAt.After(now) || !works(t.Owner, now) {
 		return time.Time{}, false
 	}
-	exp := t.ExpiresAt
-	if o := t.Owner.ExpiresAt; o != nil && o.Before(exp) {
-		exp = *o
-	}
-	return exp, true
+	return earlier(t.ExpiresAt, t.Owner.ExpiresAt), true
 }
 
 // Status says until when stored token t works, the earlier of its own
 // expiry and its pair's grace deadline (as introspection reports exp), and
 // whether it is active now, on the Provider's clock.
 func (p *Provider) Status(t *storage.Token) (time.Time, bool) {
-	exp := t.ExpiresAt
-	if o := t.Owner.ExpiresAt; o != nil && o.Before(exp) {
-		exp = *o
-	}
 	_, ok := active(t, p.now())
-	return exp, ok
+	return earlier(t.ExpiresAt, t.Owner.ExpiresAt), ok
 }
 
 // Revocable decides whether revoking stored token t ends something: it is
