@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,11 +55,11 @@ const (
 	// MaxProofSize bounds the proof's compact serialization, in bytes.
 	MaxProofSize = 8 << 10
 	// MaxJTILength bounds the jti, which callers keep in replay stores.
-	MaxJTILength = 256
+	MaxJTILength = jwtclaim.MaxJTILen
 	// MinRSABits and MaxRSABits bound the size of an RSA proof key: smaller
 	// is weak, larger costs the verifier CPU for nothing.
-	MinRSABits = 2048
-	MaxRSABits = 8192
+	MinRSABits = jwtclaim.MinRSABits
+	MaxRSABits = jwtclaim.MaxRSABits
 )
 
 // Defaults for VerifyOptions.
@@ -70,7 +71,7 @@ const (
 // DefaultAlgs are the proof signature algorithms accepted unless
 // VerifyOptions.Algs says otherwise: the asymmetric ones latchkey's
 // metadata advertises.
-var DefaultAlgs = []string{"ES256", "EdDSA", "RS256", "PS256"}
+var DefaultAlgs = slices.Clone(jwtclaim.Algorithms)
 
 // asymmetric lists every algorithm Verify can be told to accept. "none" and
 // the HMAC algorithms are absent: a proof shows possession of a private

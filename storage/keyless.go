@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/latchkey/latchkey/internal/jwtclaim"
 )
 
 // How an integration's key pairs authenticate (RFC 7591 §2
@@ -40,16 +42,16 @@ const (
 	MaxJWKSBytes   = 16 << 10
 	MaxJWKSKeys    = 10
 	MaxJWKSURILen  = 2048
-	MinRSAKeyBits  = 2048
-	MaxRSAKeyBits  = 8192
-	MaxJTILen      = 256
+	MinRSAKeyBits  = jwtclaim.MinRSABits
+	MaxRSAKeyBits  = jwtclaim.MaxRSABits
+	MaxJTILen      = jwtclaim.MaxJTILen
 	maxKeyIDLength = 256
 )
 
 // ClientAssertionAlgorithms are the signature algorithms latchkey accepts on
 // client assertions and DPoP proofs: asymmetric only, never none or HS*,
 // whose key the server would have to hold.
-var ClientAssertionAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+var ClientAssertionAlgorithms = slices.Clone(jwtclaim.Algorithms)
 
 // KeyAlgorithms are the ClientAssertionAlgorithms a public key can verify.
 func KeyAlgorithms(k *jose.JSONWebKey) []string {

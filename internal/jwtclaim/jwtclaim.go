@@ -25,3 +25,16 @@ func NumericDate(n json.Number) (time.Time, bool) {
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), true
 }
+
+// Algorithms are the signature algorithms latchkey takes on JWTs a client
+// signs, client assertions and DPoP proofs alike: asymmetric only, never
+// none or HS*, whose key the server would have to hold.
+var Algorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+
+// Bounds on what a client's JWT may carry: a jti is kept in a replay store,
+// and an RSA key outside these sizes is weak or a CPU sink.
+const (
+	MaxJTILen  = 256
+	MinRSABits = 2048
+	MaxRSABits = 8192
+)
