@@ -313,8 +313,8 @@ func (p *Provider) acceptsAudience(r *http.Request) func(string) bool {
 }
 
 // candidateKeys are the keys an assertion may be verified with: the one
-// its kid names, or, with no kid, every key that fits its alg; never
-// more than storage.MaxJWKSKeys.
+// its kid names, or, with no kid, every key that fits its alg (a set holds
+// at most storage.MaxJWKSKeys: ParseJWKS, registered or fetched).
 func candidateKeys(set *jose.JSONWebKeySet, h assertionHeader) []jose.JSONWebKey {
 	var out []jose.JSONWebKey
 	for _, k := range set.Keys {
@@ -323,9 +323,6 @@ func candidateKeys(set *jose.JSONWebKeySet, h assertionHeader) []jose.JSONWebKey
 		}
 		if keyFits(&k, h.Alg) {
 			out = append(out, k)
-		}
-		if len(out) == storage.MaxJWKSKeys {
-			break
 		}
 	}
 	return out
